@@ -1,0 +1,113 @@
+"""Tokenising primitives over raw bytes (uint8 arrays) for the text-format parsers.
+
+Each returns the value, the new position and an ok flag; none allocates. Floats are
+parsed as an integer mantissa and a power of ten, which is correctly rounded (equal to
+Python's float()) for the up-to-15-digit tokens skeleton files hold."""
+import numpy as np
+from numba import njit
+
+SPACE, TAB, CR, LF = 32, 9, 13, 10
+POW10 = np.array([10.0 ** k for k in range(23)])
+
+
+@njit(nogil=True, cache=True)
+def skip_blanks(data, pos):
+    """Skip spaces, tabs and CRs on the current line (never a newline)."""
+    n = len(data)
+    while pos < n and (data[pos] == SPACE or data[pos] == TAB or data[pos] == CR):
+        pos += 1
+    return pos
+
+
+@njit(nogil=True, cache=True)
+def end_of_line(data, pos):
+    """If only blanks remain on this line, return (True, position after the newline)."""
+    pos = skip_blanks(data, pos)
+    if pos >= len(data):
+        return True, pos
+    if data[pos] == LF:
+        return True, pos + 1
+    return False, pos
+
+
+@njit(nogil=True, cache=True)
+def _token_end(data, pos):
+    return pos >= len(data) or data[pos] == SPACE or data[pos] == TAB or data[pos] == CR or data[pos] == LF
+
+
+@njit(nogil=True, cache=True)
+def read_int(data, pos):
+    """An optionally signed decimal integer (up to 18 digits) on the current line."""
+    pos = skip_blanks(data, pos)
+    n = len(data)
+    neg = False
+    if pos < n and (data[pos] == 45 or data[pos] == 43):  # '-' '+'
+        neg = data[pos] == 45
+        pos += 1
+    value = np.int64(0)
+    digits = 0
+    while pos < n and 48 <= data[pos] <= 57:
+        value = value * 10 + (data[pos] - 48)
+        digits += 1
+        pos += 1
+    if digits == 0 or digits > 18 or not _token_end(data, pos):
+        return np.int64(0), pos, False
+    return (-value if neg else value), pos, True
+
+
+@njit(nogil=True, cache=True)
+def scale10(mantissa, exp10):
+    """mantissa * 10**exp10, correctly rounded while both factors are exact doubles."""
+    value = float(mantissa)
+    while exp10 > 22:
+        value *= 1e22
+        exp10 -= 22
+    while exp10 < -22:
+        value /= 1e22
+        exp10 += 22
+    return value * POW10[exp10] if exp10 >= 0 else value / POW10[-exp10]
+
+
+@njit(nogil=True, cache=True)
+def read_float(data, pos):
+    """A decimal float token (`-0.8514767`, `3`, `1.5e-05`) on the current line."""
+    pos = skip_blanks(data, pos)
+    n = len(data)
+    neg = False
+    if pos < n and (data[pos] == 45 or data[pos] == 43):
+        neg = data[pos] == 45
+        pos += 1
+    mantissa = np.int64(0)
+    exp10 = 0
+    sig = 0
+    digits = 0
+    while pos < n and 48 <= data[pos] <= 57:
+        if sig < 18:
+            mantissa = mantissa * 10 + (data[pos] - 48)
+            if mantissa > 0:
+                sig += 1
+        else:
+            exp10 += 1
+        digits += 1
+        pos += 1
+    if pos < n and data[pos] == 46:  # '.'
+        pos += 1
+        while pos < n and 48 <= data[pos] <= 57:
+            if sig < 18:
+                mantissa = mantissa * 10 + (data[pos] - 48)
+                exp10 -= 1
+                if mantissa > 0:
+                    sig += 1
+            digits += 1
+            pos += 1
+    if digits == 0:
+        return 0.0, pos, False
+    if pos < n and (data[pos] == 101 or data[pos] == 69):  # 'e' 'E'
+        e, pos, ok = read_int(data, pos + 1) if pos + 1 < n and data[pos + 1] != SPACE else (np.int64(0), pos, False)
+        if not ok:
+            return 0.0, pos, False
+        exp10 += e
+    if not _token_end(data, pos):
+        return 0.0, pos, False
+    value = scale10(mantissa, exp10)
+    return (-value if neg else value), pos, True

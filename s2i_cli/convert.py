@@ -1,0 +1,302 @@
+"""`s2i convert`: raw files -> S2I store, one shard-aligned batch at a time (docs/design.md §1).
+
+discover -> read (thread pool) -> parse + select (Numba, nogil, in the pool) -> centre ->
+encode (one parallel Numba kernel per batch) -> write whole shards. Memory is bounded by
+one batch plus one shard whatever the dataset size. Progress is recorded after every
+shard, so an interrupted run continues with --resume."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import numba
+import numpy as np
+import zarr
+from s2i_kernels.encode import encode_batch
+
+from . import __version__, layout, store
+from .formats import DatasetFormat, FormatError, Item, Rejection, get_format
+
+
+class ConvertError(Exception):
+    """A conversion that cannot start; the message is one line."""
+
+
+@dataclass
+class ConvertReport:
+    store: Path
+    dataset: str
+    discovered: int
+    written: int
+    rejected: list[Rejection]
+    ignored: dict[str, int]
+    splits: dict[str, tuple[int, int]]
+    input_bytes: int
+    image_bytes: int  # uncompressed size of the images array
+    store_bytes: int  # bytes on disk
+    seconds: float
+    resumed_from: int = 0  # samples already in the store when a --resume started
+    protocols: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Encoded:
+    """Encoded samples waiting to be written, with the index of the item each came from."""
+
+    item: np.ndarray
+    images: np.ndarray
+    label: np.ndarray
+    name: list[str]
+    frames: np.ndarray
+    actors: np.ndarray
+    norm: np.ndarray
+    meta: dict[str, np.ndarray]
+    skeletons: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+    def split(self, n: int) -> tuple[Encoded, Encoded]:
+        def part(sl: slice) -> Encoded:
+            return Encoded(self.item[sl], self.images[sl], self.label[sl], self.name[sl], self.frames[sl],
+                           self.actors[sl], self.norm[sl], {k: v[sl] for k, v in self.meta.items()},
+                           self.skeletons[sl])
+        return part(slice(0, n)), part(slice(n, None))
+
+    @staticmethod
+    def concat(blocks: list[Encoded]) -> Encoded:
+        first = blocks[0]
+        return Encoded(np.concatenate([b.item for b in blocks]), np.concatenate([b.images for b in blocks]),
+                       np.concatenate([b.label for b in blocks]), [n for b in blocks for n in b.name],
+                       np.concatenate([b.frames for b in blocks]), np.concatenate([b.actors for b in blocks]),
+                       np.concatenate([b.norm for b in blocks]),
+                       {k: np.concatenate([b.meta[k] for b in blocks]) for k in first.meta},
+                       [s for b in blocks for s in b.skeletons])
+
+
+def items_digest(items: list[Item]) -> str:
+    """Identifies the discovered sample list, so --resume refuses a different one."""
+    h = hashlib.sha1()
+    for it in items:
+        h.update(f"{it.name}\t{it.extra}\n".encode())
+    return h.hexdigest()
+
+
+def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list, int]:
+    """Read one file and turn it into its items' sequences (runs in the thread pool)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [FormatError(f"cannot read file: {exc.strerror or exc}")] * len(items), 0
+    return fmt.read_items(path, data, items), len(data)
+
+
+def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], size: int, layout_name: str,
+                     persons: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Centre each selected sequence and encode the batch with one kernel call."""
+    skel = fmt.skeleton
+    col_idx, col_w = layout.column_map(skel, layout_name, size)
+    centred = [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
+    maps = [layout.row_map(len(s), a, size, persons) for s, (_, a) in zip(centred, seqs)]
+    row_actor, row_f0, row_f1, row_w = (np.stack([m[k] for m in maps]) for k in range(4))
+    offsets = np.zeros(len(centred) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in centred])
+    images = np.empty((len(centred), 3, size, size), dtype=np.uint8)
+    norm = np.empty((len(centred), 3, 2), dtype=np.float32)
+    encode_batch(np.concatenate(centred), offsets, row_actor, row_f0, row_f1, row_w.astype(np.float32),
+                 col_idx, col_w, layout.used_joints(skel), images, norm)
+    return images, norm, centred
+
+
+def encode_batch_items(fmt: DatasetFormat, batch: list[tuple[int, Item, object]], size: int, layout_name: str,
+                       persons: str) -> tuple[Encoded | None, list[tuple[int, Rejection]]]:
+    """Split a batch's results into encoded samples and rejections (with item indices)."""
+    good = [(i, it, r) for i, it, r in batch if not isinstance(r, FormatError)]
+    rejected = [(i, Rejection(it.name, r.reason, r.line)) for i, it, r in batch if isinstance(r, FormatError)]
+    if not good:
+        return None, rejected
+    images, norm, centred = encode_sequences(fmt, [r for _, _, r in good], size, layout_name, persons)
+    items = [it for _, it, _ in good]
+    return Encoded(
+        item=np.array([i for i, _, _ in good], dtype=np.int64), images=images,
+        label=np.array([it.label for it in items], dtype=np.int16), name=[it.name for it in items],
+        frames=np.array([len(s) for s in centred], dtype=np.int32),
+        actors=np.array([r[1] for _, _, r in good], dtype=np.int8), norm=norm,
+        meta={f: np.array([it.meta[f] for it in items], dtype=np.int16) for f in fmt.meta_fields},
+        skeletons=centred,
+    ), rejected
+
+
+def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], size: int, layout_name: str, persons: str,
+                ignored: dict[str, int], discovered: int, command: str) -> dict:
+    skel = fmt.skeleton
+    return {
+        "dataset": fmt.name, "description": fmt.description, "skeleton": skel.name,
+        "joint_names": list(skel.joints), "bones": [list(b) for b in skel.bones],
+        "part_names": list(layout.PART_NAMES), "layout": layout_name,
+        "bands": layout.band_edges(size).tolist() if layout_name == "parts" else [0, size],
+        "persons": persons, "image_size": [size, size], "channels": list(skel.channels),
+        "class_names": list(fmt.class_names), "meta_fields": list(fmt.meta_fields),
+        "command": command, "tool_version": __version__, "source_root": str(Path(raw).resolve()),
+        "source_files": discovered, "ignored": ignored, "items_digest": items_digest(items),
+    }
+
+
+def open_for_resume(out: Path, attrs: dict) -> zarr.Group:
+    """Reopen an interrupted store, refusing one made from other files or options."""
+    try:
+        root = zarr.open_group(str(out), mode="r+")
+        old = root.attrs["s2i"]
+    except Exception as exc:
+        raise ConvertError(f"{out} is not an s2i store that can be resumed ({exc}); use --overwrite") from exc
+    for key in ("dataset", "layout", "persons", "image_size", "items_digest"):
+        if old.get(key) != attrs[key]:
+            raise ConvertError(f"cannot resume {out}: its {key} differs from this run's "
+                               "(other files or options); use --overwrite to start again")
+    return root
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name: str = "parts",
+            persons: str | None = None, workers: int | None = None, resume: bool = False,
+            overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
+            shard: int = store.SHARD, progress: bool = True, command: str = "") -> ConvertReport:
+    started = time.perf_counter()
+    fmt = get_format(dataset)
+    persons = persons or fmt.persons
+    if layout_name not in layout.LAYOUTS:
+        raise ConvertError(f"unknown layout {layout_name!r}: choose one of {', '.join(layout.LAYOUTS)}")
+    if persons not in layout.PERSONS:
+        raise ConvertError(f"unknown persons mode {persons!r}: choose one of {', '.join(layout.PERSONS)}")
+    if size < 8:
+        raise ConvertError(f"--size {size} is too small: use at least 8 (224 for ViT-B/16)")
+    raw, out = Path(raw), Path(out)
+    if not raw.is_dir():
+        raise ConvertError(f"raw folder {raw} does not exist")
+    if resume and overwrite:
+        raise ConvertError("--resume and --overwrite exclude each other: pick one")
+
+    items, rejected, ignored = fmt.discover(raw, missing_list)
+    discovered = len(items) + len(rejected) + sum(ignored.values())
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
+    attrs = store_attrs(fmt, raw, items, size, layout_name, persons, ignored, discovered, command)
+
+    if resume and out.exists():
+        root = open_for_resume(out, attrs)
+        state = store.truncate_to_progress(root)
+    else:
+        try:
+            root = store.create_store(out, n=len(items), height=size, width=size, joints=fmt.skeleton.num_joints,
+                                      channels=3, meta_fields=list(fmt.meta_fields), attrs=attrs,
+                                      overwrite=overwrite, shard=shard)
+        except store.StoreError as exc:
+            raise ConvertError(str(exc)) from exc
+        state = root.attrs["s2i"]["progress"]
+    shard = root.attrs["s2i"]["shard"]
+    done_items, written = state["items_done"], state["samples_written"]
+    resumed_from = written
+    run_rejected: list[tuple[int, Rejection]] = [(r["item"], Rejection(r["name"], r["reason"], r["line"]))
+                                                 for r in state.get("rejected", [])]
+
+    workers = workers or os.cpu_count() or 1
+    numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
+    pending: list[Encoded] = []
+    pending_count = 0
+    input_bytes = 0
+
+    def flush(final: bool) -> None:
+        nonlocal pending, pending_count, written, done_items
+        while pending and (pending_count >= shard or final):
+            block, rest = Encoded.concat(pending).split(shard)
+            store.write_shard(root, written, {
+                "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
+                "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
+            written += len(block)
+            pending, pending_count = ([rest], len(rest)) if len(rest) else ([], 0)
+            if pending:
+                done_items = int(rest.item[0])  # resume re-reads the items still pending
+            else:
+                done_items = next_item
+            frames = int(root["skeleton/offsets"][written])
+            store.update_attrs(root, progress={
+                "items_done": done_items, "samples_written": written, "frames_written": frames,
+                "rejected": [{"item": i, **r.as_dict()} for i, r in run_rejected if i < done_items]})
+
+    todo = list(enumerate(items))[done_items:]
+    groups = [list(g) for _, g in groupby(todo, key=lambda t: t[1].path)]
+    batches: list[list[list[tuple[int, Item]]]] = []
+    for g in groups:  # batches of whole files, about one shard of items each
+        if not batches or sum(len(x) for x in batches[-1]) >= shard:
+            batches.append([])
+        batches[-1].append(g)
+
+    bar = _progress(progress)
+    first_item = next_item = done_items
+    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=done_items, mb=0.0, rate=0.0)
+        t0 = time.perf_counter()
+        in_flight: deque = deque()
+
+        def submit(batch):
+            return [(g, pool.submit(read_group, fmt, g[0][1].path, [it for _, it in g])) for g in batch]
+
+        queue = deque(batches)
+        for _ in range(2):  # read ahead: the next batch parses while this one encodes and writes
+            if queue:
+                in_flight.append(submit(queue.popleft()))
+        while in_flight:
+            futures = in_flight.popleft()
+            if queue:
+                in_flight.append(submit(queue.popleft()))
+            batch = []
+            for g, fut in futures:
+                results, nbytes = fut.result()
+                input_bytes += nbytes
+                batch += [(i, it, r) for (i, it), r in zip(g, results)]
+            encoded, rej = encode_batch_items(fmt, batch, size, layout_name, persons)
+            run_rejected += rej
+            next_item = batch[-1][0] + 1
+            if encoded is not None:
+                pending.append(encoded)
+                pending_count += len(encoded)
+            flush(final=False)
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, completed=next_item, mb=input_bytes / elapsed / 1e6,
+                       rate=(next_item - first_item) / elapsed)
+        flush(final=True)
+        if not pending:
+            done_items = next_item
+
+    meta = {f: root["meta"][f][:written] for f in fmt.meta_fields}
+    masks = fmt.splits(meta) if written else {}
+    splits = {p: {"train": np.flatnonzero(m), "test": np.flatnonzero(~m)} for p, m in masks.items()}
+    all_rejected = rejected + [r for _, r in sorted(run_rejected, key=lambda t: t[0])]
+    store.update_attrs(root, rejected=[r.as_dict() for r in all_rejected])
+    store.finalize(root, written, splits)
+    return ConvertReport(
+        store=out, dataset=fmt.name, discovered=discovered, written=written, rejected=all_rejected,
+        ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
+        input_bytes=input_bytes, image_bytes=written * 3 * size * size, store_bytes=dir_bytes(out),
+        seconds=time.perf_counter() - started, resumed_from=resumed_from, protocols=sorted(splits))
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:.0f} files/s  {task.fields[mb]:.1f} MB/s"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled)

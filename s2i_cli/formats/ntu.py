@@ -1,0 +1,117 @@
+"""NTU RGB+D 60 / 120 `.skeleton` files (formats.md §1)."""
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from s2i_kernels import ntu_parse, ntu_select
+
+from ..layout import NTU25
+from . import DatasetFormat, FormatError, Item, Rejection, Sequence
+from .ntu_names import NTU_CLASS_NAMES
+
+NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+META_FIELDS = ("setup", "camera", "subject", "replication")
+
+XSUB60_TRAIN = frozenset({1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38})
+XSUB120_TRAIN = XSUB60_TRAIN | {45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81,
+                                82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100, 103}
+XVIEW_TRAIN_CAMERAS = frozenset({2, 3})
+
+
+def parse_name(stem: str) -> dict[str, int] | None:
+    """`S001C002P003R001A004` -> setup, camera, subject, replication, action (fixed offsets)."""
+    m = NAME.match(stem)
+    if m is None:
+        return None
+    return dict(zip((*META_FIELDS, "action"), map(int, m.groups())))
+
+
+def read_missing_list(path: Path | None, dataset: str) -> set[str]:
+    """Sample names on a missing-skeleton list: the shipped official one, or `path` (with or
+    without the official header: lines that are not sample names are ignored)."""
+    if path is None:
+        fname = "NTU_RGBD_samples_with_missing_skeletons.txt" if dataset == "ntu60" else \
+            "NTU_RGBD120_samples_with_missing_skeletons.txt"
+        text = resources.files(__package__).joinpath(fname).read_text()
+    else:
+        text = Path(path).read_text()
+    names = (line.strip().removesuffix(".skeleton") for line in text.splitlines())
+    return {name for name in names if NAME.match(name)}
+
+
+def split_masks(dataset: str, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Training-side masks of the benchmark protocols (formats.md §1.4)."""
+    subject = np.asarray(meta["subject"])
+    if dataset == "ntu60":
+        return {"xsub": np.isin(subject, list(XSUB60_TRAIN)),
+                "xview": np.isin(np.asarray(meta["camera"]), list(XVIEW_TRAIN_CAMERAS))}
+    return {"xsub": np.isin(subject, list(XSUB120_TRAIN)),
+            "xset": np.asarray(meta["setup"]) % 2 == 0}
+
+
+def parse_skeleton(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw bytes -> (body_frame, body_id, joints) of every body record, or FormatError."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    cap = ntu_parse.capacity(len(buf))
+    body_frame = np.empty(cap, dtype=np.int32)
+    body_id = np.empty(cap, dtype=np.int64)
+    joints = np.empty((cap, ntu_parse.JOINTS, 3), dtype=np.float32)
+    status, line, _frames, bodies = ntu_parse.parse_ntu(buf, body_frame, body_id, joints)
+    if status != ntu_parse.OK:
+        raise FormatError(ntu_parse.REASONS[status], int(line))
+    return body_frame[:bodies], body_id[:bodies], joints[:bodies]
+
+
+class NTUFormat(DatasetFormat):
+    skeleton = NTU25
+    meta_fields = META_FIELDS
+    persons = "stacked"
+
+    def __init__(self, name: str, setups: int, actions: int, protocols: tuple[str, ...]):
+        self.name = name
+        self.max_setup = setups
+        self.max_action = actions
+        self.class_names = NTU_CLASS_NAMES[:actions]
+        self.protocols = protocols
+        self.description = (f"NTU RGB+D {actions}: *.skeleton files under RAW (recursive), setups 1-{setups}, "
+                            f"actions 1-{actions}; protocols {', '.join(protocols)}")
+
+    def discover(self, raw: Path, missing_list: Path | None = None):
+        missing = read_missing_list(missing_list, self.name)
+        items, rejected, seen = [], [], set()
+        ignored = {"on the missing-skeleton list": 0, f"outside {self.name} (setup or action)": 0}
+        for path in sorted(Path(raw).rglob("*.skeleton"), key=lambda p: (p.name, str(p))):
+            stem = path.name.removesuffix(".skeleton")
+            meta = parse_name(stem)
+            if meta is None:
+                rejected.append(Rejection(path.name, "file name is not SsssCcccPpppRrrrAaaa.skeleton"))
+            elif stem in seen:
+                rejected.append(Rejection(str(path), "sample name seen before in another folder; the first copy is kept"))
+            elif stem in missing:
+                ignored["on the missing-skeleton list"] += 1
+            elif not (1 <= meta["setup"] <= self.max_setup and 1 <= meta["action"] <= self.max_action):
+                ignored[f"outside {self.name} (setup or action)"] += 1
+            else:
+                action = meta.pop("action")
+                items.append(Item(stem, path, action - 1, meta))
+                seen.add(stem)
+        return items, rejected, {k: v for k, v in ignored.items() if v}
+
+    def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        try:
+            body_frame, body_id, joints = parse_skeleton(data)
+            return [ntu_select.select_actors(body_frame, body_id, joints)]
+        except FormatError as exc:
+            return [exc]
+        except ValueError as exc:
+            return [FormatError(str(exc))]
+
+    def splits(self, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return split_masks(self.name, meta)
+
+
+NTU60 = NTUFormat("ntu60", setups=17, actions=60, protocols=("xsub", "xview"))
+NTU120 = NTUFormat("ntu120", setups=32, actions=120, protocols=("xsub", "xset"))

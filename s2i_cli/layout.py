@@ -1,0 +1,152 @@
+"""Skeleton definitions, body parts, and the column and row maps that drive the one
+encoding kernel (docs/design.md §2).
+
+A column map says, for every output column, which joints it blends and with what
+weights (up to four taps: a bilinear blend of two joints, each of which may be a virtual
+joint averaged from two real ones). A row map says, for every output row, which actor
+and which two frames it blends. New layouts are new maps, never new kernels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+PART_NAMES = ("torso", "left arm", "right arm", "left leg", "right leg")
+LAYOUTS = ("parts", "concat")
+PERSONS = ("stacked", "main")
+TAPS = 4
+
+JointRef = int | tuple[int, int]  # a real joint, or the mean of two (a virtual joint)
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A dataset's joint list in its native order, its five body parts (each ordered
+    proximal to distal), the joint that coordinates are centred on, and its bones."""
+
+    name: str
+    joints: tuple[str, ...]
+    parts: tuple[tuple[JointRef, ...], ...]
+    centre: JointRef
+    bones: tuple[tuple[int, int], ...]  # (child, parent), 0-based, for drawing
+    channels: tuple[str, str, str] = ("x", "y", "z")
+
+    def __post_init__(self) -> None:
+        assert len(self.parts) == len(PART_NAMES), self.name
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def is_2d(self) -> bool:
+        return self.channels[2] == "confidence"
+
+    def arranged(self) -> tuple[JointRef, ...]:
+        """The parts' joints side by side: the columns of the `concat` layout."""
+        return tuple(ref for part in self.parts for ref in part)
+
+
+NTU25 = Skeleton(
+    name="ntu25",
+    joints=("spine base", "spine mid", "neck", "head", "left shoulder", "left elbow", "left wrist",
+            "left hand", "right shoulder", "right elbow", "right wrist", "right hand", "left hip",
+            "left knee", "left ankle", "left foot", "right hip", "right knee", "right ankle",
+            "right foot", "spine shoulder", "left hand tip", "left thumb", "right hand tip",
+            "right thumb"),
+    parts=((3, 2, 20, 1, 0), (4, 5, 6, 7, 21, 22), (8, 9, 10, 11, 23, 24), (12, 13, 14, 15),
+           (16, 17, 18, 19)),
+    centre=1,
+    bones=((0, 1), (1, 20), (2, 20), (3, 2), (4, 20), (5, 4), (6, 5), (7, 6), (8, 20), (9, 8),
+           (10, 9), (11, 10), (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17),
+           (19, 18), (21, 22), (22, 7), (23, 24), (24, 11)),
+)
+
+
+def resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weight of linear resampling n_in -> n_out, exactly as
+    torch.nn.functional.interpolate(mode="bilinear", align_corners=False) computes them:
+    out[i] = (1 - w) * in[i0] + w * in[i1]."""
+    scale = n_in / n_out
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = np.where(i1 > i0, src - i0, 0.0)
+    return i0, i1, w
+
+
+def band_edges(width: int, parts: int = len(PART_NAMES)) -> np.ndarray:
+    """Column edges of the `parts` layout: bands as equal as integer widths allow."""
+    return np.round(np.linspace(0, width, parts + 1)).astype(np.int64)
+
+
+def _taps(ref: JointRef) -> list[tuple[int, float]]:
+    return [(ref, 1.0)] if isinstance(ref, int) else [(ref[0], 0.5), (ref[1], 0.5)]
+
+
+def _resample_refs(refs: tuple[JointRef, ...], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column map resizing a row of joint refs to `width` columns."""
+    idx = np.zeros((width, TAPS), dtype=np.int32)
+    wt = np.zeros((width, TAPS), dtype=np.float32)
+    i0, i1, w = resize_weights(len(refs), width)
+    for col in range(width):
+        taps = [(j, (1.0 - w[col]) * t) for j, t in _taps(refs[i0[col]])]
+        taps += [(j, w[col] * t) for j, t in _taps(refs[i1[col]])]
+        for k, (j, t) in enumerate(taps):
+            idx[col, k], wt[col, k] = j, t
+    return idx, wt
+
+
+@lru_cache(maxsize=64)
+def column_map(skeleton: Skeleton, layout: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, 4) joint indices and (W, 4) weights; built once per (skeleton, layout, width)."""
+    if layout == "concat":
+        return _resample_refs(skeleton.arranged(), width)
+    if layout == "parts":
+        edges = band_edges(width)
+        maps = [_resample_refs(part, int(b - a)) for part, a, b in zip(skeleton.parts, edges[:-1], edges[1:])]
+        return np.concatenate([m[0] for m in maps]), np.concatenate([m[1] for m in maps])
+    raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+
+
+def used_joints(skeleton: Skeleton) -> np.ndarray:
+    """Mask of the joints any column reads: the ones that set an image's value range."""
+    mask = np.zeros(skeleton.num_joints, dtype=np.bool_)
+    for ref in skeleton.arranged():
+        for j, _ in _taps(ref):
+            mask[j] = True
+    return mask
+
+
+def row_map(frames: int, actors: int, height: int, persons: str) -> tuple[np.ndarray, ...]:
+    """Per output row: actor, two source frames, weight. `stacked` puts actor 1 in the top
+    half and actor 2 in the bottom half (actor 1 again when there is only one)."""
+    if persons == "main":
+        f0, f1, w = resize_weights(frames, height)
+        actor = np.zeros(height, dtype=np.int64)
+    elif persons == "stacked":
+        top = height // 2
+        a0, a1, aw = resize_weights(frames, top)
+        b0, b1, bw = resize_weights(frames, height - top)
+        f0, f1, w = np.concatenate([a0, b0]), np.concatenate([a1, b1]), np.concatenate([aw, bw])
+        actor = np.r_[np.zeros(top, dtype=np.int64), np.full(height - top, 1 if actors > 1 else 0)]
+    else:
+        raise ValueError(f"unknown persons mode {persons!r}: choose one of {', '.join(PERSONS)}")
+    return actor, f0, f1, w
+
+
+def centre_sequence(seq: np.ndarray, actors: int, centre: JointRef, is_2d: bool) -> np.ndarray:
+    """Subtract the main actor's centre joint in its first valid frame from every present
+    joint (x, y, z; for 2D formats x and y only); absent (all-zero) actor frames stay zero."""
+    seq = seq.astype(np.float32, copy=True)
+    dims = 2 if is_2d else 3
+    present = np.any(seq[..., :dims] != 0, axis=(2, 3))  # (T, M)
+    valid = np.flatnonzero(present[:, 0])
+    if len(valid) == 0:
+        return seq
+    ref = seq[valid[0], 0]
+    origin = ref[centre, :dims] if isinstance(centre, int) else 0.5 * (ref[centre[0], :dims] + ref[centre[1], :dims])
+    for m in range(min(actors, seq.shape[1])):
+        seq[present[:, m], m, :, :dims] -= origin
+    return seq
