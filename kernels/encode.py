@@ -5,14 +5,18 @@ from numba import njit, prange
 
 
 @njit(nogil=True, cache=True)
-def _value(joints, base, actor, f0, f1, rw, col_idx, col_w, w, c):
-    acc = 0.0
-    for k in range(col_idx.shape[1]):
-        t = col_w[w, k]
-        if t != 0.0:
-            j = col_idx[w, k]
-            acc += t * ((1.0 - rw) * joints[base + f0, actor, j, c] + rw * joints[base + f1, actor, j, c])
-    return acc
+def _value_range(joints, base, frames, read_actor, used, c):
+    lo = np.inf
+    hi = -np.inf
+    for f in range(frames):
+        for a in range(2):
+            if read_actor[a]:
+                for j in range(joints.shape[2]):
+                    if used[j]:
+                        v = joints[base + f, a, j, c]
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+    return lo, hi
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -22,31 +26,28 @@ def encode_batch(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col
     the column map (W, K). Writes out (N, 3, H, W) uint8 and norm (N, 3, 2) = per-channel
     (min, max) over the used joints of the actors the rows read."""
     n_samples, _, height, width = out.shape
+    n_joints = joints.shape[2]
     for n in prange(n_samples):
         base = offsets[n]
-        frames = offsets[n + 1] - base
         read_actor = np.zeros(2, dtype=np.bool_)
         for h in range(height):
             read_actor[row_actor[n, h]] = True
+        blended = np.empty(n_joints, dtype=np.float64)  # one output row's joints, time-interpolated
         for c in range(3):
-            lo = np.inf
-            hi = -np.inf
-            for f in range(frames):
-                for a in range(2):
-                    if read_actor[a]:
-                        for j in range(joints.shape[2]):
-                            if used[j]:
-                                v = joints[base + f, a, j, c]
-                                lo = min(lo, v)
-                                hi = max(hi, v)
+            lo, hi = _value_range(joints, base, offsets[n + 1] - base, read_actor, used, c)
             norm[n, c, 0] = lo
             norm[n, c, 1] = hi
             scale = 255.0 / (hi - lo) if hi > lo else 0.0
             for h in range(height):
                 a = row_actor[n, h]
-                f0 = row_f0[n, h]
-                f1 = row_f1[n, h]
+                f0 = base + row_f0[n, h]
+                f1 = base + row_f1[n, h]
                 rw = row_w[n, h]
+                for j in range(n_joints):
+                    blended[j] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
                 for w in range(width):
-                    q = (_value(joints, base, a, f0, f1, rw, col_idx, col_w, w, c) - lo) * scale
+                    v = 0.0
+                    for k in range(col_idx.shape[1]):
+                        v += col_w[w, k] * blended[col_idx[w, k]]
+                    q = (v - lo) * scale
                     out[n, c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))

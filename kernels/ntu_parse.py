@@ -5,7 +5,7 @@ lying frame or body count cannot make us allocate more than the bytes could hold
 import numpy as np
 from numba import njit
 
-from .textscan import end_of_line, read_float, read_int
+from .textscan import end_of_line, read_float, read_int, skip_fields
 
 JOINTS = 25
 BODY_INFO_VALUES = 10
@@ -77,12 +77,10 @@ def parse_ntu(data, body_frame, body_id, joints):
             ident, pos, ok = read_int(data, pos)
             if not ok:
                 return BAD_NUMBER, line, f, b
-            for _k in range(BODY_INFO_VALUES - 1):
-                _v, pos, ok = read_float(data, pos)
-                if not ok:
-                    return BAD_NUMBER, line, f, b
-            eol, pos = end_of_line(data, pos)
-            if not eol:
+            pos, tokens, ok = skip_fields(data, pos)
+            if not ok or tokens < BODY_INFO_VALUES - 1:
+                return BAD_NUMBER, line, f, b
+            if tokens > BODY_INFO_VALUES - 1:
                 return EXTRA_VALUES, line, f, b
             line += 1
             if pos >= n:
@@ -99,14 +97,15 @@ def parse_ntu(data, body_frame, body_id, joints):
             for j in range(JOINTS):
                 if pos >= n:
                     return TRUNCATED, line, f, b
-                for k in range(JOINT_VALUES):
+                for k in range(3):  # x, y, z are kept; the other nine fields are only validated
                     v, pos, ok = read_float(data, pos)
                     if not ok:
                         return (TRUNCATED if pos >= n else BAD_NUMBER), line, f, b
-                    if k < 3:
-                        joints[b, j, k] = v
-                eol, pos = end_of_line(data, pos)
-                if not eol:
+                    joints[b, j, k] = v
+                pos, tokens, ok = skip_fields(data, pos)
+                if not ok or tokens < JOINT_VALUES - 3:
+                    return (TRUNCATED if pos >= n else BAD_NUMBER), line, f, b
+                if tokens > JOINT_VALUES - 3:
                     return EXTRA_VALUES, line, f, b
                 line += 1
             body_frame[b] = f

@@ -79,28 +79,19 @@ def read_float(data, pos):
         pos += 1
     mantissa = np.int64(0)
     exp10 = 0
-    sig = 0
     digits = 0
     while pos < n and 48 <= data[pos] <= 57:
-        if sig < 18:
-            mantissa = mantissa * 10 + (data[pos] - 48)
-            if mantissa > 0:
-                sig += 1
-        else:
-            exp10 += 1
+        mantissa = mantissa * 10 + (data[pos] - 48)
         digits += 1
         pos += 1
     if pos < n and data[pos] == 46:  # '.'
         pos += 1
         while pos < n and 48 <= data[pos] <= 57:
-            if sig < 18:
-                mantissa = mantissa * 10 + (data[pos] - 48)
-                exp10 -= 1
-                if mantissa > 0:
-                    sig += 1
+            mantissa = mantissa * 10 + (data[pos] - 48)
+            exp10 -= 1
             digits += 1
             pos += 1
-    if digits == 0:
+    if digits == 0 or digits > 18:  # > 18 digits could overflow the mantissa: not a skeleton value
         return 0.0, pos, False
     if pos < n and (data[pos] == 101 or data[pos] == 69):  # 'e' 'E'
         e, pos, ok = read_int(data, pos + 1) if pos + 1 < n and data[pos + 1] != SPACE else (np.int64(0), pos, False)
@@ -111,3 +102,45 @@ def read_float(data, pos):
         return 0.0, pos, False
     value = scale10(mantissa, exp10)
     return (-value if neg else value), pos, True
+
+# byte classes for skip_fields: 0 other, 1 digit, 2 sign/point/exponent, 3 blank, 4 newline
+BYTE_CLASS = np.zeros(256, dtype=np.uint8)
+BYTE_CLASS[48:58] = 1
+for _c in b"+-.eE":
+    BYTE_CLASS[_c] = 2
+for _c in b" \t\r":
+    BYTE_CLASS[_c] = 3
+BYTE_CLASS[10] = 4
+
+
+@njit(nogil=True, cache=True)
+def skip_fields(data, pos):
+    """Consume the rest of the line (and its newline), validating without converting:
+    returns (position after the line, number of tokens, all tokens numeric-looking).
+    One table lookup per byte: the fields we do not keep cost little."""
+    n = len(data)
+    tokens = 0
+    ok = True
+    in_token = False
+    has_digit = False
+    while pos < n:
+        k = BYTE_CLASS[data[pos]]
+        pos += 1
+        if k == 1 or k == 2:
+            if not in_token:
+                in_token = True
+                has_digit = False
+                tokens += 1
+            if k == 1:
+                has_digit = True
+        else:
+            if in_token and not has_digit:
+                ok = False
+            in_token = False
+            if k == 4:
+                return pos, tokens, ok
+            if k == 0:
+                ok = False
+    if in_token and not has_digit:
+        ok = False
+    return pos, tokens, ok

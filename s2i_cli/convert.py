@@ -162,6 +162,90 @@ def open_for_resume(out: Path, attrs: dict) -> zarr.Group:
     return root
 
 
+def read_batches(pool: ThreadPoolExecutor, fmt: DatasetFormat, items: list[Item], first: int, shard: int):
+    """Yield (batch, bytes read): batches of whole files, about one shard of items each, as
+    [(item index, item, sequence or FormatError)]. Two batches are read ahead, so the pool
+    parses the next while the caller encodes and writes this one."""
+    todo = list(enumerate(items))[first:]
+    batches: list[list[list[tuple[int, Item]]]] = []
+    for _, group in groupby(todo, key=lambda t: t[1].path):
+        if not batches or sum(len(g) for g in batches[-1]) >= shard:
+            batches.append([])
+        batches[-1].append(list(group))
+
+    def submit(batch):
+        return [(g, pool.submit(read_group, fmt, g[0][1].path, [it for _, it in g])) for g in batch]
+
+    in_flight = deque(submit(b) for b in batches[:2])
+    queue = deque(batches[2:])
+    while in_flight:
+        futures = in_flight.popleft()
+        if queue:
+            in_flight.append(submit(queue.popleft()))
+        batch, nbytes = [], 0
+        for group, fut in futures:
+            results, n = fut.result()
+            nbytes += n
+            batch += [(i, it, r) for (i, it), r in zip(group, results)]
+        yield batch, nbytes
+
+
+class ShardWriter:
+    """Buffers encoded samples and writes whole shards in order on one background thread,
+    the store's only writer, recording progress after each shard for --resume. Writing
+    overlaps with the encoding of the next batch."""
+
+    def __init__(self, root: zarr.Group, shard: int, state: dict):
+        self.root, self.shard = root, shard
+        self.written = state["samples_written"]
+        self.rejected = [(r["item"], Rejection(r["name"], r["reason"], r["line"])) for r in state.get("rejected", [])]
+        self.pending: list[Encoded] = []
+        self.pending_count = 0
+        self.next_item = state["items_done"]
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2i-writer")
+        self.writes: deque = deque()
+
+    def add(self, encoded: Encoded | None, rejections: list[tuple[int, Rejection]], next_item: int) -> None:
+        self.rejected += rejections
+        self.next_item = next_item
+        if encoded is not None:
+            self.pending.append(encoded)
+            self.pending_count += len(encoded)
+        self._flush(final=False)
+
+    def close(self) -> tuple[int, list[Rejection]]:
+        self._flush(final=True)
+        if not self.writes:  # nothing left to write: record that every item was seen
+            self.writes.append(self.thread.submit(self._record, self.written, self.next_item))
+        while self.writes:
+            self.writes.popleft().result()
+        self.thread.shutdown()
+        return self.written, [r for _, r in self.rejected]
+
+    def _flush(self, final: bool) -> None:
+        while self.pending and (self.pending_count >= self.shard or final):
+            block, rest = Encoded.concat(self.pending).split(self.shard)
+            self.pending, self.pending_count = ([rest], len(rest)) if len(rest) else ([], 0)
+            start, self.written = self.written, self.written + len(block)
+            # resume restarts at the first item still pending, or after everything seen so far
+            done_items = int(rest.item[0]) if len(rest) else self.next_item
+            self.writes.append(self.thread.submit(self._write, start, block, done_items))
+            while len(self.writes) > 2:  # bound memory: at most two shards queued
+                self.writes.popleft().result()
+
+    def _write(self, start: int, block: Encoded, done_items: int) -> None:
+        store.write_shard(self.root, start, {
+            "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
+            "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
+        self._record(start + len(block), done_items)
+
+    def _record(self, written: int, done_items: int) -> None:
+        store.update_attrs(self.root, progress={
+            "items_done": done_items, "samples_written": written,
+            "frames_written": int(self.root["skeleton/offsets"][written]),
+            "rejected": [{"item": i, **r.as_dict()} for i, r in list(self.rejected) if i < done_items]})
+
+
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -205,84 +289,30 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
             raise ConvertError(str(exc)) from exc
         state = root.attrs["s2i"]["progress"]
     shard = root.attrs["s2i"]["shard"]
-    done_items, written = state["items_done"], state["samples_written"]
-    resumed_from = written
-    run_rejected: list[tuple[int, Rejection]] = [(r["item"], Rejection(r["name"], r["reason"], r["line"]))
-                                                 for r in state.get("rejected", [])]
+    resumed_from = state["samples_written"]
 
     workers = workers or os.cpu_count() or 1
     numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
-    pending: list[Encoded] = []
-    pending_count = 0
-    input_bytes = 0
-
-    def flush(final: bool) -> None:
-        nonlocal pending, pending_count, written, done_items
-        while pending and (pending_count >= shard or final):
-            block, rest = Encoded.concat(pending).split(shard)
-            store.write_shard(root, written, {
-                "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
-                "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
-            written += len(block)
-            pending, pending_count = ([rest], len(rest)) if len(rest) else ([], 0)
-            if pending:
-                done_items = int(rest.item[0])  # resume re-reads the items still pending
-            else:
-                done_items = next_item
-            frames = int(root["skeleton/offsets"][written])
-            store.update_attrs(root, progress={
-                "items_done": done_items, "samples_written": written, "frames_written": frames,
-                "rejected": [{"item": i, **r.as_dict()} for i, r in run_rejected if i < done_items]})
-
-    todo = list(enumerate(items))[done_items:]
-    groups = [list(g) for _, g in groupby(todo, key=lambda t: t[1].path)]
-    batches: list[list[list[tuple[int, Item]]]] = []
-    for g in groups:  # batches of whole files, about one shard of items each
-        if not batches or sum(len(x) for x in batches[-1]) >= shard:
-            batches.append([])
-        batches[-1].append(g)
-
+    writer = ShardWriter(root, shard, state)
     bar = _progress(progress)
-    first_item = next_item = done_items
+    first_item = state["items_done"]
+    input_bytes = 0
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=done_items, mb=0.0, rate=0.0)
+        task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=first_item, mb=0.0, rate=0.0)
         t0 = time.perf_counter()
-        in_flight: deque = deque()
-
-        def submit(batch):
-            return [(g, pool.submit(read_group, fmt, g[0][1].path, [it for _, it in g])) for g in batch]
-
-        queue = deque(batches)
-        for _ in range(2):  # read ahead: the next batch parses while this one encodes and writes
-            if queue:
-                in_flight.append(submit(queue.popleft()))
-        while in_flight:
-            futures = in_flight.popleft()
-            if queue:
-                in_flight.append(submit(queue.popleft()))
-            batch = []
-            for g, fut in futures:
-                results, nbytes = fut.result()
-                input_bytes += nbytes
-                batch += [(i, it, r) for (i, it), r in zip(g, results)]
-            encoded, rej = encode_batch_items(fmt, batch, size, layout_name, persons)
-            run_rejected += rej
-            next_item = batch[-1][0] + 1
-            if encoded is not None:
-                pending.append(encoded)
-                pending_count += len(encoded)
-            flush(final=False)
+        for batch, nbytes in read_batches(pool, fmt, items, first_item, shard):
+            input_bytes += nbytes
+            encoded, rejections = encode_batch_items(fmt, batch, size, layout_name, persons)
+            writer.add(encoded, rejections, next_item=batch[-1][0] + 1)
             elapsed = max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, completed=next_item, mb=input_bytes / elapsed / 1e6,
-                       rate=(next_item - first_item) / elapsed)
-        flush(final=True)
-        if not pending:
-            done_items = next_item
+            bar.update(task, completed=batch[-1][0] + 1, mb=input_bytes / elapsed / 1e6,
+                       rate=(batch[-1][0] + 1 - first_item) / elapsed)
+        written, run_rejected = writer.close()
 
     meta = {f: root["meta"][f][:written] for f in fmt.meta_fields}
     masks = fmt.splits(meta) if written else {}
     splits = {p: {"train": np.flatnonzero(m), "test": np.flatnonzero(~m)} for p, m in masks.items()}
-    all_rejected = rejected + [r for _, r in sorted(run_rejected, key=lambda t: t[0])]
+    all_rejected = rejected + run_rejected
     store.update_attrs(root, rejected=[r.as_dict() for r in all_rejected])
     store.finalize(root, written, splits)
     return ConvertReport(
