@@ -25,16 +25,17 @@ NTU = ROOT.parent / "shared" / "data" / "ntu"
 
 
 def plain_python_read(data: bytes) -> list:
-    """The baseline: what the usual preprocessing scripts do (split lines, float() each token)."""
+    """The baseline: what the usual preprocessing scripts do (ST-GCN's ntu_read_skeleton:
+    split lines, float() every field)."""
     lines = data.decode().split("\n")
     pos, frames = 1, []
     for _ in range(int(lines[0])):
         count = int(lines[pos]); pos += 1
         bodies = []
         for _ in range(count):
-            ident = int(lines[pos].split()[0]); pos += 1
+            info = [float(v) for v in lines[pos].split()]; pos += 1
             joints = int(lines[pos]); pos += 1
-            bodies.append((ident, [[float(v) for v in lines[pos + j].split()[:3]] for j in range(joints)]))
+            bodies.append((info, [[float(v) for v in lines[pos + j].split()] for j in range(joints)]))
             pos += joints
         frames.append(bodies)
     return frames
@@ -51,21 +52,27 @@ def replicate(files: list[Path], n: int, out: Path) -> None:
         os.symlink(src, out / f"S{setup:03d}C{camera:03d}P{subject:03d}R{rep:03d}A{action:03d}.skeleton")
 
 
-def bench_parse(files: list[Path], seconds: float = 3.0) -> tuple[float, float]:
+def bench_parse(files: list[Path], seconds: float = 3.0) -> tuple[float, float, float]:
+    """MB/s of the plain reader, the kernel on one thread, and the kernel on all cores
+    (threads: the kernel releases the GIL, as in `s2i convert`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from s2i_cli.formats.ntu import parse_skeleton
 
     blobs = [f.read_bytes() for f in files]
     parse_skeleton(blobs[0])  # compile / load the JIT cache outside the timing
 
-    def rate(fn) -> float:
+    def rate(run_all) -> float:
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            for b in blobs:
-                fn(b)
-                done += len(b)
+            run_all()
+            done += sum(map(len, blobs))
         return done / (time.perf_counter() - t0) / 1e6
 
-    return rate(plain_python_read), rate(parse_skeleton)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        threaded = rate(lambda: list(pool.map(parse_skeleton, blobs)))
+    return (rate(lambda: [plain_python_read(b) for b in blobs]), rate(lambda: [parse_skeleton(b) for b in blobs]),
+            threaded)
 
 
 def convert_in_subprocess(raw: Path, out: Path, size: int) -> dict:
@@ -88,9 +95,10 @@ def main() -> None:
     if not files:
         sys.exit(f"no sample files in {NTU}")
 
-    plain, kernel = bench_parse(files)
-    print(f"parse  plain-Python str.split reader: {plain:7.1f} MB/s")
-    print(f"parse  s2i Numba kernel (1 thread):   {kernel:7.1f} MB/s   ratio {kernel / plain:.1f}x")
+    plain, kernel, threaded = bench_parse(files)
+    print(f"parse  plain-Python str.split reader:      {plain:7.1f} MB/s")
+    print(f"parse  s2i Numba kernel, 1 thread:         {kernel:7.1f} MB/s   ratio {kernel / plain:.1f}x")
+    print(f"parse  s2i Numba kernel, {os.cpu_count()} threads:        {threaded:7.1f} MB/s   ratio {threaded / plain:.1f}x")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
