@@ -204,8 +204,11 @@ class ShardWriter:
         self.next_item = state["items_done"]
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2i-writer")
         self.writes: deque = deque()
+        self.failed = False
 
     def add(self, encoded: Encoded | None, rejections: list[tuple[int, Rejection]], next_item: int) -> None:
+        while self.writes and self.writes[0].done():
+            self.writes.popleft().result()  # a failed write stops the conversion here
         self.rejected += rejections
         self.next_item = next_item
         if encoded is not None:
@@ -234,10 +237,16 @@ class ShardWriter:
                 self.writes.popleft().result()
 
     def _write(self, start: int, block: Encoded, done_items: int) -> None:
-        store.write_shard(self.root, start, {
-            "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
-            "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
-        self._record(start + len(block), done_items)
+        if self.failed:  # a shard after a failed one must not be recorded as progress
+            return
+        try:
+            store.write_shard(self.root, start, {
+                "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
+                "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
+            self._record(start + len(block), done_items)
+        except BaseException:
+            self.failed = True
+            raise
 
     def _record(self, written: int, done_items: int) -> None:
         store.update_attrs(self.root, progress={

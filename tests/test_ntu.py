@@ -265,3 +265,36 @@ def test_resume_after_crash_equals_uninterrupted(ntu_dir, tmp_path, monkeypatch)
     report = convert("ntu120", raw, tmp_path / "resumed.zarr", resume=True, **opts)
     assert report.resumed_from == 8
     assert_stores_equal(tmp_path / "full.zarr", tmp_path / "resumed.zarr")
+
+
+def test_resume_after_sigkill_equals_uninterrupted(ntu_dir, tmp_path):
+    """A real kill: SIGKILL a `s2i convert` process once some shards are written."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for k in range(96):  # the real files under distinct sample names
+        src = sorted(ntu_dir.glob("*.skeleton"))[k % 16]
+        (raw / f"S{1 + k % 32:03d}C001P{1 + k // 32:03d}R001{src.name[16:20]}.skeleton").symlink_to(src)
+    opts = ["--size", "32", "--shard-size", "2", "--workers", "1", "--no-progress"]
+    cmd = [sys.executable, "-m", "s2i_cli.cli", "convert", "ntu120", str(raw)]
+    proc = subprocess.Popen([*cmd, str(tmp_path / "killed.zarr"), *opts])
+    meta = tmp_path / "killed.zarr" / "zarr.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(meta.read_text())["attributes"]["s2i"]["progress"]["samples_written"] >= 8:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    attrs = json.loads(meta.read_text())["attributes"]["s2i"]
+    assert not attrs["complete"] and attrs["progress"]["samples_written"] >= 8, "conversion was not killed midway"
+    assert subprocess.run([*cmd, str(tmp_path / "killed.zarr"), *opts, "--resume"]).returncode == 0
+    assert subprocess.run([*cmd, str(tmp_path / "full.zarr"), *opts]).returncode == 0
+    assert_stores_equal(tmp_path / "full.zarr", tmp_path / "killed.zarr")
