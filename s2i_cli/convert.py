@@ -39,7 +39,8 @@ class ConvertReport:
     splits: dict[str, tuple[int, int]]
     input_bytes: int
     image_bytes: int  # uncompressed size of the images array
-    store_bytes: int  # bytes on disk
+    image_stored: int  # its compressed size on disk
+    store_bytes: int  # bytes on disk, everything
     seconds: float
     resumed_from: int = 0  # samples already in the store when a --resume started
     protocols: list[str] = field(default_factory=list)
@@ -327,7 +328,8 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
     return ConvertReport(
         store=out, dataset=fmt.name, discovered=discovered, written=written, rejected=all_rejected,
         ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
-        input_bytes=input_bytes, image_bytes=written * 3 * size * size, store_bytes=dir_bytes(out),
+        input_bytes=input_bytes, image_bytes=int(root["images"].nbytes),
+        image_stored=int(root["images"].nbytes_stored()), store_bytes=dir_bytes(out),
         seconds=time.perf_counter() - started, resumed_from=resumed_from, protocols=sorted(splits))
 
 
