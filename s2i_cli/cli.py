@@ -29,7 +29,17 @@ def fail(message: str, code: int = 2) -> None:
 
 
 # --- convert / synth / info / show (lead) ---
-DATASET_HELP = ("ntu60 | ntu120 (NTU RGB+D .skeleton files; protocols xsub+xview / xsub+xset)")
+DATASET_HELP = (
+    "ntu60 | ntu120: NTU RGB+D .skeleton files (protocols xsub, xview / xsub, xset). "
+    "pkummd: PKU-MMD phase 1, skeleton + label NNNN-V.txt, one sample per labelled interval (xsub, xview from the "
+    "official split files). "
+    "pkummd2: PKU-MMD phase 2, AxxNyy-V.txt (xsub, xview only if the release's split files are under RAW; none "
+    "are derived). "
+    "nwucla: NW-UCLA all_sqe JSON (xview: views 1, 2 train, 3 test). "
+    "kinetics: Kinetics-skeleton kinetics_{train,val}/*.json + kinetics_{train,val}_label*.json, 2D + confidence "
+    "(release: train vs val). "
+    "toyota: Toyota Smarthome LCR-Net JSON, pose3d, planar vectors unless reader option vectors=interleaved "
+    "(xsub, xview1, xview2). docs/formats.md has the layouts")
 
 
 @app.command()
@@ -97,7 +107,128 @@ def synth(
     console.print(f"wrote {len(paths)} files to {out_dir}")
 
 
+# --- info / show (issue 6) ---
+@app.command()
+def info(
+    store: Annotated[Path, typer.Argument(help="An s2i store (the OUT of `s2i convert`)")],
+    all_: Annotated[bool, typer.Option("--all", help="List every class and every rejected file")] = False,
+    top: Annotated[int, typer.Option(help="Classes listed (most samples first) unless --all")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables")] = False,
+) -> None:
+    """Summarise a store: dataset, layout, persons, image size, samples per split and class,
+    rejected files (reason, line), ignored files, bytes on disk and compression, the command that made it."""
+    import json
+
+    from .info import print_info, store_summary
+    from .store import StoreError, open_store
+
+    try:
+        summary = store_summary(open_store(store))
+    except StoreError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        print_info(summary, Console(), top=top, show_all=all_)
+
+
+@app.command()
+def show(
+    store: Annotated[Path, typer.Argument(help="An s2i store (the OUT of `s2i convert`)")],
+    index: Annotated[Optional[int], typer.Option(help="Sample index (0-based; negative counts from the end). Default 0")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Sample name instead of --index, e.g. S001C001P001R001A001")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (1600 x 900 px). Default: NAME.png")] = None,
+    animate: Annotated[Optional[Path], typer.Option(help="Also write an animation of the whole sequence, 1000 x 500 px: a .gif (or .webp / .png by the suffix)")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Key frames drawn beside the image (default 4, or 3 when two actors need the width)")] = None,
+) -> None:
+    """Draw one sample: its S2I image (body-part bands and actors marked) beside its skeleton at
+    a few frames, and one joint's channels decoded from the image over the stored skeleton."""
+    from .show import ShowError, check_index, find_index, render_sample
+    from .store import StoreError, open_store
+
+    if index is not None and name is not None:
+        fail("give --index or --name, not both")
+    if frames is not None and not 1 <= frames <= 8:
+        fail(f"--frames {frames}: choose 1 to 8")
+    try:
+        root = open_store(store)
+        i = find_index(root, name) if name is not None else check_index(root, index or 0)
+        target = out or Path(f"{root['name'][i]}.png")
+        written = render_sample(root, i, target, animate, keyframes=frames)
+    except (StoreError, ShowError) as exc:
+        fail(str(exc))
+    console.print(f"wrote {written}" + (f" and {animate}" if animate else ""))
+
+
 # --- pretrain (issue 4) ---
+def _parse_crop(text: Optional[str]) -> Optional[tuple[float, float]]:
+    if not text:
+        return None
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = [parts[0], 1.0]
+    if len(parts) != 2:
+        fail(f"--temporal-crop {text!r}: give MIN or MIN,MAX fractions of the frames, e.g. 0.5,1.0")
+    return parts[0], parts[1]
+
+
+@app.command()
+def pretrain(
+    store: Annotated[Optional[Path], typer.Argument(help="The Zarr store made by `s2i convert` (optional with --resume: the run's)")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<dataset>-<date>-<time>; with --resume: the newest run under runs/)")] = None,
+    model: Annotated[str, typer.Option(help="Encoder: vit_tiny, vit_small or vit_base (patch 16)")] = "vit_base",
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs; the cosine schedule spans them (default 100, or the resumed run's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step per process (GPU)")] = 64,
+    accum: Annotated[int, typer.Option(help="Gradient accumulation steps: effective batch = batch size x accum x processes")] = 1,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: --blr x effective batch / 256)")] = None,
+    blr: Annotated[float, typer.Option(help="Base learning rate, scaled by effective batch / 256 when --lr is not given")] = 1.5e-4,
+    min_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cosine decay")] = 0.0,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases, norms, tokens)")] = 0.05,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up")] = 5.0,
+    mask_ratio: Annotated[float, typer.Option(help="Fraction of patches removed")] = 0.75,
+    protocol: Annotated[Optional[str], typer.Option(help="Train on this protocol's train side only (e.g. xsub); default every sample")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights: MAE release .pth, timm .pth/.safetensors, or a run's checkpoint-last.pt")] = None,
+    objective: Annotated[str, typer.Option(help="mae (pixel reconstruction) or diffmae (denoise the masked patches at a random diffusion step)")] = "mae",
+    decoder_dim: Annotated[int, typer.Option(help="Decoder width")] = 512,
+    decoder_depth: Annotated[int, typer.Option(help="Decoder blocks")] = 8,
+    decoder_heads: Annotated[int, typer.Option(help="Decoder attention heads")] = 16,
+    norm_pix_loss: Annotated[bool, typer.Option(help="Reconstruct per-patch normalised pixels (MAE's default)")] = True,
+    temporal_crop: Annotated[Optional[str], typer.Option(help="Augment: crop a random MIN..MAX fraction of the frames (rows), resized back, e.g. 0.5,1.0")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes per process (default: its share of the cores, at most 8; or the resumed run's)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, data order and masks")] = 0,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the newest) exactly where its last checkpoint left it")] = False,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (checkpointed; the schedule still spans --epochs)")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where new runs are created")] = Path("runs"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Pretrain a ViT masked autoencoder (MAE or DiffMAE) on the images of a store.
+
+    Writes config.json, checkpoint-last.pt (every epoch), metrics.jsonl and recon-epochNNN.png
+    into the run directory. For several GPUs launch with
+    `torchrun --nproc_per_node N -m s2i_cli.cli pretrain STORE ...`.
+    """
+    from .store import StoreError, open_store
+
+    crop = _parse_crop(temporal_crop)
+    try:
+        if store is not None:
+            open_store(store)  # a bad store fails here, before torch is imported
+        from .pretrain import pretrain as run_pretrain
+
+        run = run_pretrain(store, run_dir, model=model, epochs=epochs, batch_size=batch_size, accum=accum, lr=lr,
+                           blr=blr, min_lr=min_lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                           mask_ratio=mask_ratio, protocol=protocol, init=init, workers=workers, seed=seed,
+                           compile=compile, resume=resume, objective=objective, max_steps=max_steps,
+                           decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
+                           norm_pix_loss=norm_pix_loss, temporal_crop=crop, runs_root=runs_dir, progress=progress)
+    except (StoreError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"run: {run}")
+
 
 
 # --- evaluate (issue 5) ---
@@ -122,6 +253,7 @@ def evaluate(
     mixup: Annotated[float, typer.Option(help="finetune: mixup alpha (0 = off)")] = 0.0,
     cutmix: Annotated[float, typer.Option(help="finetune: cutmix alpha (0 = off)")] = 0.0,
     warmup_epochs: Annotated[int, typer.Option(help="finetune: linear warm-up epochs")] = 5,
+    temporal_crop: Annotated[Optional[float], typer.Option(help="finetune: crop a random F..1 of the frames (rows) and resize back")] = None,
     k: Annotated[int, typer.Option(help="knn: neighbours")] = 20,
     temperature: Annotated[float, typer.Option(help="knn: vote temperature")] = 0.07,
     resume: Annotated[bool, typer.Option(help="finetune: continue this evaluation's fine-tuning checkpoint")] = False,
@@ -148,7 +280,8 @@ def evaluate(
                                init=init, model=model, runs_root=runs_dir, pool=pool, k=k, temperature=temperature,
                                epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                layer_decay=layer_decay, drop_path=drop_path, label_smoothing=label_smoothing,
-                               mixup=mixup, cutmix=cutmix, warmup_epochs=warmup_epochs, workers=workers,
+                               mixup=mixup, cutmix=cutmix, warmup_epochs=warmup_epochs,
+                               temporal_crop=temporal_crop, workers=workers,
                                device=device, resume=resume, overwrite=overwrite, max_steps=max_steps,
                                progress=progress, console=console)
     except (EvaluateError, StoreError) as exc:

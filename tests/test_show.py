@@ -1,0 +1,257 @@
+"""`s2i info` and `s2i show` on real NTU files (../shared/data/ntu beside the repository),
+on a hand-made 2D store and on the synthetic test store."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from s2i_cli import layout
+from s2i_cli.cli import app
+from s2i_cli.convert import ConvertError, convert
+from s2i_cli.formats import DATASET_NAMES
+from s2i_cli.info import store_summary
+from s2i_cli.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample, reconstruct,
+                          render_animation, render_sample)
+from s2i_cli.store import create_store, decode_image, finalize, open_store, write_shard
+
+from .stores import make_store
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+NTU = DATA / "ntu"
+# where each dataset's sample files live under shared/data (datasets without files are skipped)
+DATA_FOLDERS = {"ntu60": "ntu", "ntu120": "ntu", "pkummd": "pkummd", "pkummd2": "pkummd", "nwucla": "nwucla",
+                "kinetics": "kinetics_skeleton", "toyota": "toyota"}
+WIDE = {"COLUMNS": "200"}  # rich wraps at 80 columns without a terminal
+
+
+def need(folder: Path) -> None:
+    """Skip when the real sample files are absent, except on CI (CI=true), where it fails."""
+    if folder.is_dir() and any(folder.iterdir()):
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"real sample data missing at {folder} (required on CI)")
+    pytest.skip(f"real sample data not found at {folder}")
+
+
+@pytest.fixture(scope="module")
+def ntu_store(tmp_path_factory) -> Path:
+    need(NTU)
+    out = tmp_path_factory.mktemp("show") / "ntu.zarr"
+    convert("ntu120", NTU, out, progress=False, command="s2i convert ntu120 NTU ntu.zarr")
+    return out
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env=WIDE)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.verify()
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_show_by_index_writes_a_png_of_the_documented_size(ntu_store, tmp_path):
+    out = tmp_path / "sample.png"
+    result = invoke("show", str(ntu_store), "--index", "6", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert png_size(out) == PNG_SIZE == (1600, 900)
+    # the S2I image is in the picture pixel for pixel, enlarged 3x (nearest); band lines aside
+    png = np.asarray(Image.open(out).convert("RGB"))
+    image = np.asarray(open_store(ntu_store)["images"][6]).transpose(1, 2, 0)
+    big = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)
+    shown = png[IMAGE_TOP:IMAGE_TOP + 672, IMAGE_LEFT:IMAGE_LEFT + 672]
+    assert np.mean(np.all(shown == big, axis=-1)) > 0.95
+
+
+def test_show_by_name_default_output(ntu_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "S017C003P020R002A054"  # 42 frames, two actors
+    result = invoke("show", str(ntu_store), "--name", name)
+    assert result.exit_code == 0, result.output
+    assert png_size(tmp_path / f"{name}.png") == PNG_SIZE
+
+
+def test_animation(ntu_store, tmp_path):
+    s = load_sample(open_store(ntu_store), 11)
+    render_animation(s, Painter(s), tmp_path / "a.gif", max_frames=12)
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.size == (int(GIF_FIGSIZE[0] * GIF_DPI), int(GIF_FIGSIZE[1] * GIF_DPI)) == (1000, 500)
+        assert gif.n_frames == 12
+
+
+def test_show_refuses_bad_index_name_and_store(ntu_store, tmp_path):
+    result = invoke("show", str(ntu_store), "--index", "16", "--out", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "out of range" in result.output and "16 samples" in result.output
+    result = invoke("show", str(ntu_store), "--name", "S999C001P001R001A001")
+    assert result.exit_code == 2 and "no sample named" in result.output
+    result = invoke("show", str(tmp_path / "missing.zarr"))
+    assert result.exit_code == 2 and "no store at" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_image_decodes_to_the_stored_skeleton(ntu_store):
+    root = open_store(ntu_store)
+    for index in (0, 6):
+        s = load_sample(root, index)
+        assert s.skel is layout.NTU25
+        expected = reconstruct(s.skel, s.attrs, s.seq, s.actors, *s.image.shape[1:])
+        step = (s.norm[:, 1] - s.norm[:, 0]) / 255.0
+        err = np.abs(decode_image(s.image, s.norm) - expected).reshape(3, -1).max(axis=1)
+        assert np.all(err <= 0.5 * step + 1e-5), (err, step)
+
+
+def test_store_summary_counts_agree_with_the_store(ntu_store):
+    root = open_store(ntu_store)
+    summary = store_summary(root)
+    json.dumps(summary)  # plain values only
+    labels = root["label"][:]
+    n = len(labels)
+    assert summary["samples"] == n == 16 == summary["attrs_samples"]
+    assert summary["dataset"] == "ntu120" and summary["classes"] == 120
+    counts = {r["index"]: r["count"] for r in summary["class_counts"]}
+    assert counts == {c: int(np.sum(labels == c)) for c in range(120)}
+    assert sum(counts.values()) == n
+    for protocol in ("xsub", "xset"):
+        sides = summary["splits"][protocol]
+        assert sides == {side: root[f"splits/{protocol}/{side}"].shape[0] for side in ("train", "test")}
+        assert sides["train"] + sides["test"] == n
+    assert summary["splits"]["xsub"] == {"train": 9, "test": 7}
+    assert sum(summary["actors"].values()) == n and summary["actors"]["2"] == 7
+    assert summary["frames"]["total"] == root["skeleton/joints"].shape[0]
+    assert summary["rejected"] == [] and summary["ignored"] == {}
+    assert summary["image_bytes"] == n * 3 * 224 * 224
+    assert 0 < summary["image_bytes_on_disk"] < summary["image_bytes"] and summary["compression"] > 1
+    assert summary["bytes_on_disk"] > summary["image_bytes_on_disk"]
+
+
+def test_info_prints_splits_classes_and_a_rejected_file(tmp_path):
+    need(NTU)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("S001C001P001R001A001", "S001C001P001R001A002", "S017C003P020R002A054"):
+        shutil.copy(NTU / f"{name}.skeleton", raw)
+    data = (NTU / "S001C001P001R001A004.skeleton").read_bytes()
+    (raw / "S001C001P001R001A004.skeleton").write_bytes(data[:3000])  # truncated copy
+    store = tmp_path / "s.zarr"
+    report = convert("ntu120", raw, store, progress=False)
+    assert [r.name for r in report.rejected] == ["S001C001P001R001A004"]
+    line = report.rejected[0].line
+
+    result = invoke("info", str(store))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "split xsub" in out and "train 2 / test 1" in out
+    assert "split xset" in out and "train 0 / test 3" in out
+    assert "drink water" in out and "point finger at the other person" in out
+    assert "S001C001P001R001A004" in out and report.rejected[0].reason in out and f" {line} " in out
+    assert "compression" in out and "on disk" in out
+
+    summary = json.loads(invoke("info", str(store), "--json").output)
+    assert summary["samples"] == 3 and summary["rejected"][0]["line"] == line
+    assert invoke("info", str(store), "--all").output.count("│") > out.count("│")  # every class listed
+
+
+def test_info_refuses_what_is_not_a_finished_store(tmp_path):
+    result = invoke("info", str(tmp_path / "missing.zarr"))
+    assert result.exit_code == 2 and "no store at" in result.output
+    (tmp_path / "plain").mkdir()
+    result = invoke("info", str(tmp_path / "plain"))
+    assert result.exit_code == 2 and "not a Zarr store" in result.output
+    create_store(tmp_path / "half.zarr", n=4, height=8, width=8, joints=25, channels=3, meta_fields=[],
+                 attrs={"dataset": "ntu60"})
+    result = invoke("info", str(tmp_path / "half.zarr"))
+    assert result.exit_code == 2 and "unfinished" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- other stores
+
+OPENPOSE18 = ("nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow",
+              "left wrist", "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle",
+              "right eye", "left eye", "right ear", "left ear")
+OPENPOSE_BONES = ((1, 0), (2, 1), (3, 2), (4, 3), (5, 1), (6, 5), (7, 6), (8, 1), (9, 8), (10, 9), (11, 1),
+                  (12, 11), (13, 12), (14, 0), (15, 0), (16, 14), (17, 15))
+
+
+def make_2d_store(path: Path, layout_name: str = "concat") -> Path:
+    """A Kinetics-like store made by hand: 18 joints in pixels (y down), confidence third,
+    one actor (`main`), some joints of confidence 0."""
+    rng = np.random.default_rng(1)
+    pose = np.array([[0, -60], [0, -45], [-15, -45], [-22, -25], [-25, -5], [15, -45], [22, -25], [25, -5],
+                     [-10, 0], [-11, 25], [-12, 50], [10, 0], [11, 25], [12, 50], [-4, -63], [4, -63],
+                     [-8, -60], [8, -60]], dtype=np.float32)
+    seqs = []
+    for t_len in (30, 20):
+        seq = np.zeros((t_len, 2, 18, 3), dtype=np.float32)
+        wave = np.sin(np.linspace(0, 3 * np.pi, t_len))[:, None]
+        seq[:, 0, :, :2] = pose + rng.normal(0, 0.5, (t_len, 18, 2))
+        seq[:, 0, 4, 1] -= 30 * wave[:, 0]
+        seq[:, 0, :, 2] = rng.uniform(0.3, 1.0, (t_len, 18))
+        seq[::3, 0, 16:, :] = 0.0  # ears not detected in every third frame
+        seqs.append(seq)
+    size = 64
+    attrs = {"dataset": "kinetics-like", "skeleton": "openpose18-test", "joint_names": list(OPENPOSE18),
+             "bones": [list(b) for b in OPENPOSE_BONES], "part_names": list(layout.PART_NAMES),
+             "layout": layout_name, "bands": [0, size], "persons": "main", "image_size": [size, size],
+             "channels": ["x", "y", "confidence"], "class_names": ["wave", "stand"], "meta_fields": [],
+             "command": "tests", "ignored": {"no pose": 2}}
+    root = create_store(path, n=2, height=size, width=size, joints=18, channels=3, meta_fields=[], attrs=attrs)
+    images = rng.integers(0, 256, (2, 3, size, size), dtype=np.uint8)
+    norm = np.array([[[-25, 25], [-63, 50], [0, 1]]] * 2, dtype=np.float32)
+    write_shard(root, 0, {"images": images, "label": np.array([0, 1], np.int16), "name": ["clip_a", "clip_b"],
+                          "frames": np.array([30, 20], np.int32), "actors": np.array([1, 1], np.int8),
+                          "norm": norm, "meta": {}, "skeletons": seqs})
+    finalize(root, 2, {})
+    return path
+
+
+def test_show_and_info_on_a_2d_store(tmp_path):
+    store = make_2d_store(tmp_path / "k.zarr")
+    root = open_store(store)
+    out = render_sample(root, 0, tmp_path / "k.png", animate=tmp_path / "k.gif", max_animation_frames=8)
+    assert png_size(out) == PNG_SIZE
+    with Image.open(tmp_path / "k.gif") as gif:
+        assert gif.n_frames == 8
+    s = load_sample(root, 0)
+    paint = Painter(s)
+    assert paint.flip and not paint.mirror  # image coordinates: y down, x right
+    assert not paint.ok[0, 0, 16] and paint.ok[1, 0, 16]  # confidence 0 is not drawn
+    assert paint.part[4] == 2 and paint.part[13] == 3  # parts guessed from the joint names
+    summary = store_summary(root)
+    assert summary["splits"] == {} and summary["ignored"] == {"no pose": 2}
+    result = invoke("info", str(store))
+    assert result.exit_code == 0 and "2 (no pose)" in result.output and "splits" in result.output
+
+
+def test_show_on_the_synthetic_test_store(tmp_path):
+    store = make_store(tmp_path / "s.zarr", n=8, size=32)
+    out = render_sample(open_store(store), -1, tmp_path / "s.png")
+    assert png_size(out) == PNG_SIZE
+
+
+@pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "ntu120"])  # ntu120: the tests above
+def test_show_every_dataset(dataset, tmp_path):
+    """Every dataset reader's store renders (a few samples from its sample files)."""
+    folder = DATA / DATA_FOLDERS.get(dataset, dataset)
+    if dataset.startswith("ntu"):
+        need(folder)
+    elif not folder.is_dir():  # no sample files exist for some datasets (toyota): not a CI failure
+        pytest.skip(f"no {dataset} sample files at {folder}")
+    store = tmp_path / f"{dataset}.zarr"
+    try:
+        convert(dataset, folder, store, limit=3, progress=False)
+    except ConvertError as exc:
+        if "no " in str(exc) and "found" in str(exc):
+            pytest.skip(f"no {dataset} samples under {folder}: {exc}")
+        raise
+    assert png_size(render_sample(open_store(store), -1, tmp_path / f"{dataset}.png")) == PNG_SIZE
