@@ -56,6 +56,7 @@ def convert(
     limit: Annotated[Optional[int], typer.Option(help="Convert only the first N samples (a quick try)")] = None,
     missing_list: Annotated[Optional[Path], typer.Option(help="A missing-skeleton list to skip instead of the official one shipped with s2i (with or without its header)")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard: the unit of writing, resume and training reads")] = 256,
+    reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the dataset's reader, repeatable: toyota vectors=planar|interleaved; kinetics train_labels=PATH, val_labels=PATH")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Convert a raw skeleton dataset into an S2I Zarr store (images, labels, metadata, skeletons, splits).
@@ -69,10 +70,14 @@ def convert(
     from .convert import ConvertError, convert as run_convert
     from .report import print_convert_report
 
+    options = dict(opt.split("=", 1) for opt in reader_option or [] if "=" in opt)
+    if len(options) != len(reader_option or []):
+        fail("--reader-option takes KEY=VALUE")
     try:
         report = run_convert(dataset, raw, out, size=size, layout_name=layout, persons=persons, workers=workers,
                              resume=resume, overwrite=overwrite, limit=limit, missing_list=missing_list,
-                             shard=shard_size, progress=progress, command=" ".join(["s2i", *sys.argv[1:]]))
+                             shard=shard_size, reader_options=options, progress=progress,
+                             command=" ".join(["s2i", *sys.argv[1:]]))
     except (ConvertError, ValueError) as exc:
         fail(str(exc))
     print_convert_report(report)

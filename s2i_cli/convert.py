@@ -21,7 +21,7 @@ import zarr
 from s2i_kernels.encode import encode_batch
 
 from . import __version__, layout, store
-from .formats import DatasetFormat, FormatError, Item, Rejection, get_format
+from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
 
 
 class ConvertError(Exception):
@@ -263,9 +263,10 @@ def dir_bytes(path: Path) -> int:
 def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name: str = "parts",
             persons: str | None = None, workers: int | None = None, resume: bool = False,
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
-            shard: int = store.SHARD, progress: bool = True, command: str = "") -> ConvertReport:
+            shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
+            command: str = "") -> ConvertReport:
     started = time.perf_counter()
-    fmt = get_format(dataset)
+    fmt = get_format(dataset, **(reader_options or {}))
     persons = persons or fmt.persons
     if layout_name not in layout.LAYOUTS:
         raise ConvertError(f"unknown layout {layout_name!r}: choose one of {', '.join(layout.LAYOUTS)}")
@@ -320,8 +321,7 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         written, run_rejected = writer.close()
 
     meta = {f: root["meta"][f][:written] for f in fmt.meta_fields}
-    masks = fmt.splits(meta) if written else {}
-    splits = {p: {"train": np.flatnonzero(m), "test": np.flatnonzero(~m)} for p, m in masks.items()}
+    splits = split_sides(fmt.splits(meta)) if written else {}
     all_rejected = rejected + run_rejected
     store.update_attrs(root, rejected=[r.as_dict() for r in all_rejected])
     store.finalize(root, written, splits)

@@ -63,6 +63,51 @@ NTU25 = Skeleton(
            (19, 18), (21, 22), (22, 7), (23, 24), (24, 11)),
 )
 
+# Every other skeleton fills NTU25's part slots by meaning (torso: head, neck, spine-shoulder,
+# spine-mid, spine-base; arm: shoulder, elbow, wrist, hand, hand-tip, thumb; leg: hip, knee,
+# ankle, foot), so each part has the same number of refs as in NTU25 and the same body point
+# lands in the same columns in both layouts. A slot with no real joint takes a virtual joint
+# (the mean of two) or repeats the nearest real joint along its chain (a hand for the
+# hand-tip and thumb, an ankle for the foot). docs/formats.md has the tables.
+
+NWUCLA20 = Skeleton(
+    name="nwucla20",  # Kinect v1 (formats.md §2): shoulder centre ~ Kinect v2 spine-shoulder
+    joints=("hip centre", "spine", "shoulder centre", "head", "left shoulder", "left elbow", "left wrist",
+            "left hand", "right shoulder", "right elbow", "right wrist", "right hand", "left hip", "left knee",
+            "left ankle", "left foot", "right hip", "right knee", "right ankle", "right foot"),
+    parts=((3, (3, 2), 2, 1, 0), (4, 5, 6, 7, 7, 7), (8, 9, 10, 11, 11, 11), (12, 13, 14, 15),
+           (16, 17, 18, 19)),
+    centre=1,  # spine (CTR-GCN centres NW-UCLA on it too)
+    bones=((0, 1), (1, 2), (3, 2), (4, 2), (5, 4), (6, 5), (7, 6), (8, 2), (9, 8), (10, 9), (11, 10),
+           (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18)),
+)
+
+OPENPOSE18 = Skeleton(
+    name="openpose18",  # OpenPose COCO-18, 2D (formats.md §4); its neck is the shoulders' midpoint
+    joints=("nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow",
+            "left wrist", "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle",
+            "right eye", "left eye", "right ear", "left ear"),
+    # spine-mid: the midpoint of a torso diagonal (right shoulder, left hip) is the torso's centre
+    parts=((0, (0, 1), 1, (2, 11), (8, 11)), (5, 6, 7, 7, 7, 7), (2, 3, 4, 4, 4, 4), (11, 12, 13, 13),
+           (8, 9, 10, 10)),
+    centre=1,  # the neck: the joint OpenPose detects most often (hips are often out of frame)
+    bones=((4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2), (5, 1),
+           (2, 1), (0, 1), (15, 0), (14, 0), (17, 15), (16, 14)),
+    channels=("x", "y", "confidence"),
+)
+
+LCRNET13 = Skeleton(
+    name="lcrnet13",  # LCR-Net 13 joints, pose3d (formats.md §5)
+    joints=("right ankle", "left ankle", "right knee", "left knee", "right hip", "left hip", "right wrist",
+            "left wrist", "right elbow", "left elbow", "right shoulder", "left shoulder", "head"),
+    # no neck joint: neck and spine-shoulder are both the shoulders' midpoint
+    parts=((12, (10, 11), (10, 11), (10, 5), (4, 5)), (11, 9, 7, 7, 7, 7), (10, 8, 6, 6, 6, 6), (5, 3, 1, 1),
+           (4, 2, 0, 0)),
+    centre=(10, 5),  # spine-mid: the midpoint of the torso diagonal (right shoulder, left hip)
+    bones=((0, 2), (2, 4), (1, 3), (3, 5), (4, 5), (4, 10), (5, 11), (10, 11), (6, 8), (8, 10), (7, 9),
+           (9, 11), (12, 10), (12, 11)),
+)
+
 
 def resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weight of linear resampling n_in -> n_out, exactly as
@@ -138,15 +183,38 @@ def row_map(frames: int, actors: int, height: int, persons: str) -> tuple[np.nda
 
 def centre_sequence(seq: np.ndarray, actors: int, centre: JointRef, is_2d: bool) -> np.ndarray:
     """Subtract the main actor's centre joint in its first valid frame from every present
-    joint (x, y, z; for 2D formats x and y only); absent (all-zero) actor frames stay zero."""
+    joint (x, y, z; for 2D formats x and y only); absent (all-zero) actor frames stay zero.
+
+    2D formats are masked per joint: a joint with confidence 0 is missing and stays (0, 0);
+    the origin is the centre joint in the first frame where it was detected (else the mean
+    of the joints detected in the main actor's first frame)."""
     seq = seq.astype(np.float32, copy=True)
-    dims = 2 if is_2d else 3
+    if is_2d:
+        return _centre_2d(seq, actors, centre)
+    dims = 3
     present = np.any(seq[..., :dims] != 0, axis=(2, 3))  # (T, M)
     valid = np.flatnonzero(present[:, 0])
     if len(valid) == 0:
         return seq
-    ref = seq[valid[0], 0]
+    ref = seq[valid[0], 0].copy()  # a copy: the origin must not change as actor 1 is shifted
     origin = ref[centre, :dims] if isinstance(centre, int) else 0.5 * (ref[centre[0], :dims] + ref[centre[1], :dims])
     for m in range(min(actors, seq.shape[1])):
         seq[present[:, m], m, :, :dims] -= origin
+    return seq
+
+
+def _centre_2d(seq: np.ndarray, actors: int, centre: JointRef) -> np.ndarray:
+    detected = seq[..., 2] > 0  # (T, M, V)
+    main = detected[:, 0]
+    if not main.any():
+        return seq
+    refs = [centre] if isinstance(centre, int) else list(centre)
+    has_centre = np.flatnonzero(main[:, refs].all(axis=1))
+    if len(has_centre):
+        origin = seq[has_centre[0], 0, refs, :2].mean(axis=0)
+    else:
+        first = np.flatnonzero(main.any(axis=1))[0]
+        origin = seq[first, 0, main[first], :2].mean(axis=0)
+    for m in range(min(actors, seq.shape[1])):
+        seq[:, m, :, :2][detected[:, m]] -= origin
     return seq

@@ -1,0 +1,213 @@
+"""Kinetics-skeleton, the ST-GCN release (formats.md §4): OpenPose COCO-18 2D poses per video,
+`kinetics_{train,val}/<youtube id>.json`, labels in `kinetics_{train,val}_label.json`.
+
+Each frame lists up to 11 detected people with no identity across frames. Per frame we keep
+the two with the highest summed joint confidence (ST-GCN's feeder does the same, after its
+cap of the first five in file order, which we drop): with no tracking there is no "person
+over the video" to rank, so a per-video choice would have to invent identities. The cost is
+that the two slots can swap people between frames when their scores cross. Coordinates
+stay as released (x / width, y / height, y down); a joint with confidence 0 is missing and
+gets x = y = 0 (as in ST-GCN); frames with nobody are dropped; frame_index is 1-based."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..layout import OPENPOSE18
+from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, parse_json
+
+SPLITS = ("train", "val")
+JOINTS = 18
+META_FIELDS = ("split",)  # 0: kinetics_train, 1: kinetics_val
+OPTIONS = {
+    "train_labels": "label JSON of kinetics_train (default: kinetics_train_label.json under RAW, or the one "
+                    "kinetics_train_label*.json there)",
+    "val_labels": "label JSON of kinetics_val (default: kinetics_val_label.json under RAW, or the one "
+                  "kinetics_val_label*.json there, e.g. kinetics_val_label_subset.json)",
+}
+
+
+def kinetics_class_names() -> tuple[str, ...]:
+    """The 400 classes; line n of ST-GCN's resource/kinetics_skeleton/label_name.txt is label_index n-1."""
+    text = resources.files(__package__).joinpath("kinetics_label_name.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def parse_video(data: bytes) -> Sequence:
+    """One video's JSON bytes -> (T, 2, 18, 3) float32 (x, y, confidence) of the two most
+    confident people per frame, frames with nobody dropped, and the actor count."""
+    doc = parse_json(data)
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise FormatError("JSON has no 'data' list of frames")
+    frame_index, poses, scores, frame_of = [], [], [], []
+    for k, frame in enumerate(doc["data"]):
+        if not isinstance(frame, dict) or not isinstance(frame.get("skeleton"), list):
+            raise FormatError(f"frame entry {k} has no 'skeleton' list")
+        index = frame.get("frame_index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+            raise FormatError(f"frame entry {k}: frame_index {index!r} is not a 1-based integer")
+        frame_index.append(index)
+        for person in frame["skeleton"]:
+            try:
+                poses.append(person["pose"])
+                scores.append(person["score"])
+            except (KeyError, TypeError):
+                raise FormatError(f"frame {index}: a person lacks 'pose' or 'score'") from None
+            frame_of.append(k)
+    if len(set(frame_index)) != len(frame_index):
+        raise FormatError("a frame_index occurs twice")
+    if not poses:
+        raise FormatError("nobody is detected in any frame")
+    pose, score = _people_arrays(poses, scores, frame_index, frame_of)
+    total = score.sum(axis=1)
+    # rank frames by frame_index, people within a frame by summed confidence (ties: file order)
+    frame_rank = np.empty(len(frame_index), dtype=np.int64)
+    frame_rank[np.argsort(frame_index, kind="stable")] = np.arange(len(frame_index))
+    person_frame = frame_rank[np.asarray(frame_of, dtype=np.int64)]
+    detected = total > 0
+    order = np.lexsort((-total, person_frame))
+    order = order[detected[order]]
+    sorted_frames = person_frame[order]
+    first = np.searchsorted(sorted_frames, sorted_frames, side="left")
+    slot = np.arange(len(order)) - first
+    keep = slot < 2
+    order, slot, sorted_frames = order[keep], slot[keep], sorted_frames[keep]
+    if not len(order):
+        raise FormatError("nobody is detected in any frame")
+    frames, t = np.unique(sorted_frames, return_inverse=True)
+    seq = np.zeros((len(frames), 2, JOINTS, 3), dtype=np.float32)
+    seq[t, slot, :, 0] = pose[order, 0::2]
+    seq[t, slot, :, 1] = pose[order, 1::2]
+    seq[t, slot, :, 2] = score[order]
+    seq[..., :2][seq[..., 2] == 0] = 0.0
+    return seq, 2 if np.any(seq[:, 1, :, 2] > 0) else 1
+
+
+def _people_arrays(poses: list, scores: list, frame_index: list, frame_of: list) -> tuple[np.ndarray, np.ndarray]:
+    """Every person's pose (P, 36) and score (P, 18) as float32, or FormatError naming the frame."""
+    try:
+        pose = np.array(poses, dtype=np.float32)
+        score = np.array(scores, dtype=np.float32)
+        ok = pose.shape == (len(poses), 2 * JOINTS) and score.shape == (len(poses), JOINTS)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:  # find the first bad person for the message
+        for p, (ps, sc) in enumerate(zip(poses, scores)):
+            try:
+                a, b = np.array(ps, dtype=np.float32), np.array(sc, dtype=np.float32)
+            except (ValueError, TypeError):
+                raise FormatError(f"frame {frame_index[frame_of[p]]}: 'pose' or 'score' is not a list "
+                                  "of numbers") from None
+            if a.shape != (2 * JOINTS,) or b.shape != (JOINTS,):
+                raise FormatError(f"frame {frame_index[frame_of[p]]}: a person has {a.size} pose and {b.size} score "
+                                  f"values, not {2 * JOINTS} and {JOINTS}")
+        raise FormatError("'pose' and 'score' are not lists of numbers")
+    if not (np.all(np.isfinite(pose)) and np.all(np.isfinite(score))) or np.any(score < 0):
+        raise FormatError("a non-finite value or a negative score")
+    return pose, score
+
+
+def _label_file(raw: Path, split: str, given: str | None) -> Path | None:
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise ValueError(f"{split}_labels {given} is not a file")
+        return path
+    found = sorted(p for p in raw.rglob(f"kinetics_{split}_label*.json") if p.is_file())
+    exact = [p for p in found if p.name == f"kinetics_{split}_label.json"]
+    if len(exact) == 1 or len(found) == 1:
+        return (exact or found)[0]
+    if found:
+        raise ValueError(f"several kinetics_{split}_label*.json under {raw} ({', '.join(p.name for p in found)}): "
+                         f"choose one with the reader option {split}_labels=PATH")
+    return None
+
+
+class KineticsFormat(DatasetFormat):
+    name = "kinetics"
+    skeleton = OPENPOSE18
+    meta_fields = META_FIELDS
+    protocols = ("release",)
+    persons = "stacked"
+    options = OPTIONS
+    description = ("Kinetics-skeleton (ST-GCN release, OpenPose 18 joints, 2D + confidence): kinetics_train/ and "
+                   "kinetics_val/ folders of <id>.json under RAW with kinetics_{train,val}_label*.json; "
+                   "protocol release (train = kinetics_train, test = kinetics_val); "
+                   "videos whose label entry has has_skeleton false are skipped")
+
+    def __init__(self, **options: str):
+        check_options(self.name, self.options, options)
+        self.label_paths = {s: options.get(f"{s}_labels") for s in SPLITS}
+        self.class_names = kinetics_class_names()
+
+    def discover(self, raw: Path, missing_list: Path | None = None):
+        if missing_list is not None:
+            raise ValueError("--missing-list applies to NTU only")
+        raw = Path(raw)
+        items, rejected, seen = [], [], set()
+        ignored = {"has_skeleton false in the label file": 0, "in the label file but no JSON file": 0}
+        folders = {s: sorted(p for p in raw.rglob(f"kinetics_{s}") if p.is_dir()) for s in SPLITS}
+        for split_index, split in enumerate(SPLITS):
+            files = sorted((f for d in folders[split] for f in d.glob("*.json")), key=lambda p: (p.name, str(p)))
+            if not files:
+                continue
+            label_path = _label_file(raw, split, self.label_paths[split])
+            if label_path is None:
+                raise ValueError(f"no kinetics_{split}_label*.json under {raw} for the {len(files)} files in "
+                                 f"kinetics_{split}/: add it or give the reader option {split}_labels=PATH")
+            labels = self._read_labels(label_path)
+            names = set()
+            for path in files:
+                vid = path.name[:-5]
+                names.add(vid)
+                entry = labels.get(vid)
+                if vid in seen:
+                    rejected.append(Rejection(str(path), "video id seen before (in another folder or split); "
+                                                         "the first copy is kept"))
+                elif entry is None:
+                    rejected.append(Rejection(vid, f"not in {label_path.name}"))
+                elif isinstance(entry, str):
+                    rejected.append(Rejection(vid, f"{label_path.name}: {entry}"))
+                elif not entry[1]:
+                    ignored["has_skeleton false in the label file"] += 1
+                else:
+                    items.append(Item(vid, path, entry[0], {"split": split_index}))
+                    seen.add(vid)
+            ignored["in the label file but no JSON file"] += sum(
+                1 for vid, e in labels.items() if vid not in names and not isinstance(e, str) and e[1])
+        if not any(folders.values()):
+            raise ValueError(f"no kinetics_train/ or kinetics_val/ folder under {raw}")
+        items.sort(key=lambda it: it.name)
+        return items, rejected, {k: v for k, v in ignored.items() if v}
+
+    def _read_labels(self, path: Path) -> dict[str, tuple[int, bool] | str]:
+        """id -> (label_index, has_skeleton), or the reason the entry is unusable."""
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read label file {path}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"label file {path} is not a JSON object keyed by video id")
+        out: dict[str, tuple[int, bool] | str] = {}
+        for vid, entry in doc.items():
+            index = entry.get("label_index") if isinstance(entry, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(self.class_names):
+                out[vid] = f"label_index {index!r} is not in 0-{len(self.class_names) - 1}"
+            elif entry.get("label") not in (None, self.class_names[index]):
+                out[vid] = (f"label {entry.get('label')!r} disagrees with label_index {index} "
+                            f"({self.class_names[index]!r} in label_name.txt)")
+            else:
+                out[vid] = (index, bool(entry.get("has_skeleton", True)))
+        return out
+
+    def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        try:
+            return [parse_video(data)] * len(items)
+        except FormatError as exc:
+            return [exc] * len(items)
+
+    def splits(self, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"release": np.asarray(meta["split"]) == 0}

@@ -1,0 +1,168 @@
+"""Toyota Smarthome (trimmed), LCR-Net skeletons (formats.md §5). No real file was available:
+this reader follows the documented layout and is tested only on files its tests write.
+
+One JSON per video, `<Activity>[.<Sub>]_pXX_rYY_vZZ_cWW.json` (v1.1) or `..._pose3d.json`
+(v1.2), `{"frames": [[{"pose2d": 26 floats, "pose3d": 39 floats, ("cumscore")}, ...], ...]}`.
+We read pose3d (metres), 13 LCR-Net joints. The flat vector is planar by default
+(x0..x12, y0..y12, z0..z12: the official json_to_npz.py and the Toyota skeleton baseline,
+YangDi666/2s-AGCN-For-Daily-Living data_gen/smarthome_gendata.py, read it so); the reader
+option `vectors=interleaved` reads (x0, y0, z0, x1, ...) as some third-party loaders do.
+
+Per frame we keep up to two detections: by descending `cumscore` where the file has it
+(v1.1), else in file order (v1.2 has no score). Frames with no detection are dropped."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..layout import LCRNET13
+from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, parse_json
+
+NAME = re.compile(r"^([A-Za-z]+(?:\.[A-Za-z]+)?)_p(\d+)_r(\d+)_v(\d+)_c(\d+)(?:_pose3d)?$")
+JOINTS = 13
+META_FIELDS = ("subject", "repetition", "video", "camera", "cv_label")  # cv_label: index in the 19 cross-view
+# classes, -1 for the other 12
+VECTOR_LAYOUTS = ("planar", "interleaved")
+
+# The 31 classes of the cross-subject protocol, in the order (= label index) of the Toyota
+# skeleton baseline's `action_classes` (YangDi666/2s-AGCN-For-Daily-Living smarthome_gendata.py).
+TOYOTA_CLASS_NAMES = (
+    "Cook.Cleandishes", "Cook.Cleanup", "Cook.Cut", "Cook.Stir", "Cook.Usestove", "Cutbread",
+    "Drink.Frombottle", "Drink.Fromcan", "Drink.Fromcup", "Drink.Fromglass", "Eat.Attable", "Eat.Snack",
+    "Enter", "Getup", "Laydown", "Leave", "Makecoffee.Pourgrains", "Makecoffee.Pourwater",
+    "Maketea.Boilwater", "Maketea.Insertteabag", "Pour.Frombottle", "Pour.Fromcan", "Pour.Fromkettle",
+    "Readbook", "Sitdown", "Takepills", "Uselaptop", "Usetelephone", "Usetablet", "Walk", "WatchTV",
+)
+# The 19 classes the cross-view protocols use (same source, `action_cv`).
+CROSS_VIEW_CLASSES = (
+    "Cutbread", "Drink.Frombottle", "Drink.Fromcan", "Drink.Fromcup", "Drink.Fromglass", "Eat.Attable",
+    "Eat.Snack", "Enter", "Getup", "Leave", "Pour.Frombottle", "Pour.Fromcan", "Readbook", "Sitdown",
+    "Takepills", "Uselaptop", "Usetablet", "Usetelephone", "Walk",
+)
+XSUB_TRAIN_SUBJECTS = (3, 4, 6, 7, 9, 12, 13, 15, 17, 19, 25)  # test: every other subject
+XVIEW1_TRAIN_CAMERAS = (1,)
+XVIEW2_TRAIN_CAMERAS = (1, 3, 4, 6, 7)  # as the dataset paper defines it (the baseline script tests subject ids)
+XVIEW_TEST_CAMERAS = (2,)  # camera 5 is the validation view: on neither side
+
+
+def parse_video(data: bytes, vectors: str = "planar") -> Sequence:
+    """JSON bytes -> (T, 2, 13, 3) float32 of up to two detections per frame, frames with
+    none dropped, and the actor count."""
+    doc = parse_json(data)
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+        raise FormatError("JSON has no 'frames' list")
+    poses, scores, frame_of = [], [], []
+    for t, frame in enumerate(doc["frames"]):
+        if not isinstance(frame, list):
+            raise FormatError(f"frame {t}: not a list of detections")
+        for person in frame:
+            if not isinstance(person, dict) or "pose3d" not in person:
+                raise FormatError(f"frame {t}: a detection has no 'pose3d'")
+            poses.append(person["pose3d"])
+            scores.append(person.get("cumscore", 0.0))
+            frame_of.append(t)
+    if not poses:
+        raise FormatError("nobody is detected in any frame")
+    try:
+        pose = np.array(poses, dtype=np.float32)
+        score = np.array(scores, dtype=np.float64)
+        ok = pose.shape == (len(poses), 3 * JOINTS) and score.shape == (len(poses),)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        for p, vec in enumerate(poses):
+            try:
+                a = np.array(vec, dtype=np.float32)
+                float(scores[p])
+            except (ValueError, TypeError):
+                raise FormatError(f"frame {frame_of[p]}: 'pose3d' or 'cumscore' is not numeric") from None
+            if a.shape != (3 * JOINTS,):
+                raise FormatError(f"frame {frame_of[p]}: 'pose3d' has {a.size} values, not {3 * JOINTS}")
+        raise FormatError("'pose3d' or 'cumscore' is not numeric")
+    if not np.all(np.isfinite(pose)):
+        raise FormatError("'pose3d' holds a non-finite value")
+    if not np.all(np.isfinite(score)):
+        raise FormatError("'cumscore' is not a finite number")
+    joints = pose.reshape(-1, 3, JOINTS).transpose(0, 2, 1) if vectors == "planar" else pose.reshape(-1, JOINTS, 3)
+    frame = np.asarray(frame_of, dtype=np.int64)
+    order = np.lexsort((-score, frame))  # per frame by descending cumscore; stable: file order without it
+    first = np.searchsorted(frame[order], frame[order], side="left")
+    slot = np.arange(len(order)) - first
+    keep = slot < 2
+    order, slot = order[keep], slot[keep]
+    frames, t = np.unique(frame[order], return_inverse=True)
+    seq = np.zeros((len(frames), 2, JOINTS, 3), dtype=np.float32)
+    seq[t, slot] = joints[order]
+    present = np.any(seq != 0, axis=(2, 3))
+    seq = seq[present[:, 0] | present[:, 1]]
+    if not len(seq):
+        raise FormatError("every detection is all zeros")
+    return seq, 2 if np.any(seq[:, 1] != 0) else 1
+
+
+class ToyotaFormat(DatasetFormat):
+    name = "toyota"
+    skeleton = LCRNET13
+    class_names = TOYOTA_CLASS_NAMES
+    meta_fields = META_FIELDS
+    protocols = ("xsub", "xview1", "xview2")
+    persons = "main"  # one subject per video
+    options = {"vectors": "layout of the flat pose3d vectors: planar (x0..x12, y0..y12, z0..z12; the "
+                          "official reading, default) or interleaved (x0, y0, z0, x1, ...)"}
+
+    def __init__(self, **options: str):
+        check_options(self.name, self.options, options)
+        self.vectors = options.get("vectors", "planar")
+        if self.vectors not in VECTOR_LAYOUTS:
+            raise ValueError(f"toyota reader option vectors={self.vectors!r}: choose planar or interleaved")
+        self.description = (
+            "Toyota Smarthome trimmed, LCR-Net pose3d (13 joints, metres; no real file was available to check "
+            f"against): <Activity>_pXX_rYY_vZZ_cWW[_pose3d].json under RAW; vectors {self.vectors}; 31 classes. "
+            "Protocols xsub (train subjects 3 4 6 7 9 12 13 15 17 19 25), xview1 (train camera 1, test camera 2), "
+            "xview2 (train cameras 1 3 4 6 7, test camera 2); cross-view uses only its 19 classes, labels stay "
+            "in the 31-class space")
+
+    def discover(self, raw: Path, missing_list: Path | None = None):
+        if missing_list is not None:
+            raise ValueError("--missing-list applies to NTU only")
+        items, rejected, seen = [], [], set()
+        for path in sorted(Path(raw).rglob("*.json"), key=lambda p: (p.name, str(p))):
+            stem = path.name[:-5]
+            m = NAME.match(stem)
+            if m is None:
+                rejected.append(Rejection(path.name, "file name is not <Activity>_pXX_rYY_vZZ_cWW[_pose3d].json"))
+                continue
+            activity = m.group(1)
+            name = stem.removesuffix("_pose3d")
+            subject, repetition, video, camera = map(int, m.groups()[1:])
+            if activity not in TOYOTA_CLASS_NAMES:
+                rejected.append(Rejection(stem, f"activity {activity!r} is not one of the 31 Toyota Smarthome classes"))
+            elif name in seen:
+                rejected.append(Rejection(str(path), "sample seen before (another folder, or both the v1.1 .json and "
+                                                     "the v1.2 _pose3d.json); the first copy is kept"))
+            elif max(subject, repetition, video, camera) > 32767:
+                rejected.append(Rejection(stem, "a number in the name does not fit a small integer"))
+            else:
+                cv_label = CROSS_VIEW_CLASSES.index(activity) if activity in CROSS_VIEW_CLASSES else -1
+                items.append(Item(name, path, TOYOTA_CLASS_NAMES.index(activity),
+                                  {"subject": subject, "repetition": repetition, "video": video, "camera": camera,
+                                   "cv_label": cv_label}))
+                seen.add(name)
+        items.sort(key=lambda it: it.name)
+        return items, rejected, {}
+
+    def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        try:
+            return [parse_video(data, self.vectors)] * len(items)
+        except FormatError as exc:
+            return [exc] * len(items)
+
+    def splits(self, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]:
+        subject, camera = np.asarray(meta["subject"]), np.asarray(meta["camera"])
+        cv_class = np.asarray(meta["cv_label"]) >= 0
+        test = np.isin(camera, XVIEW_TEST_CAMERAS) & cv_class
+        return {"xsub": np.isin(subject, XSUB_TRAIN_SUBJECTS),
+                "xview1": (np.isin(camera, XVIEW1_TRAIN_CAMERAS) & cv_class, test),
+                "xview2": (np.isin(camera, XVIEW2_TRAIN_CAMERAS) & cv_class, test)}
