@@ -192,7 +192,7 @@ def pretrain(
     blr: Annotated[float, typer.Option(help="Base learning rate, scaled by effective batch / 256 when --lr is not given")] = 1.5e-4,
     min_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cosine decay")] = 0.0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases, norms, tokens)")] = 0.05,
-    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up")] = 5.0,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up (at most half the run)")] = 5.0,
     mask_ratio: Annotated[float, typer.Option(help="Fraction of patches removed")] = 0.75,
     protocol: Annotated[Optional[str], typer.Option(help="Train on this protocol's train side only (e.g. xsub); default every sample")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights: MAE release .pth, timm .pth/.safetensors, or a run's checkpoint-last.pt")] = None,
@@ -207,7 +207,7 @@ def pretrain(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the newest) exactly where its last checkpoint left it")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (checkpointed; the schedule still spans --epochs)")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where new runs are created")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Option(help="Where new runs are created, and where --resume looks for the newest")] = Path("runs"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Pretrain a ViT masked autoencoder (MAE or DiffMAE) on the images of a store.

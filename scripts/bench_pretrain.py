@@ -1,0 +1,163 @@
+"""Throughput of pretraining: the block loader against naive per-sample reads, and MAE steps.
+
+    python scripts/bench_pretrain.py                       # synthetic 224px store, CPU here, < 2 min
+    python scripts/bench_pretrain.py --store out.zarr      # a real store
+    python scripts/bench_pretrain.py --models vit_base --batch 128 --steps 20 --e2e   # on a GPU
+
+Loader: images/s over one epoch of `--n` samples for workers 0, 1, 2 (best of two epochs),
+for `make_loader` (shard-aligned block reads + shuffle buffer) and for a naive
+map-style Dataset reading one sample per `images[i]` with DataLoader(shuffle=True), in the
+same process on the same store; the ratio is block / naive. Training: images/s of
+fwd + bwd + AdamW steps of the MAE (decoder 512 x 8) on random batches, bf16 autocast on
+CUDA only. --e2e also runs `pretrain` for --steps steps and reports its measured images/s."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2i_cli.data import make_loader, normalize  # noqa: E402
+from s2i_cli.mae import MaskedAutoencoder  # noqa: E402
+from s2i_cli.store import open_store  # noqa: E402
+
+warnings.filterwarnings("ignore", message="Consolidated metadata")
+
+
+class PerSample(Dataset):
+    """The naive baseline: one zarr read per sample."""
+
+    def __init__(self, store: Path, indices: np.ndarray):
+        self.store, self.indices, self.images = str(store), indices, None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        if self.images is None:
+            import zarr
+            self.images = zarr.open_group(self.store, mode="r")["images"]
+        i = int(self.indices[k])
+        return torch.from_numpy(self.images[i]), i
+
+
+def rate(loader, epochs: int = 2) -> float:
+    """Best images/s of `epochs` passes (a busy shared machine only ever makes a pass slower)."""
+    best = 0.0
+    for epoch in range(epochs):
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(epoch)
+        start, count = time.perf_counter(), 0
+        for batch in loader:
+            count += len(batch[0])
+        best = max(best, count / (time.perf_counter() - start))
+    return best
+
+
+def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]:
+    n = open_store(store)["label"].shape[0]
+    indices = np.arange(n)
+    rows = []
+    for workers in workers_list:
+        block = rate(make_loader(store, indices, batch, shuffle=True, workers=workers))
+        naive = rate(DataLoader(PerSample(store, indices), batch_size=batch, shuffle=True, num_workers=workers))
+        rows.append({"workers": workers, "block_img_s": round(block, 1), "naive_img_s": round(naive, 1),
+                     "ratio": round(block / naive, 2)})
+        print(f"loader  workers {workers}: block {block:8.1f} img/s   naive per-sample {naive:8.1f} img/s   "
+              f"ratio {block / naive:5.2f}x", flush=True)
+    return rows
+
+
+def bench_steps(model: str, size: int, batch: int, steps: int, device: torch.device, compile: bool) -> dict:
+    torch.manual_seed(0)
+    net = MaskedAutoencoder(model, size).to(device)
+    step_fn = torch.compile(net) if compile else net
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+    times = []
+    for _ in range(steps + 1):  # the first step (allocation, compilation) is not counted
+        start = time.perf_counter()
+        with autocast:
+            loss, _, _ = step_fn(normalize(images))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    per_step = float(np.mean(times[1:]))
+    row = {"model": model, "batch": batch, "first_step_s": round(times[0], 3), "step_s": round(per_step, 3),
+           "img_s": round(batch / per_step, 1), "device": str(device)}
+    if device.type == "cuda":
+        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats()
+    print(f"train   {model:9s} batch {batch:4d} on {device}: first step {times[0]:.2f} s, then {per_step:.3f} s/step"
+          f" = {batch / per_step:8.1f} img/s" + (f", peak {row['peak_mem_gib']} GiB" if "peak_mem_gib" in row else ""),
+          flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", type=Path, help="an s2i store (default: a synthetic one in a temporary folder)")
+    p.add_argument("--n", type=int, default=768, help="samples in the synthetic store")
+    p.add_argument("--size", type=int, default=224, help="image size of the synthetic store")
+    p.add_argument("--loader-batch", type=int, default=64)
+    p.add_argument("--workers", default="0,1,2", help="worker counts to measure, comma-separated")
+    p.add_argument("--models", default="vit_tiny,vit_base", help="encoders to time, comma-separated ('' skips)")
+    p.add_argument("--batch", type=int, help="training batch (default 8 on CPU, 64 on CUDA)")
+    p.add_argument("--steps", type=int, help="timed training steps (default 2 on CPU, 20 on CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--e2e", action="store_true", help="also run `pretrain` for --steps steps (loader + model)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--json", type=Path, help="write the numbers here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({name}); torch {torch.__version__}", flush=True)
+    batch = args.batch or (64 if device.type == "cuda" else 8)
+    steps = args.steps or (20 if device.type == "cuda" else 2)
+    tmp = tempfile.TemporaryDirectory(prefix="s2i-bench-")
+    store = args.store
+    if store is None:
+        from tests.stores import make_store
+
+        start = time.perf_counter()
+        store = make_store(Path(tmp.name) / "bench.zarr", n=args.n, size=args.size, classes=10, noise=3.0)
+        print(f"synthetic store: {args.n} x 3x{args.size}x{args.size} written in {time.perf_counter() - start:.1f} s",
+              flush=True)
+    size = int(open_store(store).attrs["s2i"]["image_size"][0])
+    results = {"device": str(device), "device_name": name, "store": str(store)}
+    results["loader"] = bench_loader(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
+    results["train"] = [bench_steps(m, size, batch, steps, device, args.compile)
+                        for m in args.models.split(",") if m]
+    if args.e2e:
+        from s2i_cli.pretrain import pretrain
+
+        for m in [m for m in args.models.split(",") if m]:
+            run = pretrain(store, Path(tmp.name) / f"run-{m}", model=m, epochs=1, batch_size=batch,
+                           max_steps=steps + 1, workers=int(args.workers.split(",")[-1]), compile=args.compile,
+                           warmup_epochs=0, progress=False, recon_every=10**6)
+            last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+            print(f"pretrain {m}: {last['images_per_s']} img/s end to end (loader + model, {steps} steps)", flush=True)
+            results.setdefault("e2e", []).append({"model": m, "img_s": last["images_per_s"]})
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

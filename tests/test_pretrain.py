@@ -1,0 +1,238 @@
+"""`s2i pretrain`: the block loader, the MAE/DiffMAE model, weight loading, the training loop
+(loss falls, exact resume, two-process DDP on CPU) and the CLI's errors. CPU, tiny models."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from typer.testing import CliRunner
+
+from s2i_cli.cli import app
+from s2i_cli.data import BlockDataset, make_loader, normalize
+from s2i_cli.mae import MaskedAutoencoder, build_encoder, load_weights
+from s2i_cli.pretrain import pretrain
+from s2i_cli.store import StoreError, open_store, split_indices
+from tests.stores import make_store
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(model="vit_tiny", decoder_dim=64, decoder_depth=1, decoder_heads=4, workers=0, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads slow a tiny ViT step ten-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("store") / "s.zarr", n=64, size=32, classes=4)
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory):
+    """More than two shards, so blocks, groups and partial shards all occur."""
+    return make_store(tmp_path_factory.mktemp("big") / "b.zarr", n=700, size=16, classes=5)
+
+
+# ------------------------------------------------------------------ loader
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_yields_every_index_once(big_store, workers):
+    idx = split_indices(open_store(big_store), "xsub", "train")
+    loader = make_loader(big_store, idx, 32, shuffle=True, workers=workers, seed=3)
+    orders = []
+    for epoch in (0, 1):
+        loader.dataset.set_epoch(epoch)
+        batches = list(loader)
+        got = torch.cat([b[2] for b in batches]).numpy()
+        assert sorted(got.tolist()) == idx.tolist()
+        assert len(batches) == len(loader)
+        images, labels, index = batches[0]
+        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 16, 16)
+        assert labels.tolist() == (index % 5).tolist()
+        orders.append(got)
+    assert not np.array_equal(orders[0], orders[1])  # a new order each epoch
+    assert not np.array_equal(orders[0], np.sort(orders[0]))
+    plain = make_loader(big_store, idx, 50, shuffle=False, workers=workers)
+    assert torch.cat([b[2] for b in plain]).tolist() == idx.tolist()
+
+
+def test_loader_resume_skip_and_ranks(big_store):
+    idx = np.arange(700)
+    loader = make_loader(big_store, idx, 32, shuffle=True, workers=2, seed=1)
+    loader.dataset.set_epoch(4)
+    full = [b[2] for b in loader]
+    loader.dataset.set_epoch(4, skip_batches=5)  # a mid-epoch resume reads only what is left
+    rest = [b[2] for b in loader]
+    assert len(rest) == len(full) - 5 and all(torch.equal(a, b) for a, b in zip(full[5:], rest))
+    # workers partition the epoch: each reads only its own samples
+    ds = BlockDataset(big_store, idx, shuffle=True, batch_size=32)
+    shares = [ds.worker_order(w, 3)[0] for w in range(3)]
+    assert sorted(np.concatenate(shares).tolist()) == idx.tolist()
+    # three DDP ranks: equal lengths, together every index (two pads repeat the start)
+    parts = [[int(s[2]) for s in BlockDataset(big_store, idx, shuffle=True, rank=r, world_size=3)] for r in range(3)]
+    assert [len(p) for p in parts] == [234] * 3
+    assert set(sum(parts, [])) == set(idx.tolist())
+
+
+def test_temporal_crop_keeps_shape_and_halves(store):
+    ds = BlockDataset(store, np.arange(8), shuffle=False, temporal_crop=(0.5, 0.5))
+    plain = BlockDataset(store, np.arange(8), shuffle=False)
+    for (a, _, i), (b, _, j) in zip(ds, plain):
+        assert i == j and a.shape == b.shape == (3, 32, 32) and a.dtype == torch.uint8
+    with pytest.raises(ValueError):
+        BlockDataset(store, np.arange(8), shuffle=False, temporal_crop=(0.0, 1.0))
+
+
+def test_normalize():
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    y = normalize(x)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+
+
+# ------------------------------------------------------------------ model
+
+def test_mae_shapes_and_diffmae_gradients():
+    torch.manual_seed(0)
+    net = MaskedAutoencoder("vit_tiny", (32, 48), decoder_dim=64, decoder_depth=1, decoder_heads=4, objective="diffmae")
+    x = torch.randn(3, 3, 32, 48)
+    assert torch.equal(net.unpatchify(net.patchify(x)), x)
+    loss, pred, mask = net(x)
+    assert pred.shape == (3, 6, 16 * 16 * 3) and mask.sum(1).tolist() == [5.0, 5.0, 5.0]
+    loss.backward()
+    assert net.noise_embed.weight.grad.abs().sum() > 0 and net.time_embed[0].weight.grad.abs().sum() > 0
+    assert not net.encoder.pos_embed.requires_grad  # MAE's fixed sin-cos table
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        MaskedAutoencoder("vit_tiny", 40)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_load_weights_from_timm(tmp_path, suffix):
+    src = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=7)
+    sd = src.state_dict()
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save(sd, path)
+    else:
+        from safetensors.torch import save_file
+        save_file(sd, str(path))
+    mae = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
+    report = load_weights(mae, path)
+    assert torch.equal(mae.encoder.blocks[3].attn.qkv.weight, sd["blocks.3.attn.qkv.weight"])
+    assert "encoder.pos_embed" in report["loaded"] and {"encoder.head.weight", "encoder.head.bias"} <= set(report["unexpected"])
+    expected = timm.layers.resample_abs_pos_embed(sd["pos_embed"], new_size=[2, 2], num_prefix_tokens=1)
+    assert torch.allclose(mae.encoder.pos_embed, expected)
+    assert all(k.startswith(("mask_token", "decoder_")) for k in report["missing"])
+    enc = build_encoder("vit_tiny", 32, num_classes=7)  # a bare encoder with a head of the same shape
+    report = load_weights(enc, path)
+    assert report["missing"] == [] and torch.equal(enc.head.weight, sd["head.weight"])
+
+
+def test_load_weights_mae_release_format(tmp_path):
+    mae = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
+    release = {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in mae.state_dict().items()}
+    torch.save({"model": release}, tmp_path / "mae_visualize.pth")
+    other = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
+    report = load_weights(other, tmp_path / "mae_visualize.pth")
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert all(torch.equal(a, b) for a, b in zip(mae.state_dict().values(), other.state_dict().values()))
+    with pytest.raises(ValueError, match="no weights file"):
+        load_weights(other, tmp_path / "absent.pth")
+
+
+# ------------------------------------------------------------------ training loop
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_and_run_layout(store, tmp_path):
+    run = pretrain(store, tmp_path / "run", epochs=4, batch_size=16, lr=2e-3, warmup_epochs=1, **TINY)
+    losses = [m["loss"] for m in _metrics(run)]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0]
+    config = json.loads((run / "config.json").read_text())
+    assert config["store"] == str(store.absolute()) and config["img_size"] == 32 and config["model"] == "vit_tiny"
+    assert config["dataset"] == "synthetic" and config["class_names"][0] == "class 0" and config["protocol"] is None
+    assert (run / "recon-epoch004.png").is_file()
+    ckpt = torch.load(run / "checkpoint-last.pt", weights_only=True)
+    assert ckpt["step"] == 16 and ckpt["epoch"] == 4
+    enc = build_encoder(config["model"], config["img_size"])  # how evaluate reads a run
+    report = load_weights(enc, run / "checkpoint-last.pt")
+    assert report["missing"] == [] and torch.equal(enc.blocks[0].mlp.fc1.weight, ckpt["model"]["encoder.blocks.0.mlp.fc1.weight"])
+
+
+def test_resume_matches_uninterrupted_run(store, tmp_path):
+    # 32 xsub train samples, 4 x 2 per step: 4 steps per epoch
+    settings = dict(epochs=2, batch_size=4, accum=2, warmup_epochs=1, protocol="xsub", **TINY)
+    whole = pretrain(store, tmp_path / "whole", **settings)
+    part = pretrain(store, tmp_path / "part", max_steps=1, **settings)  # killed mid-epoch 1
+    assert torch.load(part / "checkpoint-last.pt", weights_only=True)["step"] == 1
+    part = pretrain(store, tmp_path / "part", max_steps=4, **settings, resume=True)  # to the epoch's end
+    part = pretrain(None, tmp_path / "part", resume=True, progress=False)  # the rest, settings from config.json
+    a = torch.load(whole / "checkpoint-last.pt", weights_only=True)
+    b = torch.load(part / "checkpoint-last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"])
+    other = make_store(tmp_path / "48.zarr", n=16, size=48)
+    with pytest.raises(ValueError, match="48x48 images"):
+        pretrain(other, tmp_path / "part", resume=True, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        pretrain(store, tmp_path / "part", **settings)
+
+
+def test_diffmae_pretrain_runs(store, tmp_path):
+    run = pretrain(store, tmp_path / "diff", objective="diffmae", epochs=2, batch_size=16, max_steps=2, **TINY)
+    (record,) = _metrics(run)
+    assert record["step"] == 2 and np.isfinite(record["loss"]) and (run / "recon-epoch000.png").is_file()
+    enc = build_encoder("vit_tiny", 32)
+    assert load_weights(enc, run / "checkpoint-last.pt")["missing"] == []
+
+
+def test_torchrun_two_processes(store, tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "s2i_cli.cli", "pretrain", str(store), "--run-dir", str(tmp_path / "ddp"), "--model", "vit_tiny",
+           "--decoder-dim", "64", "--decoder-depth", "1", "--decoder-heads", "4", "--batch-size", "8",
+           "--epochs", "1", "--max-steps", "1", "--workers", "0", "--no-progress"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoint-last.pt", weights_only=True)
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert ckpt["step"] == 1 and config["world_size"] == 2 and config["effective_batch"] == 16
+    assert config["steps_per_epoch"] == 4  # 64 samples / 2 ranks / 8 per batch
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_missing_store_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["pretrain", str(tmp_path / "absent.zarr")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no store at" in lines[0] and "s2i convert" in lines[0]
+
+
+def test_cli_not_a_store_and_bad_size(tmp_path):
+    (tmp_path / "plain").mkdir()
+    result = CliRunner().invoke(app, ["pretrain", str(tmp_path / "plain")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    odd = make_store(tmp_path / "odd.zarr", n=8, size=24)
+    result = CliRunner().invoke(app, ["pretrain", str(odd), "--model", "vit_tiny", "--run-dir", str(tmp_path / "r"),
+                                      "--no-progress", "--workers", "0"])
+    assert result.exit_code == 2 and "multiple of the patch size" in result.output
+    with pytest.raises(StoreError, match="protocol"):
+        pretrain(odd, tmp_path / "r2", protocol="xview", **TINY)
