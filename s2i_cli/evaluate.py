@@ -423,10 +423,15 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix as a PNG with class names on both axes (Agg, no pyplot state)."""
+    """Row-normalised confusion matrix as a PNG with class names on both axes (Agg, no pyplot state).
+    Classes that are neither in the test set nor ever predicted are left out, so a store
+    holding a few of a dataset's classes gets a readable picture."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    seen = np.flatnonzero((matrix.sum(axis=0) > 0) | (matrix.sum(axis=1) > 0))
+    matrix = matrix[np.ix_(seen, seen)]
+    class_names = [class_names[i] for i in seen]
     n = len(class_names)
     totals = matrix.sum(axis=1, keepdims=True)
     norm = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)

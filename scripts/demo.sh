@@ -22,8 +22,12 @@ $S2I convert ntu120 "$OUT/raw" "$OUT/ntu120.zarr" --size "$SIZE" --overwrite
 $S2I info "$OUT/ntu120.zarr"
 $S2I show "$OUT/ntu120.zarr" --index 0 --out "$OUT/sample.png"
 $S2I pretrain "$OUT/ntu120.zarr" --model vit_tiny --epochs "$EPOCHS" --batch-size "$BATCH" \
-    --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --protocol xsub --run-dir "$RUN"
+    --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --blr 1.5e-3 --protocol xsub --run-dir "$RUN"
 $S2I evaluate --protocol xsub --run "$RUN" --mode linear --epochs "$LINEAR_EPOCHS"
+# the same probe on a randomly initialised encoder: what pretraining adds
+$S2I evaluate --protocol xsub --run none --store "$OUT/ntu120.zarr" --model vit_tiny --mode linear \
+    --epochs "$LINEAR_EPOCHS" --runs-dir "$OUT/runs"
+$S2I evaluate --summary --runs-dir "$OUT/runs"
 
 echo
 echo "Pictures:"
