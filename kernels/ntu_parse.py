@@ -2,7 +2,6 @@
 
 Capacity is derived from the file size, never from the counts the file declares, so a
 lying frame or body count cannot make us allocate more than the bytes could hold."""
-import numpy as np
 from numba import njit
 
 from .textscan import end_of_line, read_float, read_int, skip_fields

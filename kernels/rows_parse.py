@@ -3,7 +3,6 @@ floats (PKU-MMD skeleton files: one line per frame, 150 values; formats.md §3).
 
 Capacity comes from the number of newlines in the bytes, never from anything the file
 claims, so memory is bounded by the file size."""
-import numpy as np
 from numba import njit
 
 from .textscan import LF, end_of_line, read_float, skip_blanks

@@ -189,7 +189,6 @@ PKU_BAD = {
 
 
 def test_pku_bad_skeleton_files_are_rejected_with_reason_and_line(tmp_path):
-    fmt = get_format("pkummd")
     for case, (tail, reason, line) in PKU_BAD.items():
         data = (frame_line(1.0) + "\n" + tail).encode() if case != "empty" else b""
         with pytest.raises(FormatError) as exc:

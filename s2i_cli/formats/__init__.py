@@ -16,6 +16,7 @@ lists the ones it accepts in `options` (name -> help) and rejects others with Va
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,24 @@ class DatasetFormat:
 
 
 SplitMasks = np.ndarray | tuple[np.ndarray, np.ndarray]  # train mask, or (train mask, test mask)
+
+
+DUPLICATE = "sample name seen before in another folder; the first copy is kept"
+
+
+def named_files(raw: Path, suffix: str, pattern: re.Pattern, expected: str) -> tuple[list[tuple[Path, str, re.Match]], list[Rejection]]:
+    """Files under `raw` (recursive) named `<stem><suffix>`, sorted by name then folder, as
+    (path, stem, match); a stem that `pattern` does not match is rejected, the reason
+    saying that the name should look like `expected`."""
+    found, rejected = [], []
+    for path in sorted(Path(raw).rglob(f"*{suffix}"), key=lambda p: (p.name, str(p))):
+        stem = path.name[: -len(suffix)]
+        match = pattern.match(stem)
+        if match is None:
+            rejected.append(Rejection(path.name, f"file name is not {expected}"))
+        else:
+            found.append((path, stem, match))
+    return found, rejected
 
 
 def split_sides(masks: dict[str, SplitMasks]) -> dict[str, dict[str, np.ndarray]]:

@@ -9,7 +9,7 @@ import numpy as np
 from s2i_kernels import ntu_parse, ntu_select
 
 from ..layout import NTU25
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence
+from . import DUPLICATE, DatasetFormat, FormatError, Item, Rejection, Sequence, named_files
 from .ntu_names import NTU_CLASS_NAMES
 
 NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
@@ -81,15 +81,13 @@ class NTUFormat(DatasetFormat):
 
     def discover(self, raw: Path, missing_list: Path | None = None):
         missing = read_missing_list(missing_list, self.name)
-        items, rejected, seen = [], [], set()
+        found, rejected = named_files(raw, ".skeleton", NAME, "SsssCcccPpppRrrrAaaa.skeleton")
+        items, seen = [], set()
         ignored = {"on the missing-skeleton list": 0, f"outside {self.name} (setup or action)": 0}
-        for path in sorted(Path(raw).rglob("*.skeleton"), key=lambda p: (p.name, str(p))):
-            stem = path.name.removesuffix(".skeleton")
+        for path, stem, _ in found:
             meta = parse_name(stem)
-            if meta is None:
-                rejected.append(Rejection(path.name, "file name is not SsssCcccPpppRrrrAaaa.skeleton"))
-            elif stem in seen:
-                rejected.append(Rejection(str(path), "sample name seen before in another folder; the first copy is kept"))
+            if stem in seen:
+                rejected.append(Rejection(str(path), DUPLICATE))
             elif stem in missing:
                 ignored["on the missing-skeleton list"] += 1
             elif not (1 <= meta["setup"] <= self.max_setup and 1 <= meta["action"] <= self.max_action):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import NWUCLA20
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, parse_json
+from . import DUPLICATE, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, named_files, parse_json
 
 NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
 ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)  # a07 and a10 do not exist; label = position + 1
@@ -59,20 +59,15 @@ class NWUCLAFormat(DatasetFormat):
     def discover(self, raw: Path, missing_list: Path | None = None):
         if missing_list is not None:
             raise ValueError("--missing-list applies to NTU only")
-        items, rejected, seen = [], [], set()
-        for path in sorted(Path(raw).rglob("*.json"), key=lambda p: (p.name, str(p))):
-            stem = path.name[:-5]
-            m = NAME.match(stem)
-            if m is None:
-                rejected.append(Rejection(path.name, "file name is not aAA_sSS_eEE_vVV.json"))
-                continue
+        found, rejected = named_files(raw, ".json", NAME, "aAA_sSS_eEE_vVV.json")
+        items, seen = [], set()
+        for path, stem, m in found:
             action, subject, episode, view = map(int, m.groups())
             if action not in ACTIONS:
                 rejected.append(Rejection(stem, f"action a{action:02d} is not an NW-UCLA action "
                                                 "(a01-a06, a08, a09, a11, a12)"))
             elif stem in seen:
-                rejected.append(Rejection(str(path), "sample name seen before in another folder; "
-                                                     "the first copy is kept"))
+                rejected.append(Rejection(str(path), DUPLICATE))
             else:
                 items.append(Item(stem, path, ACTIONS.index(action),
                                   {"subject": subject, "episode": episode, "view": view}))

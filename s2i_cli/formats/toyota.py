@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import LCRNET13
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, parse_json
+from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, named_files, parse_json
 
 NAME = re.compile(r"^([A-Za-z]+(?:\.[A-Za-z]+)?)_p(\d+)_r(\d+)_v(\d+)_c(\d+)(?:_pose3d)?$")
 JOINTS = 13
@@ -127,13 +127,9 @@ class ToyotaFormat(DatasetFormat):
     def discover(self, raw: Path, missing_list: Path | None = None):
         if missing_list is not None:
             raise ValueError("--missing-list applies to NTU only")
-        items, rejected, seen = [], [], set()
-        for path in sorted(Path(raw).rglob("*.json"), key=lambda p: (p.name, str(p))):
-            stem = path.name[:-5]
-            m = NAME.match(stem)
-            if m is None:
-                rejected.append(Rejection(path.name, "file name is not <Activity>_pXX_rYY_vZZ_cWW[_pose3d].json"))
-                continue
+        found, rejected = named_files(raw, ".json", NAME, "<Activity>_pXX_rYY_vZZ_cWW[_pose3d].json")
+        items, seen = [], set()
+        for path, stem, m in found:
             activity = m.group(1)
             name = stem.removesuffix("_pose3d")
             subject, repetition, video, camera = map(int, m.groups()[1:])
