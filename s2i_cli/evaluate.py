@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -33,6 +32,7 @@ from rich.table import Table
 from torch import nn
 
 from s2i_cli.store import StoreError, open_store, split_indices
+from s2i_cli.training import atomic_save, cosine_lr
 
 MODES = ("linear", "knn", "finetune")
 POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
@@ -239,14 +239,6 @@ def cached_features(encoder_fn: Callable[[], nn.Module], cache: Path, store_path
 
 # --------------------------------------------------------------------- linear probe
 
-def cosine_lr(step: int, total: int, base: float, warmup: int = 0) -> float:
-    """Linear warm-up, then half-cycle cosine to zero."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, *, epochs: int = 100,
                       batch_size: int = 256, lr: float | None = None, weight_decay: float = 0.0, seed: int = 0,
                       device: torch.device | None = None, progress: Progress | None = None) -> nn.Module:
@@ -345,7 +337,7 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
         if not checkpoint.exists():
             raise EvaluateError(f"--resume: no fine-tuning checkpoint at {checkpoint}; "
                                 f"run without --resume to start one")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state["num_classes"] != num_classes:
             raise EvaluateError(f"number of classes mismatch: {checkpoint} was fine-tuned for {state['num_classes']} "
                                 f"classes, the store has {num_classes}: pass --overwrite to start again")
@@ -384,17 +376,10 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
             optimizer.step()
             step += 1
             progress.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
-        save_atomic({"model": encoder.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+        atomic_save({"model": encoder.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "step": step, "num_classes": num_classes, "settings": settings or {}}, checkpoint)
     progress.remove_task(task)
     return encoder.eval()
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- metrics

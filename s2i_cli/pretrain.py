@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -28,6 +27,7 @@ from rich.console import Console
 from .data import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
 from .store import StoreError, open_store, split_indices
+from .training import atomic_save, cosine_lr
 
 console = Console(stderr=True)
 CHECKPOINT = "checkpoint-last.pt"
@@ -150,11 +150,8 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
             model_ = torch.nn.parallel.DistributedDataParallel(model_, device_ids=[local_rank] if device.type == "cuda" else None)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
-        def lr_at(it: int) -> float:  # linear warm-up, then cosine decay to min_lr
-            if it < warmup_steps:
-                return peak_lr * (it + 1) / warmup_steps
-            progress_ = (it - warmup_steps) / max(1, total_steps - warmup_steps)
-            return s["min_lr"] + (peak_lr - s["min_lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+        def lr_at(it: int) -> float:
+            return cosine_lr(it, total_steps, peak_lr, warmup=warmup_steps, min_lr=s["min_lr"])
 
         # --- run directory ---
         if not resume:
@@ -241,7 +238,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
                          "scheduler": {"kind": "warmup-cosine", "step": step, "warmup_steps": warmup_steps,
                                        "total_steps": total_steps, "peak_lr": peak_lr, "min_lr": s["min_lr"]},
                          "epoch": epochs_done, "step": step, "config": config, "rng": _get_rng()}
-                _atomic_save(state, run_dir / CHECKPOINT)
+                atomic_save(state, run_dir / CHECKPOINT)
                 if not bar:
                     console.print(f"epoch {epochs_done} step {step}/{total_steps} loss {record['loss']:.4f} "
                                   f"lr {lr_now:.2e} {record['images_per_s'] or 0:.1f} img/s")
@@ -328,12 +325,6 @@ def _set_rng(state: dict | None) -> None:
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
