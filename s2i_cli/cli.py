@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs re-flow to the terminal width
 )
 console = Console(stderr=True)
 
@@ -183,7 +184,7 @@ def _parse_crop(text: Optional[str]) -> Optional[tuple[float, float]]:
 @app.command()
 def pretrain(
     store: Annotated[Optional[Path], typer.Argument(help="The Zarr store made by `s2i convert` (optional with --resume: the run's)")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<dataset>-<date>-<time>; with --resume: the newest run under runs/)")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/DATASET-DATE-TIME; with --resume: the newest run under runs/)")] = None,
     model: Annotated[str, typer.Option(help="Encoder: vit_tiny, vit_small or vit_base (patch 16)")] = "vit_base",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs; the cosine schedule spans them (default 100, or the resumed run's)")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step per process (GPU)")] = 64,
