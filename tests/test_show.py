@@ -253,3 +253,19 @@ def test_show_every_dataset(dataset, tmp_path):
     store = tmp_path / f"{dataset}.zarr"
     convert(dataset, folder, store, limit=3, progress=False)
     assert png_size(render_sample(open_store(store), -1, tmp_path / f"{dataset}.png")) == PNG_SIZE
+
+
+def test_show_toyota_from_written_files(tmp_path):
+    """No real Toyota file exists: render a store made from files written like the reader's tests."""
+    import json
+
+    import numpy as np
+
+    from tests.test_formats import toyota_doc
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    doc, _ = toyota_doc(np.random.default_rng(0), frames=20)
+    (raw / "Walk_p03_r00_v01_c01.json").write_text(json.dumps(doc))
+    convert("toyota", raw, tmp_path / "t.zarr", progress=False)
+    assert png_size(render_sample(open_store(tmp_path / "t.zarr"), 0, tmp_path / "t.png")) == PNG_SIZE
