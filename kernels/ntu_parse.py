@@ -32,6 +32,16 @@ def capacity(nbytes: int) -> int:
 
 
 @njit(nogil=True, cache=True)
+def _count_line(data, pos):
+    """A line holding one integer: (status, value, position after the line)."""
+    value, pos, ok = read_int(data, pos)
+    if not ok:
+        return BAD_NUMBER, value, pos
+    eol, pos = end_of_line(data, pos)
+    return (OK if eol else EXTRA_VALUES), value, pos
+
+
+@njit(nogil=True, cache=True)
 def parse_ntu(data, body_frame, body_id, joints):
     """Fill body_frame (B,), body_id (B,) int64 and joints (B, 25, 3) float32 with every
     body record in file order. Returns (status, line, frames, bodies): status 0 is OK,
@@ -45,28 +55,22 @@ def parse_ntu(data, body_frame, body_id, joints):
         pos += 1
     if pos >= n:
         return EMPTY, line, 0, 0
-    frames, pos, ok = read_int(data, pos)
-    if not ok:
-        return BAD_NUMBER, line, 0, 0
+    status, frames, pos = _count_line(data, pos)
+    if status != OK:
+        return status, line, 0, 0
     if frames < 0 or frames > n // 2:  # every frame needs at least "0\n"
         return BAD_FRAME_COUNT, line, 0, 0
-    eol, pos = end_of_line(data, pos)
-    if not eol:
-        return EXTRA_VALUES, line, 0, 0
     line += 1
     cap = len(body_frame)
     b = 0
     for f in range(frames):
         if pos >= n:
             return TRUNCATED, line, f, b
-        count, pos, ok = read_int(data, pos)
-        if not ok:
-            return BAD_NUMBER, line, f, b
+        status, count, pos = _count_line(data, pos)
+        if status != OK:
+            return status, line, f, b
         if count < 0 or count > MAX_BODIES_PER_FRAME:
             return BAD_BODY_COUNT, line, f, b
-        eol, pos = end_of_line(data, pos)
-        if not eol:
-            return EXTRA_VALUES, line, f, b
         line += 1
         for _ in range(count):
             if pos >= n:
@@ -84,14 +88,11 @@ def parse_ntu(data, body_frame, body_id, joints):
             line += 1
             if pos >= n:
                 return TRUNCATED, line, f, b
-            jc, pos, ok = read_int(data, pos)
-            if not ok:
-                return BAD_NUMBER, line, f, b
+            status, jc, pos = _count_line(data, pos)
+            if status != OK:
+                return status, line, f, b
             if jc != JOINTS:
                 return BAD_JOINT_COUNT, line, f, b
-            eol, pos = end_of_line(data, pos)
-            if not eol:
-                return EXTRA_VALUES, line, f, b
             line += 1
             for j in range(JOINTS):
                 if pos >= n:
