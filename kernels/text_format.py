@@ -6,8 +6,9 @@ kernels write the same text (tested against '%.7G') in one pass."""
 import numpy as np
 from numba import njit
 
+from .textscan import POW10
+
 _LF, _ZERO, _DOT, _MINUS, _PLUS, _E = 10, 48, 46, 45, 43, 69
-_POW10 = np.array([10.0 ** k for k in range(23)])
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -118,13 +119,13 @@ def _mantissa7(x, exponent):
     the true value lies, so the result matches correctly rounded decimal conversion."""
     k = 6 - exponent
     if 0 <= k <= 22:
-        scaled = x * _POW10[k]
-        residual = _product_error(x, _POW10[k], scaled)  # x * 10**k - scaled, exactly
+        scaled = x * POW10[k]
+        residual = _product_error(x, POW10[k], scaled)  # x * 10**k - scaled, exactly
     elif -22 <= k < 0:
-        scaled = x / _POW10[-k]
-        high = scaled * _POW10[-k]
+        scaled = x / POW10[-k]
+        high = scaled * POW10[-k]
         # has the sign of x / 10**-k - scaled (x - high is exact: the two are within a factor 2)
-        residual = (x - high) - _product_error(scaled, _POW10[-k], high)
+        residual = (x - high) - _product_error(scaled, POW10[-k], high)
     else:  # far outside any joint value; plain rounding is close enough
         return np.int64(np.rint(x * 10.0 ** k))
     rounded = np.rint(scaled)

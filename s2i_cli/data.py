@@ -27,6 +27,7 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .layout import actor_rows
 from .store import SHARD
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -207,7 +208,7 @@ class BlockDataset(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         frac = rng.uniform(lo, hi)
         height = image.shape[1]
-        halves = [(0, height // 2), (height // 2, height)] if stacked and height >= 4 else [(0, height)]
+        halves = actor_rows(height, "stacked" if stacked and height >= 4 else "main")
         offset = rng.uniform()
         x = torch.from_numpy(image).float()
         parts = []

@@ -108,6 +108,8 @@ LCRNET13 = Skeleton(
            (9, 11), (12, 10), (12, 11)),
 )
 
+SKELETONS = {s.name: s for s in (NTU25, NWUCLA20, OPENPOSE18, LCRNET13)}  # the store's `skeleton` attr -> definition
+
 
 def resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weight of linear resampling n_in -> n_out, exactly as
@@ -164,21 +166,24 @@ def used_joints(skeleton: Skeleton) -> np.ndarray:
     return mask
 
 
-def row_map(frames: int, actors: int, height: int, persons: str) -> tuple[np.ndarray, ...]:
-    """Per output row: actor, two source frames, weight. `stacked` puts actor 1 in the top
-    half and actor 2 in the bottom half (actor 1 again when there is only one)."""
+def actor_rows(height: int, persons: str) -> list[tuple[int, int]]:
+    """The image's row bands, one per actor slot, as (first row, end row): `stacked` puts
+    actor 1 in the top half and actor 2 in the bottom half, `main` gives actor 1 every row."""
     if persons == "main":
-        f0, f1, w = resize_weights(frames, height)
-        actor = np.zeros(height, dtype=np.int64)
-    elif persons == "stacked":
-        top = height // 2
-        a0, a1, aw = resize_weights(frames, top)
-        b0, b1, bw = resize_weights(frames, height - top)
-        f0, f1, w = np.concatenate([a0, b0]), np.concatenate([a1, b1]), np.concatenate([aw, bw])
-        actor = np.r_[np.zeros(top, dtype=np.int64), np.full(height - top, 1 if actors > 1 else 0)]
-    else:
-        raise ValueError(f"unknown persons mode {persons!r}: choose one of {', '.join(PERSONS)}")
-    return actor, f0, f1, w
+        return [(0, height)]
+    if persons == "stacked":
+        return [(0, height // 2), (height // 2, height)]
+    raise ValueError(f"unknown persons mode {persons!r}: choose one of {', '.join(PERSONS)}")
+
+
+def row_map(frames: int, actors: int, height: int, persons: str) -> tuple[np.ndarray, ...]:
+    """Per output row: actor, two source frames, weight. Each band of `actor_rows` holds
+    every frame; the bottom band of `stacked` shows actor 1 again when there is only one."""
+    parts = []
+    for slot, (first, end) in enumerate(actor_rows(height, persons)):
+        f0, f1, w = resize_weights(frames, end - first)
+        parts.append((np.full(end - first, slot if actors > 1 else 0, dtype=np.int64), f0, f1, w))
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def centre_sequence(seq: np.ndarray, actors: int, centre: JointRef, is_2d: bool) -> np.ndarray:

@@ -78,21 +78,11 @@ def check_index(root: zarr.Group, index: int) -> int:
 
 def find_skeleton(attrs: dict[str, Any]) -> layout.Skeleton | None:
     """The Skeleton definition a store was made with (for its column map and body parts),
-    found by name among the dataset readers and `layout`; None for an unknown one."""
-    name = attrs.get("skeleton")
-    if not isinstance(name, str):
+    found by name in `layout.SKELETONS`; None for an unknown one or another joint count."""
+    skel = layout.SKELETONS.get(attrs.get("skeleton")) if isinstance(attrs.get("skeleton"), str) else None
+    if skel is None or skel.num_joints != len(attrs.get("joint_names") or skel.joints):
         return None
-    candidates = [v for v in vars(layout).values() if isinstance(v, layout.Skeleton)]
-    try:
-        from .formats import get_format
-
-        candidates.insert(0, get_format(attrs.get("dataset", "")).skeleton)
-    except Exception:  # an unknown or synthetic dataset: fall back to the names in layout
-        pass
-    for skel in candidates:
-        if skel.name == name and skel.num_joints == len(attrs.get("joint_names") or skel.joints):
-            return skel
-    return None
+    return skel
 
 
 def joint_parts(attrs: dict[str, Any], skel: layout.Skeleton | None, joints: int) -> np.ndarray:
@@ -196,10 +186,8 @@ def key_frames(frames: int, count: int = KEYFRAMES) -> np.ndarray:
 def frame_rows(frames: int, height: int, persons: str, actors: int) -> list[tuple[int, np.ndarray]]:
     """Per half of the image (one for `main`): its first row and each frame's row position."""
     pos = np.arange(frames, dtype=np.float64)
-    if persons == "stacked":
-        top = height // 2
-        return [(0, (pos + 0.5) * top / frames - 0.5), (top, (pos + 0.5) * (height - top) / frames - 0.5)]
-    return [(0, (pos + 0.5) * height / max(frames, 1) - 0.5)]
+    return [(first, (pos + 0.5) * (end - first) / max(frames, 1) - 0.5)
+            for first, end in layout.actor_rows(height, persons)]
 
 
 # --------------------------------------------------------------------------- drawing
@@ -315,13 +303,11 @@ class Painter:
             tick.set_color(c)
             tick.set_fontweight("bold")
         halves = frame_rows(max(s.frames, 1), h, attrs.get("persons", "main"), s.actors)
-        yt, yl = [], []
         if attrs.get("persons") == "stacked":
-            ax.axhline(h // 2, color="white", lw=2.0)
+            bands = layout.actor_rows(h, "stacked")
+            ax.axhline(bands[1][0], color="white", lw=2.0)
             second = "actor 2" if s.actors > 1 else "actor 1 (again)"
-            for (start, _), who in zip(halves, ("actor 1", second)):
-                yt.append(start + (h // 2 if start == 0 else h - h // 2) / 2)
-                yl.append(who)
+            yt, yl = [(first + end) / 2 for first, end in bands], ["actor 1", second]
         else:
             yt, yl = [h / 2], ["actor 1"]
         ax.set_yticks(yt)
@@ -426,7 +412,7 @@ class Painter:
         h, w = s.image.shape[1:]
         expected = reconstruct(s.skel, attrs, s.seq, s.actors, h, w)
         actor, f0, f1, rw = layout.row_map(len(s.seq), s.actors, h, attrs.get("persons", "stacked"))
-        rows = np.flatnonzero(actor == 0)[: (h // 2 if attrs.get("persons") == "stacked" else h)]
+        rows = np.flatnonzero(actor == 0)[: layout.actor_rows(h, attrs.get("persons", "stacked"))[0][1]]
         pos = (1.0 - rw[rows]) * f0[rows] + rw[rows] * f1[rows] + 1  # 1-based frame position of each row
         frames_axis = np.arange(1, len(s.seq) + 1)
         # the value the column holds at each frame, from skeleton/ through the same column taps

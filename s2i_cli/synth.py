@@ -22,24 +22,9 @@ from pathlib import Path
 import numpy as np
 from s2i_kernels.text_format import write_frames
 
+from s2i_cli.formats.ntu import VARIANTS, Variant, parse_name, sample_name
 from s2i_cli.formats.ntu_names import NTU_TWO_PERSON_ACTIONS
 
-
-@dataclass(frozen=True)
-class _Dataset:
-    setups: int
-    subjects: int
-    actions: int
-
-
-_DATASETS = {"ntu60": _Dataset(17, 40, 60), "ntu120": _Dataset(32, 106, 120)}
-
-# formats.md §1.4: X-Sub training subjects; everything else in range is a test subject.
-_NTU60_TRAIN_SUBJECTS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
-_NTU120_EXTRA_TRAIN_SUBJECTS = (45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80,
-                                81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100, 103)
-_TRAIN_SUBJECTS = {"ntu60": frozenset(_NTU60_TRAIN_SUBJECTS),
-                   "ntu120": frozenset(_NTU60_TRAIN_SUBJECTS + _NTU120_EXTRA_TRAIN_SUBJECTS)}
 
 # Stream tags keep the class, subject and sample generators independent of one another.
 _CLASS_STREAM, _SUBJECT_STREAM, _SAMPLE_STREAM, _NAME_STREAM = 1, 2, 3, 4
@@ -122,7 +107,8 @@ def synthesize(dataset: str, out_dir: Path, samples: int, seed: int = 0, classes
     class_specs = {a: _class_spec(a) for a in actions}
     paths = []
     for index, name in enumerate(names):
-        _, camera, subject, _, action = _name_fields(name)
+        fields = parse_name(name)
+        camera, subject, action = fields["camera"], fields["subject"], fields["action"]
         rng = np.random.default_rng([seed, _SAMPLE_STREAM, index])
         path = out_dir / f"{name}.skeleton"
         path.write_bytes(_sample_bytes(class_specs[action], _body_offsets(subject), camera, rng))
@@ -132,10 +118,10 @@ def synthesize(dataset: str, out_dir: Path, samples: int, seed: int = 0, classes
     return paths
 
 
-def _check_arguments(dataset: str, samples: int, seed: int, classes: int | None) -> _Dataset:
-    if dataset not in _DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: synthetic data exists for {', '.join(_DATASETS)}")
-    limits = _DATASETS[dataset]
+def _check_arguments(dataset: str, samples: int, seed: int, classes: int | None) -> Variant:
+    if dataset not in VARIANTS:
+        raise ValueError(f"unknown dataset {dataset!r}: synthetic data exists for {', '.join(VARIANTS)}")
+    limits = VARIANTS[dataset]
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     if seed < 0:
@@ -156,7 +142,7 @@ def _chosen_actions(n_actions: int, classes: int | None) -> list[int]:
 
 # --------------------------------------------------------------------------- names
 
-def _sample_names(dataset: str, limits: _Dataset, actions: list[int], samples: int, seed: int) -> list[str]:
+def _sample_names(dataset: str, limits: Variant, actions: list[int], samples: int, seed: int) -> list[str]:
     """Round-robin classes; each sample's protocol sides follow a fixed 12-step pattern.
 
     Sample i is the k-th of its class a (position j in `actions`). Pattern p = j + k cycles
@@ -165,7 +151,7 @@ def _sample_names(dataset: str, limits: _Dataset, actions: list[int], samples: i
     setup, subject and replication come from a seeded permutation of all allowed
     combinations, so names are unique without retries.
     """
-    train = sorted(_TRAIN_SUBJECTS[dataset])
+    train = sorted(limits.xsub_train)
     test = sorted(set(range(1, limits.subjects + 1)) - set(train))
     even = list(range(2, limits.setups + 1, 2))
     odd = list(range(1, limits.setups + 1, 2))
@@ -191,12 +177,8 @@ def _sample_names(dataset: str, limits: _Dataset, actions: list[int], samples: i
         setup = setups[combo % len(setups)]
         subject = subjects[combo // len(setups) % len(subjects)]
         replication = 1 + combo // (len(setups) * len(subjects))
-        names.append(f"S{setup:03d}C{camera:03d}P{subject:03d}R{replication:03d}A{action:03d}")
+        names.append(sample_name(setup, camera, subject, replication, action))
     return names
-
-
-def _name_fields(name: str) -> tuple[int, int, int, int, int]:
-    return tuple(int(name[start:start + 3]) for start in (1, 5, 9, 13, 17))  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- classes and bodies

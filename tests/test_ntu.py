@@ -227,7 +227,9 @@ def test_existing_store_needs_resume_or_overwrite(ntu_dir, tmp_path):
     convert("ntu120", ntu_dir, out, size=32, limit=2, progress=False)
     result = CliRunner().invoke(app, ["convert", "ntu120", str(ntu_dir), str(out), "--size", "32", "--limit", "2"])
     assert result.exit_code == 2 and "--resume" in result.output
-    convert("ntu120", ntu_dir, out, size=32, limit=2, overwrite=True, progress=False)
+    (out / "stray.txt").write_text("left over")  # --overwrite replaces the whole folder
+    convert("ntu120", ntu_dir, out, size=32, limit=3, overwrite=True, progress=False)
+    assert not (out / "stray.txt").exists() and store.open_store(out)["images"].shape == (3, 3, 32, 32)
 
 
 def assert_stores_equal(a: Path, b: Path):

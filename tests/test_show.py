@@ -17,34 +17,23 @@ from s2i_cli.cli import app
 from s2i_cli.convert import convert
 from s2i_cli.formats import DATASET_NAMES
 from s2i_cli.info import store_summary
-from s2i_cli.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample, reconstruct,
-                          render_animation, render_sample)
+from s2i_cli.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_BOX, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample,
+                          reconstruct, render_animation, render_sample)
 from s2i_cli.store import create_store, decode_image, finalize, open_store, write_shard
 
+from .conftest import shared_data
 from .stores import make_store
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-NTU = DATA / "ntu"
 # where each dataset's sample files live under shared/data (datasets without files are skipped)
 DATA_FOLDERS = {"ntu60": "ntu", "ntu120": "ntu", "pkummd": "pkummd", "pkummd2": "pkummd", "nwucla": "nwucla",
                 "kinetics": "kinetics_skeleton", "toyota": "toyota"}
 WIDE = {"COLUMNS": "200"}  # rich wraps at 80 columns without a terminal
 
 
-def need(folder: Path) -> None:
-    """Skip when the real sample files are absent, except on CI (CI=true), where it fails."""
-    if folder.is_dir() and any(folder.iterdir()):
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"real sample data missing at {folder} (required on CI)")
-    pytest.skip(f"real sample data not found at {folder}")
-
-
 @pytest.fixture(scope="module")
-def ntu_store(tmp_path_factory) -> Path:
-    need(NTU)
+def ntu_store(tmp_path_factory, ntu_dir) -> Path:
     out = tmp_path_factory.mktemp("show") / "ntu.zarr"
-    convert("ntu120", NTU, out, progress=False, command="s2i convert ntu120 NTU ntu.zarr")
+    convert("ntu120", ntu_dir, out, progress=False, command="s2i convert ntu120 NTU ntu.zarr")
     return out
 
 
@@ -60,17 +49,23 @@ def png_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+def shown_fraction(png: Path, image: np.ndarray) -> float:
+    """How much of the S2I image (3, H, W) the PNG shows pixel for pixel at its integer
+    enlargement (band and actor lines cover the rest)."""
+    h, w = image.shape[1:]
+    k = IMAGE_BOX // max(h, w)
+    big = np.repeat(np.repeat(np.asarray(image).transpose(1, 2, 0), k, axis=0), k, axis=1)
+    shown = np.asarray(Image.open(png).convert("RGB"))[IMAGE_TOP:IMAGE_TOP + h * k, IMAGE_LEFT:IMAGE_LEFT + w * k]
+    return float(np.mean(np.all(shown == big, axis=-1)))
+
+
 def test_show_by_index_writes_a_png_of_the_documented_size(ntu_store, tmp_path):
     out = tmp_path / "sample.png"
     result = invoke("show", str(ntu_store), "--index", "6", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert png_size(out) == PNG_SIZE == (1600, 900)
     # the S2I image is in the picture pixel for pixel, enlarged 3x (nearest); band lines aside
-    png = np.asarray(Image.open(out).convert("RGB"))
-    image = np.asarray(open_store(ntu_store)["images"][6]).transpose(1, 2, 0)
-    big = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)
-    shown = png[IMAGE_TOP:IMAGE_TOP + 672, IMAGE_LEFT:IMAGE_LEFT + 672]
-    assert np.mean(np.all(shown == big, axis=-1)) > 0.95
+    assert IMAGE_BOX // 224 == 3 and shown_fraction(out, open_store(ntu_store)["images"][6]) > 0.95
 
 
 def test_show_by_name_default_output(ntu_store, tmp_path, monkeypatch):
@@ -78,7 +73,10 @@ def test_show_by_name_default_output(ntu_store, tmp_path, monkeypatch):
     name = "S017C003P020R002A054"  # 42 frames, two actors
     result = invoke("show", str(ntu_store), "--name", name)
     assert result.exit_code == 0, result.output
+    root = open_store(ntu_store)
+    index = [str(n) for n in root["name"][:]].index(name)
     assert png_size(tmp_path / f"{name}.png") == PNG_SIZE
+    assert shown_fraction(tmp_path / f"{name}.png", root["images"][index]) > 0.95
 
 
 def test_animation(ntu_store, tmp_path):
@@ -134,13 +132,12 @@ def test_store_summary_counts_agree_with_the_store(ntu_store):
     assert summary["bytes_on_disk"] > summary["image_bytes_on_disk"]
 
 
-def test_info_prints_splits_classes_and_a_rejected_file(tmp_path):
-    need(NTU)
+def test_info_prints_splits_classes_and_a_rejected_file(tmp_path, ntu_dir):
     raw = tmp_path / "raw"
     raw.mkdir()
     for name in ("S001C001P001R001A001", "S001C001P001R001A002", "S017C003P020R002A054"):
-        shutil.copy(NTU / f"{name}.skeleton", raw)
-    data = (NTU / "S001C001P001R001A004.skeleton").read_bytes()
+        shutil.copy(ntu_dir / f"{name}.skeleton", raw)
+    data = (ntu_dir / "S001C001P001R001A004.skeleton").read_bytes()
     (raw / "S001C001P001R001A004.skeleton").write_bytes(data[:3000])  # truncated copy
     store = tmp_path / "s.zarr"
     report = convert("ntu120", raw, store, progress=False)
@@ -219,7 +216,7 @@ def test_show_and_info_on_a_2d_store(tmp_path):
     store = make_2d_store(tmp_path / "k.zarr")
     root = open_store(store)
     out = render_sample(root, 0, tmp_path / "k.png", animate=tmp_path / "k.gif", max_animation_frames=8)
-    assert png_size(out) == PNG_SIZE
+    assert png_size(out) == PNG_SIZE and shown_fraction(out, root["images"][0]) > 0.9
     with Image.open(tmp_path / "k.gif") as gif:
         assert gif.n_frames == 8
     s = load_sample(root, 0)
@@ -237,6 +234,7 @@ def test_show_on_the_synthetic_test_store(tmp_path):
     store = make_store(tmp_path / "s.zarr", n=8, size=32)
     out = render_sample(open_store(store), -1, tmp_path / "s.png")
     assert png_size(out) == PNG_SIZE
+    assert shown_fraction(out, open_store(store)["images"][-1]) > 0.9
 
 
 # No real sample files exist for these two (formats.md): toyota has none at all, and the one
@@ -248,11 +246,11 @@ NO_REAL_SAMPLES = {"toyota", "pkummd2"}
 @pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "ntu120" and d not in NO_REAL_SAMPLES])
 def test_show_every_dataset(dataset, tmp_path):
     """Every dataset reader's store renders (a few samples from its sample files; ntu120: the tests above)."""
-    folder = DATA / DATA_FOLDERS[dataset]
-    need(folder)
+    folder = shared_data(DATA_FOLDERS[dataset])
     store = tmp_path / f"{dataset}.zarr"
     convert(dataset, folder, store, limit=3, progress=False)
-    assert png_size(render_sample(open_store(store), -1, tmp_path / f"{dataset}.png")) == PNG_SIZE
+    out = render_sample(open_store(store), -1, tmp_path / f"{dataset}.png")
+    assert png_size(out) == PNG_SIZE and shown_fraction(out, open_store(store)["images"][-1]) > 0.95
 
 
 def test_show_toyota_from_written_files(tmp_path):
@@ -268,4 +266,5 @@ def test_show_toyota_from_written_files(tmp_path):
     doc, _ = toyota_doc(np.random.default_rng(0), frames=20)
     (raw / "Walk_p03_r00_v01_c01.json").write_text(json.dumps(doc))
     convert("toyota", raw, tmp_path / "t.zarr", progress=False)
-    assert png_size(render_sample(open_store(tmp_path / "t.zarr"), 0, tmp_path / "t.png")) == PNG_SIZE
+    out = render_sample(open_store(tmp_path / "t.zarr"), 0, tmp_path / "t.png")
+    assert png_size(out) == PNG_SIZE and shown_fraction(out, open_store(tmp_path / "t.zarr")["images"][0]) > 0.95

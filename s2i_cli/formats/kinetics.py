@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import OPENPOSE18
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, parse_json
+from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, parse_json,
+                   top_two_per_frame)
 
 SPLITS = ("train", "val")
 JOINTS = 18
@@ -67,18 +68,10 @@ def parse_video(data: bytes) -> Sequence:
     frame_rank = np.empty(len(frame_index), dtype=np.int64)
     frame_rank[np.argsort(frame_index, kind="stable")] = np.arange(len(frame_index))
     person_frame = frame_rank[np.asarray(frame_of, dtype=np.int64)]
-    detected = total > 0
-    order = np.lexsort((-total, person_frame))
-    order = order[detected[order]]
-    sorted_frames = person_frame[order]
-    first = np.searchsorted(sorted_frames, sorted_frames, side="left")
-    slot = np.arange(len(order)) - first
-    keep = slot < 2
-    order, slot, sorted_frames = order[keep], slot[keep], sorted_frames[keep]
+    order, slot, t = top_two_per_frame(person_frame, total, keep=total > 0)
     if not len(order):
         raise FormatError("nobody is detected in any frame")
-    frames, t = np.unique(sorted_frames, return_inverse=True)
-    seq = np.zeros((len(frames), 2, JOINTS, 3), dtype=np.float32)
+    seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
     seq[t, slot, :, 0] = pose[order, 0::2]
     seq[t, slot, :, 1] = pose[order, 1::2]
     seq[t, slot, :, 2] = score[order]
@@ -143,11 +136,8 @@ class KineticsFormat(DatasetFormat):
         self.label_paths = {s: options.get(f"{s}_labels") for s in SPLITS}
         self.class_names = kinetics_class_names()
 
-    def discover(self, raw: Path, missing_list: Path | None = None):
-        if missing_list is not None:
-            raise ValueError("--missing-list applies to NTU only")
-        raw = Path(raw)
-        items, rejected, seen = [], [], set()
+    def find_items(self, raw: Path):
+        items, rejected, seen = [], [], {}
         ignored = {"has_skeleton false in the label file": 0, "in the label file but no JSON file": 0}
         folders = {s: sorted(p for p in raw.rglob(f"kinetics_{s}") if p.is_dir()) for s in SPLITS}
         for split_index, split in enumerate(SPLITS):
@@ -165,8 +155,7 @@ class KineticsFormat(DatasetFormat):
                 names.add(vid)
                 entry = labels.get(vid)
                 if vid in seen:
-                    rejected.append(Rejection(str(path), "video id seen before (in another folder or split); "
-                                                         "the first copy is kept"))
+                    rejected.append(duplicate(path, seen[vid]))  # another folder or split
                 elif entry is None:
                     rejected.append(Rejection(vid, f"not in {label_path.name}"))
                 elif isinstance(entry, str):
@@ -175,7 +164,7 @@ class KineticsFormat(DatasetFormat):
                     ignored["has_skeleton false in the label file"] += 1
                 else:
                     items.append(Item(vid, path, entry[0], {"split": split_index}))
-                    seen.add(vid)
+                    seen[vid] = path
             ignored["in the label file but no JSON file"] += sum(
                 1 for vid, e in labels.items() if vid not in names and not isinstance(e, str) and e[1])
         if not any(folders.values()):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 from s2i_kernels import ntu_parse, ntu_select
 
 from ..layout import NTU25
-from . import DUPLICATE, DatasetFormat, FormatError, Item, Rejection, Sequence, named_files
+from .base import DatasetFormat, FormatError, Item, Sequence, check_options, duplicate, named_files
 from .ntu_names import NTU_CLASS_NAMES
 
 NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
@@ -21,12 +22,32 @@ XSUB120_TRAIN = XSUB60_TRAIN | {45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 
 XVIEW_TRAIN_CAMERAS = frozenset({2, 3})
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What tells NTU RGB+D 60 and 120 apart: name ranges and protocols (formats.md §1)."""
+
+    setups: int
+    subjects: int
+    actions: int
+    protocols: tuple[str, ...]
+    xsub_train: frozenset[int]  # X-Sub training subjects; every other subject is a test subject
+
+
+VARIANTS = {"ntu60": Variant(17, 40, 60, ("xsub", "xview"), XSUB60_TRAIN),
+            "ntu120": Variant(32, 106, 120, ("xsub", "xset"), XSUB120_TRAIN)}
+
+
 def parse_name(stem: str) -> dict[str, int] | None:
     """`S001C002P003R001A004` -> setup, camera, subject, replication, action (fixed offsets)."""
     m = NAME.match(stem)
     if m is None:
         return None
     return dict(zip((*META_FIELDS, "action"), map(int, m.groups())))
+
+
+def sample_name(setup: int, camera: int, subject: int, replication: int, action: int) -> str:
+    """The inverse of `parse_name`: `S001C002P003R001A004`."""
+    return f"S{setup:03d}C{camera:03d}P{subject:03d}R{replication:03d}A{action:03d}"
 
 
 def read_missing_list(path: Path | None, dataset: str) -> set[str]:
@@ -44,12 +65,10 @@ def read_missing_list(path: Path | None, dataset: str) -> set[str]:
 
 def split_masks(dataset: str, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Training-side masks of the benchmark protocols (formats.md §1.4)."""
-    subject = np.asarray(meta["subject"])
+    xsub = np.isin(np.asarray(meta["subject"]), list(VARIANTS[dataset].xsub_train))
     if dataset == "ntu60":
-        return {"xsub": np.isin(subject, list(XSUB60_TRAIN)),
-                "xview": np.isin(np.asarray(meta["camera"]), list(XVIEW_TRAIN_CAMERAS))}
-    return {"xsub": np.isin(subject, list(XSUB120_TRAIN)),
-            "xset": np.asarray(meta["setup"]) % 2 == 0}
+        return {"xsub": xsub, "xview": np.isin(np.asarray(meta["camera"]), list(XVIEW_TRAIN_CAMERAS))}
+    return {"xsub": xsub, "xset": np.asarray(meta["setup"]) % 2 == 0}
 
 
 def parse_skeleton(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,24 +89,26 @@ class NTUFormat(DatasetFormat):
     meta_fields = META_FIELDS
     persons = "stacked"
 
-    def __init__(self, name: str, setups: int, actions: int, protocols: tuple[str, ...]):
+    def __init__(self, name: str, **options: str):
+        check_options(name, self.options, options)
+        variant = VARIANTS[name]
         self.name = name
-        self.max_setup = setups
-        self.max_action = actions
-        self.class_names = NTU_CLASS_NAMES[:actions]
-        self.protocols = protocols
-        self.description = (f"NTU RGB+D {actions}: *.skeleton files under RAW (recursive), setups 1-{setups}, "
-                            f"actions 1-{actions}; protocols {', '.join(protocols)}")
+        self.max_setup = variant.setups
+        self.max_action = variant.actions
+        self.class_names = NTU_CLASS_NAMES[:variant.actions]
+        self.protocols = variant.protocols
+        self.description = (f"NTU RGB+D {variant.actions}: *.skeleton files under RAW (recursive), setups "
+                            f"1-{variant.setups}, actions 1-{variant.actions}; protocols {', '.join(self.protocols)}")
 
     def discover(self, raw: Path, missing_list: Path | None = None):
         missing = read_missing_list(missing_list, self.name)
         found, rejected = named_files(raw, ".skeleton", NAME, "SsssCcccPpppRrrrAaaa.skeleton")
-        items, seen = [], set()
+        items, seen = [], {}
         ignored = {"on the missing-skeleton list": 0, f"outside {self.name} (setup or action)": 0}
         for path, stem, _ in found:
             meta = parse_name(stem)
             if stem in seen:
-                rejected.append(Rejection(str(path), DUPLICATE))
+                rejected.append(duplicate(path, seen[stem]))
             elif stem in missing:
                 ignored["on the missing-skeleton list"] += 1
             elif not (1 <= meta["setup"] <= self.max_setup and 1 <= meta["action"] <= self.max_action):
@@ -95,7 +116,7 @@ class NTUFormat(DatasetFormat):
             else:
                 action = meta.pop("action")
                 items.append(Item(stem, path, action - 1, meta))
-                seen.add(stem)
+                seen[stem] = path
         return items, rejected, {k: v for k, v in ignored.items() if v}
 
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
@@ -109,7 +130,3 @@ class NTUFormat(DatasetFormat):
 
     def splits(self, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return split_masks(self.name, meta)
-
-
-NTU60 = NTUFormat("ntu60", setups=17, actions=60, protocols=("xsub", "xview"))
-NTU120 = NTUFormat("ntu120", setups=32, actions=120, protocols=("xsub", "xset"))

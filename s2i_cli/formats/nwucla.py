@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import NWUCLA20
-from . import DUPLICATE, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, named_files, parse_json
+from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, named_files,
+                   parse_json)
 
 NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
 ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)  # a07 and a10 do not exist; label = position + 1
@@ -56,22 +57,20 @@ class NWUCLAFormat(DatasetFormat):
     def __init__(self, **options: str):
         check_options(self.name, self.options, options)
 
-    def discover(self, raw: Path, missing_list: Path | None = None):
-        if missing_list is not None:
-            raise ValueError("--missing-list applies to NTU only")
+    def find_items(self, raw: Path):
         found, rejected = named_files(raw, ".json", NAME, "aAA_sSS_eEE_vVV.json")
-        items, seen = [], set()
+        items, seen = [], {}
         for path, stem, m in found:
             action, subject, episode, view = map(int, m.groups())
             if action not in ACTIONS:
                 rejected.append(Rejection(stem, f"action a{action:02d} is not an NW-UCLA action "
                                                 "(a01-a06, a08, a09, a11, a12)"))
             elif stem in seen:
-                rejected.append(Rejection(str(path), DUPLICATE))
+                rejected.append(duplicate(path, seen[stem]))
             else:
                 items.append(Item(stem, path, ACTIONS.index(action),
                                   {"subject": subject, "episode": episode, "view": view}))
-                seen.add(stem)
+                seen[stem] = path
         return items, rejected, {}
 
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:

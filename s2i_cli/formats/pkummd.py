@@ -16,7 +16,7 @@ import numpy as np
 from s2i_kernels import rows_parse
 
 from ..layout import NTU25
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options
+from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate
 
 PHASE1_NAME = re.compile(r"^(\d{4})-([LMR])$")
 PHASE2_NAME = re.compile(r"^A(\d{2})N(\d{2})-([LMR])$")
@@ -199,10 +199,7 @@ class PKUMMDFormat(DatasetFormat):
             return {"sequence": int(m.group(1)), "view": VIEWS[m.group(2)]}
         return {"a_number": int(m.group(1)), "n_number": int(m.group(2)), "view": VIEWS[m.group(3)]}
 
-    def discover(self, raw: Path, missing_list: Path | None = None):
-        if missing_list is not None:
-            raise ValueError("--missing-list applies to NTU only")
-        raw = Path(raw)
+    def find_items(self, raw: Path):
         skeletons: dict[str, Path] = {}
         labels: dict[str, Path] = {}
         rejected: list[Rejection] = []
@@ -218,8 +215,7 @@ class PKUMMDFormat(DatasetFormat):
                 continue  # split lists, READMEs: not sequence files
             target = labels if _is_label_file(path) else skeletons
             if stem in target:
-                rejected.append(Rejection(str(path), "sequence name seen before in another folder; "
-                                                     "the first copy is kept"))
+                rejected.append(duplicate(path, target[stem]))
             else:
                 target[stem] = path
         lists = self._split_lists(raw)

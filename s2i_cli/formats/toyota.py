@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import LCRNET13
-from . import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, named_files, parse_json
+from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, named_files,
+                   parse_json, top_two_per_frame)
 
 NAME = re.compile(r"^([A-Za-z]+(?:\.[A-Za-z]+)?)_p(\d+)_r(\d+)_v(\d+)_c(\d+)(?:_pose3d)?$")
 JOINTS = 13
@@ -86,14 +87,9 @@ def parse_video(data: bytes, vectors: str = "planar") -> Sequence:
     if not np.all(np.isfinite(score)):
         raise FormatError("'cumscore' is not a finite number")
     joints = pose.reshape(-1, 3, JOINTS).transpose(0, 2, 1) if vectors == "planar" else pose.reshape(-1, JOINTS, 3)
-    frame = np.asarray(frame_of, dtype=np.int64)
-    order = np.lexsort((-score, frame))  # per frame by descending cumscore; stable: file order without it
-    first = np.searchsorted(frame[order], frame[order], side="left")
-    slot = np.arange(len(order)) - first
-    keep = slot < 2
-    order, slot = order[keep], slot[keep]
-    frames, t = np.unique(frame[order], return_inverse=True)
-    seq = np.zeros((len(frames), 2, JOINTS, 3), dtype=np.float32)
+    # by descending cumscore; without one (all 0) in file order
+    order, slot, t = top_two_per_frame(np.asarray(frame_of, dtype=np.int64), score)
+    seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
     seq[t, slot] = joints[order]
     present = np.any(seq != 0, axis=(2, 3))
     seq = seq[present[:, 0] | present[:, 1]]
@@ -124,11 +120,9 @@ class ToyotaFormat(DatasetFormat):
             "xview2 (train cameras 1 3 4 6 7, test camera 2); cross-view uses only its 19 classes, labels stay "
             "in the 31-class space")
 
-    def discover(self, raw: Path, missing_list: Path | None = None):
-        if missing_list is not None:
-            raise ValueError("--missing-list applies to NTU only")
+    def find_items(self, raw: Path):
         found, rejected = named_files(raw, ".json", NAME, "<Activity>_pXX_rYY_vZZ_cWW[_pose3d].json")
-        items, seen = [], set()
+        items, seen = [], {}
         for path, stem, m in found:
             activity = m.group(1)
             name = stem.removesuffix("_pose3d")
@@ -136,8 +130,7 @@ class ToyotaFormat(DatasetFormat):
             if activity not in TOYOTA_CLASS_NAMES:
                 rejected.append(Rejection(stem, f"activity {activity!r} is not one of the 31 Toyota Smarthome classes"))
             elif name in seen:
-                rejected.append(Rejection(str(path), "sample seen before (another folder, or both the v1.1 .json and "
-                                                     "the v1.2 _pose3d.json); the first copy is kept"))
+                rejected.append(duplicate(path, seen[name]))  # another folder, or both v1.1 .json and v1.2 _pose3d
             elif max(subject, repetition, video, camera) > 32767:
                 rejected.append(Rejection(stem, "a number in the name does not fit a small integer"))
             else:
@@ -145,7 +138,7 @@ class ToyotaFormat(DatasetFormat):
                 items.append(Item(name, path, TOYOTA_CLASS_NAMES.index(activity),
                                   {"subject": subject, "repetition": repetition, "video": video, "camera": camera,
                                    "cv_label": cv_label}))
-                seen.add(name)
+                seen[name] = path
         items.sort(key=lambda it: it.name)
         return items, rejected, {}
 

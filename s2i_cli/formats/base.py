@@ -1,0 +1,160 @@
+"""What every dataset reader shares: the reader contract (`DatasetFormat`), the values it
+passes around (`Item`, `Rejection`, `FormatError`, `Sequence`) and the pieces several
+readers use (file discovery by name pattern, duplicate names, the two best detections per
+frame, JSON parsing with a line number, reader options, split sides)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..layout import Skeleton
+
+
+@dataclass(frozen=True)
+class Item:
+    """One output sample: its name, the file it comes from, label and metadata."""
+
+    name: str
+    path: Path
+    label: int  # 0-based class index
+    meta: dict[str, int] = field(default_factory=dict, hash=False)
+    extra: tuple = ()  # reader-specific, e.g. an interval inside a long sequence
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A discovered file or sample that is not in the store, and why."""
+
+    name: str
+    reason: str
+    line: int = 0  # 1-based line of the problem; 0 when not tied to a line
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "reason": self.reason, "line": self.line}
+
+
+class FormatError(Exception):
+    """Bad input in one file: the reason, and the 1-based line where it was found (0: none)."""
+
+    def __init__(self, reason: str, line: int = 0):
+        super().__init__(f"line {line}: {reason}" if line else reason)
+        self.reason = reason
+        self.line = line
+
+
+Sequence = tuple[np.ndarray, int]  # (T, 2, V, C) float32 selected sequence, number of actors
+SplitMasks = np.ndarray | tuple[np.ndarray, np.ndarray]  # train mask, or (train mask, test mask)
+
+
+class DatasetFormat:
+    """What every dataset reader provides. Subclasses set the attributes and implement
+    `find_items` (or `discover`, when they take a missing-skeleton list), `read_items` and
+    `splits`."""
+
+    name: str
+    skeleton: Skeleton
+    class_names: tuple[str, ...]
+    meta_fields: tuple[str, ...]
+    protocols: tuple[str, ...]
+    persons: str = "stacked"  # default persons mode
+    description: str = ""
+    options: dict[str, str] = {}  # reader options it accepts: name -> help
+
+    def discover(self, raw: Path, missing_list: Path | None = None) -> tuple[list[Item], list[Rejection], dict[str, int]]:
+        """Items sorted by name, rejections, and counts of files deliberately ignored by reason.
+        Only NTU ships a missing-skeleton list; every other reader refuses one."""
+        if missing_list is not None:
+            raise ValueError("--missing-list applies to NTU only")
+        return self.find_items(Path(raw))
+
+    def find_items(self, raw: Path) -> tuple[list[Item], list[Rejection], dict[str, int]]:
+        raise NotImplementedError
+
+    def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        raise NotImplementedError
+
+    def splits(self, meta: dict[str, np.ndarray]) -> dict[str, SplitMasks]:
+        raise NotImplementedError
+
+
+def named_files(raw: Path, suffix: str, pattern: re.Pattern, expected: str) -> tuple[list[tuple[Path, str, re.Match]], list[Rejection]]:
+    """Files under `raw` (recursive) named `<stem><suffix>`, sorted by name then folder, as
+    (path, stem, match); a stem that `pattern` does not match is rejected, the reason
+    saying that the name should look like `expected`."""
+    found, rejected = [], []
+    for path in sorted(Path(raw).rglob(f"*{suffix}"), key=lambda p: (p.name, str(p))):
+        stem = path.name[: -len(suffix)]
+        match = pattern.match(stem)
+        if match is None:
+            rejected.append(Rejection(path.name, f"file name is not {expected}"))
+        else:
+            found.append((path, stem, match))
+    return found, rejected
+
+
+def duplicate(path: Path, first: Path) -> Rejection:
+    """The rejection of a file whose sample (or sequence) name an earlier file already had."""
+    return Rejection(str(path), f"name seen before, in {first}; the first copy is kept")
+
+
+def top_two_per_frame(frame: np.ndarray, score: np.ndarray,
+                      keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of detections with a frame number and a score (`keep`: the ones that count), the two
+    with the highest score in each frame, ties in file order. Returns their indices sorted
+    by frame, each one's slot (0 or 1) and its output frame (frames with none dropped)."""
+    order = np.lexsort((-score, frame))
+    if keep is not None:
+        order = order[keep[order]]
+    sorted_frames = frame[order]
+    slot = np.arange(len(order)) - np.searchsorted(sorted_frames, sorted_frames, side="left")
+    best = slot < 2
+    order, slot = order[best], slot[best]
+    _, out_frame = np.unique(frame[order], return_inverse=True)
+    return order, slot, out_frame.reshape(-1)
+
+
+def split_sides(masks: dict[str, SplitMasks]) -> dict[str, dict[str, np.ndarray]]:
+    """`splits()` output -> {protocol: {"train": indices, "test": indices}}, sorted int64."""
+    sides = {}
+    for protocol, m in masks.items():
+        if isinstance(m, tuple):
+            train, test = (np.asarray(x, dtype=bool) for x in m)
+            if np.any(train & test):
+                raise ValueError(f"protocol {protocol}: a sample is on both sides")
+        else:
+            train = np.asarray(m, dtype=bool)
+            test = ~train
+        sides[protocol] = {"train": np.flatnonzero(train), "test": np.flatnonzero(test)}
+    return sides
+
+
+def check_options(dataset: str, accepted: dict[str, str], options: dict[str, str]) -> None:
+    """ValueError naming the accepted options when `options` holds another."""
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not accepted:
+        raise ValueError(f"{dataset} takes no reader options (got {', '.join(unknown)})")
+    if unknown:
+        raise ValueError(f"{dataset} has no reader option {', '.join(unknown)} (it accepts: {', '.join(accepted)})")
+
+
+def parse_json(data: bytes):
+    """JSON bytes -> Python object, or FormatError with the 1-based line of the syntax error.
+    orjson when installed (about 3x faster than json on the skeleton files), else json."""
+    try:
+        return _json_loads(data)
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text: {exc.reason}") from None
+    except ValueError as exc:  # json.JSONDecodeError and orjson.JSONDecodeError
+        msg, line, col = getattr(exc, "msg", str(exc)), getattr(exc, "lineno", 0), getattr(exc, "colno", 0)
+        raise FormatError(f"bad JSON: {msg}" + (f" (column {col})" if col else ""), line) from None
+    except RecursionError:
+        raise FormatError("bad JSON: nested too deeply") from None
+
+
+try:
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; json is the fallback
+    from json import loads as _json_loads
