@@ -18,10 +18,10 @@ from pathlib import Path
 import numba
 import numpy as np
 import zarr
-from s2i_kernels.encode import encode_batch
 
 from . import __version__, layout, store
 from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
+from .streams import encode_streams
 
 
 class ConvertError(Exception):
@@ -102,16 +102,8 @@ def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], siz
                      persons: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Centre each selected sequence and encode the batch with one kernel call."""
     skel = fmt.skeleton
-    col_idx, col_w = layout.column_map(skel, layout_name, size)
     centred = [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
-    maps = [layout.row_map(len(s), a, size, persons) for s, (_, a) in zip(centred, seqs)]
-    row_actor, row_f0, row_f1, row_w = (np.stack([m[k] for m in maps]) for k in range(4))
-    offsets = np.zeros(len(centred) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(s) for s in centred])
-    images = np.empty((len(centred), 3, size, size), dtype=np.uint8)
-    norm = np.empty((len(centred), 3, 2), dtype=np.float32)
-    encode_batch(np.concatenate(centred), offsets, row_actor, row_f0, row_f1, row_w.astype(np.float32),
-                 col_idx, col_w, layout.used_joints(skel), images, norm)
+    images, norm = encode_streams(skel, centred, [a for _, a in seqs], size, layout_name, persons)["joint"]
     return images, norm, centred
 
 

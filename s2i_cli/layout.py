@@ -31,6 +31,7 @@ class Skeleton:
     centre: JointRef
     bones: tuple[tuple[int, int], ...]  # (child, parent), 0-based, for drawing
     channels: tuple[str, str, str] = ("x", "y", "z")
+    parents: tuple[int, ...] = ()  # each joint's parent for the bone stream; () = from `bones`
 
     def __post_init__(self) -> None:
         assert len(self.parts) == len(PART_NAMES), self.name
@@ -42,6 +43,25 @@ class Skeleton:
     @property
     def is_2d(self) -> bool:
         return self.channels[2] == "confidence"
+
+    def parent_index(self) -> np.ndarray:
+        """Each joint's parent for the bone stream (the root is its own parent, so its bone
+        is zero): `parents` when given, else `bones` read as (child, parent) pairs. Either
+        way they must form one tree: every joint reaches the one root."""
+        parent = np.array(self.parents or range(self.num_joints), dtype=np.int64)
+        if not self.parents:
+            for child, par in self.bones:
+                if parent[child] != child:
+                    raise ValueError(f"skeleton {self.name}: joint {child} has two parents in `bones`; give `parents`")
+                parent[child] = par
+        roots = np.flatnonzero(parent == np.arange(self.num_joints))
+        for j in range(self.num_joints):
+            k = j
+            for _ in range(self.num_joints):
+                k = parent[k]
+            if len(roots) != 1 or k != roots[0]:
+                raise ValueError(f"skeleton {self.name}: its bones are not one tree (joint {j} does not reach a single root)")
+        return parent
 
     def arranged(self) -> tuple[JointRef, ...]:
         """The parts' joints side by side: the columns of the `concat` layout."""
@@ -106,6 +126,9 @@ LCRNET13 = Skeleton(
     centre=(10, 5),  # spine-mid: the midpoint of the torso diagonal (right shoulder, left hip)
     bones=((0, 2), (2, 4), (1, 3), (3, 5), (4, 5), (4, 10), (5, 11), (10, 11), (6, 8), (8, 10), (7, 9),
            (9, 11), (12, 10), (12, 11)),
+    # the drawing bones hold two loops (hips, shoulders); the bone stream's tree hangs every
+    # limb from its shoulder and both shoulders from the head, the one joint on the midline
+    parents=(2, 3, 4, 5, 10, 11, 8, 9, 10, 11, 12, 12, 12),
 )
 
 SKELETONS = {s.name: s for s in (NTU25, NWUCLA20, OPENPOSE18, LCRNET13)}  # the store's `skeleton` attr -> definition

@@ -160,8 +160,14 @@ def read_skeleton(root: zarr.Group, index: int) -> np.ndarray:
     return root["skeleton/joints"][int(a):int(b)]
 
 
-def decode_image(image: np.ndarray, norm: np.ndarray) -> np.ndarray:
-    """uint8 (3, H, W) -> float32 coordinates, inverting the per-channel min-max quantisation."""
+def decode_image(image: np.ndarray, norm: np.ndarray, power: np.ndarray | float = 1.0) -> np.ndarray:
+    """uint8 (3, H, W) -> float32 coordinates, inverting the per-channel quantisation: linear
+    from [lo, hi], or the difference streams' signed power law where power != 1 (streams.py)."""
     lo, hi = norm[:, 0], norm[:, 1]
     scale = np.where(hi > lo, hi - lo, 1.0)
-    return image.astype(np.float32) / 255.0 * scale[:, None, None] + lo[:, None, None]
+    t = image.astype(np.float32) / 255.0
+    for c, p in enumerate(np.broadcast_to(np.asarray(power, dtype=np.float64), (3,))):
+        if p != 1.0:
+            u = 2.0 * t[c] - 1.0
+            t[c] = (np.sign(u) * np.abs(u) ** (1.0 / p) + 1.0) / 2.0
+    return t * scale[:, None, None] + lo[:, None, None]

@@ -1,0 +1,143 @@
+"""Streams: S2I images of the joint positions and of their differences (docs/design.md §2).
+
+Every stream is computed from the selected, centred sequence (what `skeleton/` stores), per
+frame t, actor m and joint j, before any temporal resizing:
+- `joint`: the position itself;
+- `bone`: the position minus its parent's along the skeleton's bone tree
+  (`Skeleton.parent_index`); the root's bone is zero;
+- `motion`: the position at t+1 minus the position at t; a sample's last frame is zero;
+- `bone-motion`: the motion of the bones.
+A difference with a missing end (an actor absent from a frame, a 2D joint of confidence 0)
+is zero, never a jump from the origin. For 2D formats the third channel stays the joint's
+detection confidence in every stream. Columns that read a virtual joint (the mean of two)
+get the mean of their bones or motions: every stream goes through the same column and row
+maps and the same kernel as the joint stream.
+
+Scaling (measured and argued in docs/design.md §2): the joint stream keeps its per-channel
+min-max. A difference stream is scaled symmetrically around zero (0 is mid-grey in every
+sample) by one factor s for all spatial channels (a bone's or a motion's direction is
+kept): the sample's largest absolute value, but never less than FLOOR of the sample's body
+extent (the joint stream's largest spatial range), so a near-static clip's sensor noise is
+not blown up to full contrast. Motion streams then pass through a signed square root
+(POWER): their largest values are tracking glitches tens of times the typical motion,
+which a linear scale would squeeze into a few grey levels. `norm` holds (-s, s) and the
+power is per stream, so `store.decode_image` decodes every image back to metres, exactly
+(within quantisation) and with no clipping."""
+from __future__ import annotations
+
+import numpy as np
+from s2i_kernels.encode import quantise_batch, value_ranges
+
+from . import layout
+
+STREAMS = ("joint", "bone", "motion", "bone-motion")
+FLOOR = 0.05  # of the body extent (per frame for motion): docs/design.md §2
+POWER = {"joint": 1.0, "bone": 1.0, "motion": 0.5, "bone-motion": 0.5}
+
+
+class StreamError(ValueError):
+    """An unknown stream name; the message is one line."""
+
+
+def parse_streams(text: str) -> tuple[str, ...]:
+    """"joint,bone" -> ("joint", "bone"): known names, each once, in the order given."""
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in names if s not in STREAMS]
+    if unknown or not names:
+        raise StreamError(f"unknown stream {', '.join(unknown) or repr(text)}: choose from {', '.join(STREAMS)}")
+    return names
+
+
+def detected(joints: np.ndarray, is_2d: bool) -> np.ndarray:
+    """(F, 2, V) bool: a 2D joint is detected when its confidence is above 0; a 3D actor's
+    joints are all present in a frame where any of its coordinates is non-zero."""
+    if is_2d:
+        return joints[..., 2] > 0
+    present = np.any(joints != 0, axis=(2, 3))  # (F, 2), as layout.centre_sequence decides
+    return np.broadcast_to(present[:, :, None], joints.shape[:3])
+
+
+def bones(values: np.ndarray, mask: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each joint minus its parent (the root is its own parent: zero); zero where either
+    end is missing. Returns the bones and where both ends were present."""
+    both = mask & mask[:, :, parent]
+    return np.where(both[..., None], values - values[:, :, parent], 0.0).astype(np.float32), both
+
+
+def motion(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Frame t+1 minus frame t within each sample (frames offsets[n]:offsets[n+1]); zero in
+    each sample's last frame and where either frame misses the joint."""
+    out = np.zeros_like(values)
+    both = mask[:-1] & mask[1:]
+    out[:-1] = np.where(both[..., None], values[1:] - values[:-1], 0.0)
+    ends = np.asarray(offsets[1:], dtype=np.int64) - 1
+    out[ends[ends >= 0]] = 0.0
+    return out
+
+
+def stream_values(joints: np.ndarray, offsets: np.ndarray, stream: str, skel: layout.Skeleton) -> np.ndarray:
+    """(F, 2, V, C) float32 of one stream for the samples whose frames `offsets` delimit."""
+    if stream == "joint":
+        return joints
+    mask = detected(joints, skel.is_2d)
+    values = joints
+    if stream in ("bone", "bone-motion"):
+        values, mask = bones(values, mask, skel.parent_index())
+    if stream in ("motion", "bone-motion"):
+        values = motion(values, mask, offsets)
+    if skel.is_2d:
+        values[..., 2] = joints[..., 2]  # a confidence, not a difference
+    return values
+
+
+def stream_power(stream: str, is_2d: bool) -> np.ndarray:
+    """(3,) the quantisation's power per channel: POWER on the spatial channels, 1 elsewhere
+    (a 2D confidence)."""
+    power = np.full(3, POWER[stream])
+    if is_2d:
+        power[2] = 1.0
+    return power
+
+
+def symmetric_norm(ranges: np.ndarray, joint_ranges: np.ndarray, is_2d: bool) -> np.ndarray:
+    """(N, 3, 2) (-s, s) on the spatial channels: s = max(largest |value|, FLOOR * body
+    extent), one s for all of them; a 2D confidence channel keeps its own (min, max)."""
+    spatial = 2 if is_2d else 3
+    extent = (joint_ranges[:, :spatial, 1] - joint_ranges[:, :spatial, 0]).max(axis=1)
+    peak = np.abs(ranges[:, :spatial]).max(axis=(1, 2))
+    s = np.maximum(peak, FLOOR * extent)
+    s = np.where(s > 0, s, 1.0)  # an all-zero stream (a one-frame motion) is mid-grey
+    norm = ranges.astype(np.float32, copy=True)
+    norm[:, :spatial, 0] = -s[:, None]
+    norm[:, :spatial, 1] = s[:, None]
+    return norm
+
+
+def encode_streams(skel: layout.Skeleton, centred: list[np.ndarray], actors: list[int], size: int,
+                   layout_name: str, persons: str,
+                   streams: tuple[str, ...] = ("joint",)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{stream: (images (N, 3, size, size) uint8, norm (N, 3, 2) float32)} for a batch of
+    centred sequences, each stream through the same maps and quantisation kernel."""
+    col_idx, col_w = layout.column_map(skel, layout_name, size)
+    maps = [layout.row_map(len(s), a, size, persons) for s, a in zip(centred, actors)]
+    row_actor, row_f0, row_f1, row_w = (np.stack([m[k] for m in maps]) for k in range(4))
+    row_w = row_w.astype(np.float32)
+    offsets = np.zeros(len(centred) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in centred])
+    joints = np.concatenate(centred).astype(np.float32, copy=False)
+    used = layout.used_joints(skel)
+    joint_ranges = np.empty((len(centred), 3, 2), dtype=np.float32)
+    value_ranges(joints, offsets, row_actor, used, joint_ranges)
+    out = {}
+    for stream in streams:
+        values = stream_values(joints, offsets, stream, skel)
+        norm = joint_ranges
+        if stream != "joint":
+            norm = np.empty_like(joint_ranges)
+            value_ranges(values, offsets, row_actor, used, norm)
+            norm = symmetric_norm(norm, joint_ranges, skel.is_2d)
+        images = np.empty((len(centred), 3, size, size), dtype=np.uint8)
+        quantise_batch(values, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm,
+                       stream_power(stream, skel.is_2d), images)
+        out[stream] = (images, norm)
+    return out
