@@ -206,9 +206,8 @@ def test_parse_streams():
 
 
 def test_every_skeleton_has_one_bone_tree():
-    skeletons = [v for v in vars(layout).values() if isinstance(v, layout.Skeleton)]
-    assert len(skeletons) >= 4
-    for skel in skeletons:
+    assert len(layout.SKELETONS) >= 4
+    for skel in layout.SKELETONS.values():
         parent = skel.parent_index()
         assert len(parent) == skel.num_joints
         drawn = {frozenset(b) for b in skel.bones}
