@@ -276,6 +276,7 @@ def evaluate(
     from s2i_cli.evaluate import EvaluateError, results_table, summary_table
     from s2i_cli.evaluate import evaluate as run_evaluation
     from s2i_cli.store import StoreError
+    from s2i_cli.training import TrainingError
 
     out = Console()
     try:
@@ -290,7 +291,7 @@ def evaluate(
                                temporal_crop=temporal_crop, workers=workers,
                                device=device, resume=resume, overwrite=overwrite, max_steps=max_steps,
                                progress=progress, console=console)
-    except (EvaluateError, StoreError) as exc:
+    except (EvaluateError, StoreError, TrainingError) as exc:
         fail(str(exc))
     out.print(results_table(entry))
     console.print(f"results: {Path(entry['out_dir']) / 'results.json'}")

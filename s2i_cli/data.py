@@ -247,4 +247,5 @@ def make_loader(store: str | Path, indices: np.ndarray, batch_size: int, *, shuf
                            temporal_crop=temporal_crop, batch_size=batch_size)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available(), persistent_workers=False,
-                      prefetch_factor=4 if workers > 0 else None)
+                      prefetch_factor=4 if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))  # workers' seeds: not from the global RNG

@@ -32,7 +32,7 @@ from rich.table import Table
 from torch import nn
 
 from s2i_cli.store import StoreError, open_store, split_indices
-from s2i_cli.training import atomic_save, cosine_lr
+from s2i_cli.training import LossGuard, atomic_save, cosine_lr, rng_state, set_rng_state
 
 MODES = ("linear", "knn", "finetune")
 POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
@@ -332,7 +332,7 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
     groups = param_groups_layer_decay(encoder, weight_decay=weight_decay,
                                       no_weight_decay_list=encoder.no_weight_decay(), layer_decay=layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
-    start_epoch, step = 0, 0
+    step = 0
     if resume:
         if not checkpoint.exists():
             raise EvaluateError(f"--resume: no fine-tuning checkpoint at {checkpoint}; "
@@ -343,7 +343,8 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
                                 f"classes, the store has {num_classes}: pass --overwrite to start again")
         encoder.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        step = int(state["step"])
+        set_rng_state(state.get("rng"))
     mixer = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
                   num_classes=num_classes) if use_mix else None
     criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -353,14 +354,13 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
     total = epochs * per_epoch
     progress = progress or make_progress(False)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
-    for epoch in range(start_epoch, epochs):
-        if max_steps is not None and step >= max_steps:
-            break
+    guard = LossGuard(checkpoint, saved_step=step if resume else None)
+    last_step = total if max_steps is None else min(total, max_steps)
+    while step < last_step:
+        epoch, first = divmod(step, per_epoch)  # a run stopped mid-epoch resumes mid-epoch
         encoder.train()
-        loader.dataset.set_epoch(epoch)
+        loader.dataset.set_epoch(epoch, skip_batches=first)
         for images, labels, _ in loader:
-            if max_steps is not None and step >= max_steps:
-                break
             images = normalize(images.to(device, non_blocking=True))
             labels = labels.to(device, non_blocking=True)
             if mixer is not None:
@@ -369,15 +369,19 @@ def finetune(encoder: nn.Module, store_path: Path, train_idx: np.ndarray, *, num
                 group["lr"] = cosine_lr(step, total, lr, warmup=warmup_epochs * per_epoch) * group.get("lr_scale", 1.0)
             with autocast(device):
                 loss = criterion(encoder(images).float(), labels)
-            if not torch.isfinite(loss):
-                raise EvaluateError(f"fine-tuning diverged (loss {loss.item()}) at step {step}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
+            guard.step(loss, step)
             progress.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
+            if step >= last_step:
+                break
+        guard.check()
         atomic_save({"model": encoder.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "step": step, "num_classes": num_classes, "settings": settings or {}}, checkpoint)
+                     "step": step, "num_classes": num_classes, "rng": rng_state(), "settings": settings or {}},
+                    checkpoint)
+        guard.saved_step = step
     progress.remove_task(task)
     return encoder.eval()
 

@@ -27,7 +27,7 @@ from rich.console import Console
 from .data import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
 from .store import StoreError, open_store, split_indices
-from .training import atomic_save, cosine_lr
+from .training import LossGuard, atomic_save, cosine_lr, rng_state, set_rng_state
 
 console = Console(stderr=True)
 CHECKPOINT = "checkpoint-last.pt"
@@ -144,7 +144,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
             net.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             step = int(checkpoint["step"])
-            _set_rng(checkpoint.get("rng"))
+            set_rng_state(checkpoint.get("rng"))
         model_ = torch.compile(net) if compile else net
         if ddp:
             model_ = torch.nn.parallel.DistributedDataParallel(model_, device_ids=[local_rank] if device.type == "cuda" else None)
@@ -180,6 +180,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
         task = bar.add_task("pretrain", total=last_step, completed=step, loss=float("nan"), ips=0.0) if bar else None
         images_per_step = s["batch_size"] * s["accum"] * world
         timer_start, timer_step = None, step
+        guard = LossGuard(run_dir / CHECKPOINT, saved_step=step if checkpoint is not None else None)
         while step < last_step:
             epoch = step // steps_per_epoch
             first = step - epoch * steps_per_epoch
@@ -189,6 +190,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
             loss_sum = torch.zeros((), device=device)
             loss_count = 0
             for _ in range(first, steps_per_epoch):
+                step_loss = torch.zeros((), device=device)
                 lr_now = lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_now
@@ -201,11 +203,13 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
                     with autocast:
                         loss, _, _ = model_(imgs, noise=net.sample_noise(len(imgs), device, generator))
                     (loss / s["accum"]).backward()
-                    loss_sum += loss.detach()
+                    step_loss += loss.detach()
                     loss_count += 1
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                guard.step(step_loss, step)
+                loss_sum += step_loss
                 if timer_start is None:  # time from the end of the first step (start-up and compile excluded)
                     timer_start, timer_step = time.perf_counter(), step
                 if bar:
@@ -218,6 +222,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
                 if step >= last_step:
                     break
             del batches  # stops the loader's workers
+            guard.check()
             # --- end of an epoch (or of the run): metrics, picture, checkpoint ---
             totals = torch.stack([loss_sum, torch.tensor(float(loss_count), device=device)])
             if ddp:
@@ -237,8 +242,9 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
                 state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scaler": None,
                          "scheduler": {"kind": "warmup-cosine", "step": step, "warmup_steps": warmup_steps,
                                        "total_steps": total_steps, "peak_lr": peak_lr, "min_lr": s["min_lr"]},
-                         "epoch": epochs_done, "step": step, "config": config, "rng": _get_rng()}
+                         "epoch": epochs_done, "step": step, "config": config, "rng": rng_state()}
                 atomic_save(state, run_dir / CHECKPOINT)
+                guard.saved_step = step
                 if not bar:
                     console.print(f"epoch {epochs_done} step {step}/{total_steps} loss {record['loss']:.4f} "
                                   f"lr {lr_now:.2e} {record['images_per_s'] or 0:.1f} img/s")
@@ -310,21 +316,6 @@ def _progress_bar(enabled: bool):
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
     bar.start()
     return bar
-
-
-def _get_rng() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng(state: dict | None) -> None:
-    if not state:
-        return
-    torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available() and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

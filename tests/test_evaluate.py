@@ -153,6 +153,22 @@ def test_finetune_checkpoints_and_resumes(run):
     assert resumed["key"] == "xview-finetune"
 
 
+def test_finetune_stopped_mid_epoch_resumes_mid_epoch(run, tmp_path):
+    """--max-steps in the middle of an epoch, then --resume: the same weights as one uninterrupted run."""
+    for name in ("whole", "part"):
+        shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("results.json", "features-*", "finetune-*",
+                                                                           "confusion-*"))
+    args = dict(protocol="xview", mode="finetune", epochs=2, batch_size=16, warmup_epochs=1, **FAST)  # 4 steps/epoch
+    ev.evaluate(run=tmp_path / "whole", **args)
+    ev.evaluate(run=tmp_path / "part", max_steps=2, **args)  # stopped half-way through epoch 0
+    ev.evaluate(run=tmp_path / "part", resume=True, **args)
+    a = torch.load(tmp_path / "whole" / "finetune-xview-finetune-last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "finetune-xview-finetune-last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 def test_random_init_baseline_gets_its_own_directory(store, tmp_path):
     entry = ev.evaluate(protocol="xsub", run="none", store=store, model="vit_tiny", mode="knn",
                         runs_root=tmp_path / "runs", **FAST)

@@ -195,6 +195,28 @@ def test_resume_matches_uninterrupted_run(store, tmp_path):
         pretrain(store, tmp_path / "part", **settings)
 
 
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(store, tmp_path, monkeypatch):
+    """A loss that turns NaN in the second epoch stops the run at once; the epoch-1 checkpoint stays."""
+    real, calls = MaskedAutoencoder.forward_loss, []
+
+    def diverging(self, imgs, pred, mask):
+        loss = real(self, imgs, pred, mask)
+        if self.training:
+            calls.append(1)
+            return loss * float("nan") if len(calls) > 4 else loss
+        return loss
+
+    monkeypatch.setattr(MaskedAutoencoder, "forward_loss", diverging)
+    # 32 xsub train samples, batch 8: 4 steps per epoch; the 5th step diverges
+    with pytest.raises(ValueError) as caught:
+        pretrain(store, tmp_path / "nan", epochs=2, batch_size=8, warmup_epochs=1, protocol="xsub", **TINY)
+    message = str(caught.value)
+    assert "\n" not in message and "step 5" in message
+    assert str(tmp_path / "nan" / "checkpoint-last.pt") in message and "(step 4)" in message
+    ckpt = torch.load(tmp_path / "nan" / "checkpoint-last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
 def test_diffmae_pretrain_runs(store, tmp_path):
     run = pretrain(store, tmp_path / "diff", objective="diffmae", epochs=2, batch_size=16, max_steps=2, **TINY)
     (record,) = _metrics(run)
