@@ -91,6 +91,8 @@ def items_digest(items: list[Item]) -> str:
 
 def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list, int]:
     """Read one file and turn it into its items' sequences (runs in the thread pool)."""
+    if not fmt.whole_files:
+        return fmt.read_items(path, b"", items), 0
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -162,9 +164,13 @@ def read_batches(pool: ThreadPoolExecutor, fmt: DatasetFormat, items: list[Item]
     todo = list(enumerate(items))[first:]
     batches: list[list[list[tuple[int, Item]]]] = []
     for _, group in groupby(todo, key=lambda t: t[1].path):
-        if not batches or sum(len(g) for g in batches[-1]) >= shard:
-            batches.append([])
-        batches[-1].append(list(group))
+        group = list(group)
+        # a reader of parts of one big file takes it a shard at a time
+        step = len(group) if fmt.whole_files else shard
+        for part in (group[k:k + step] for k in range(0, len(group), step)):
+            if not batches or sum(len(g) for g in batches[-1]) >= shard:
+                batches.append([])
+            batches[-1].append(part)
 
     def submit(batch):
         return [(g, pool.submit(read_group, fmt, g[0][1].path, [it for _, it in g])) for g in batch]
@@ -267,8 +273,8 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
     if size < 8:
         raise ConvertError(f"--size {size} is too small: use at least 8 (224 for ViT-B/16)")
     raw, out = Path(raw), Path(out)
-    if not raw.is_dir():
-        raise ConvertError(f"raw folder {raw} does not exist")
+    if not (raw.is_file() if fmt.raw_is_file else raw.is_dir()):
+        raise ConvertError(f"raw {'file' if fmt.raw_is_file else 'folder'} {raw} does not exist")
     if resume and overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
 

@@ -116,6 +116,22 @@ OPENPOSE18 = Skeleton(
     channels=("x", "y", "confidence"),
 )
 
+COCO17 = Skeleton(
+    name="coco17",  # COCO keypoints, 2D (HRNet in pyskl's files; formats.md "Importers")
+    joints=("nose", "left eye", "right eye", "left ear", "right ear", "left shoulder", "right shoulder",
+            "left elbow", "right elbow", "left wrist", "right wrist", "left hip", "right hip", "left knee",
+            "right knee", "left ankle", "right ankle"),
+    # no neck joint: neck and spine-shoulder are both the shoulders' midpoint (OpenPose's neck);
+    # spine-mid: the midpoint of the torso diagonal (right shoulder, left hip), as for OpenPose
+    parts=((0, (5, 6), (5, 6), (6, 11), (11, 12)), (5, 7, 9, 9, 9, 9), (6, 8, 10, 10, 10, 10), (11, 13, 15, 15),
+           (12, 14, 16, 16)),
+    centre=(5, 6),  # the shoulders' midpoint: OpenPose-18's neck, Kinetics' centre
+    # pyskl's `coco` graph (child, parent), rooted at the nose
+    bones=((15, 13), (13, 11), (16, 14), (14, 12), (11, 5), (12, 6), (9, 7), (7, 5), (10, 8), (8, 6), (5, 0),
+           (6, 0), (1, 0), (3, 1), (2, 0), (4, 2)),
+    channels=("x", "y", "confidence"),
+)
+
 LCRNET13 = Skeleton(
     name="lcrnet13",  # LCR-Net 13 joints, pose3d (formats.md §5)
     joints=("right ankle", "left ankle", "right knee", "left knee", "right hip", "left hip", "right wrist",
@@ -131,7 +147,7 @@ LCRNET13 = Skeleton(
     parents=(2, 3, 4, 5, 10, 11, 8, 9, 10, 11, 12, 12, 12),
 )
 
-SKELETONS = {s.name: s for s in (NTU25, NWUCLA20, OPENPOSE18, LCRNET13)}  # the store's `skeleton` attr -> definition
+SKELETONS = {s.name: s for s in (NTU25, NWUCLA20, OPENPOSE18, COCO17, LCRNET13)}  # the store's `skeleton` attr -> definition
 
 
 def resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

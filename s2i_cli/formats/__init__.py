@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from . import kinetics, ntu, nwucla, pkummd, toyota
+from . import ctrgcn, kinetics, ntu, nwucla, pkummd, pyskl, toyota
 from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, SplitMasks, check_options, named_files,
                    parse_json, split_sides)
 
@@ -28,6 +28,7 @@ FORMATS: dict[str, Callable[..., DatasetFormat]] = {
     "ntu60": partial(ntu.NTUFormat, "ntu60"), "ntu120": partial(ntu.NTUFormat, "ntu120"),
     "pkummd": partial(pkummd.PKUMMDFormat, phase=1), "pkummd2": partial(pkummd.PKUMMDFormat, phase=2),
     "nwucla": nwucla.NWUCLAFormat, "kinetics": kinetics.KineticsFormat, "toyota": toyota.ToyotaFormat,
+    "pyskl": pyskl.PysklFormat, "ctrgcn": ctrgcn.CTRGCNFormat,
 }
 DATASET_NAMES = tuple(FORMATS)
 

@@ -62,6 +62,8 @@ class DatasetFormat:
     persons: str = "stacked"  # default persons mode
     description: str = ""
     options: dict[str, str] = {}  # reader options it accepts: name -> help
+    raw_is_file = False  # True: RAW is one file (an importer's pickle or .npz), not a folder
+    whole_files = True  # False: read_items gets no bytes and reads only its items' part of the file
 
     def discover(self, raw: Path, missing_list: Path | None = None) -> tuple[list[Item], list[Rejection], dict[str, int]]:
         """Items sorted by name, rejections, and counts of files deliberately ignored by reason.
@@ -95,7 +97,7 @@ def named_files(raw: Path, suffix: str, pattern: re.Pattern, expected: str) -> t
     return found, rejected
 
 
-def duplicate(path: Path, first: Path) -> Rejection:
+def duplicate(path: Path | str, first: Path | str) -> Rejection:
     """The rejection of a file whose sample (or sequence) name an earlier file already had."""
     return Rejection(str(path), f"name seen before, in {first}; the first copy is kept")
 

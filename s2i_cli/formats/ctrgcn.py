@@ -1,0 +1,219 @@
+"""CTR-GCN's NTU `.npz` files (`data/ntu*/seq_transformation.py`; formats.md "Importers").
+
+`np.savez(NTU60_CS.npz, x_train=, y_train=, x_test=, y_test=)`: `x_*` is (N, 300, 150)
+float32, each frame = 2 bodies × 25 NTU joints × xyz, zero-padded in time and centred on body
+1's spine-mid in its first frame; `y_*` is one-hot (N, classes). The file holds no sample
+names: samples are named `<split>_<row>` (`train_000042` is row 42 of `x_train`).
+
+The arrays are never loaded whole: an uncompressed member (what `np.savez` writes) is
+memory-mapped straight from the zip, so a shard reads only its rows; a compressed member
+(`np.savez_compressed`) is streamed from its start to the last row a shard needs."""
+from __future__ import annotations
+
+import re
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..layout import NTU25
+from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options
+from .ntu_names import NTU_CLASS_NAMES
+
+SPLITS = ("train", "test")
+BODIES, JOINTS, XYZ = 2, 25, 3
+# the protocol a file holds, from CTR-GCN's file names (seq_transformation.py)
+PROTOCOL_OF_NAME = {"CS": "xsub", "CV": "xview", "CSub": "xsub", "CSet": "xset"}
+NAME = re.compile(r"^NTU(?:60|120)_(CS|CV|CSub|CSet)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class NpyMember:
+    """Where one `.npy` array lies inside a `.npz`: its data offset in the zip (stored
+    members), dtype, shape and order."""
+
+    name: str
+    offset: int  # byte offset of the array data in the zip file (stored members only)
+    compressed: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran: bool
+
+
+def _npy_header(fp) -> tuple[np.dtype, tuple[int, ...], bool]:
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError("an array of Python objects (s2i never unpickles them)")
+    return dtype, tuple(shape), fortran
+
+
+def npz_members(path: Path) -> dict[str, NpyMember]:
+    """Every `.npy` member of a `.npz` file (name without `.npy`), read from the headers
+    only; ValueError (one line) for a file that is not a complete `.npz`."""
+    try:
+        size = path.stat().st_size
+        members = {}
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                with zf.open(info) as fp:
+                    dtype, shape, fortran = _npy_header(fp)
+                    header = fp.tell()
+                compressed = info.compress_type != zipfile.ZIP_STORED
+                offset = 0
+                if not compressed:  # the local header's extra field may differ from the central one
+                    raw.seek(info.header_offset)
+                    local = raw.read(30)
+                    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+                    name_len, extra_len = struct.unpack("<HH", local[26:30])
+                    offset = info.header_offset + 30 + name_len + extra_len + header
+                    end = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    if end > size:
+                        raise ValueError(f"truncated: {name} needs {end} bytes, the file has {size}")
+                members[name] = NpyMember(name, offset, compressed, dtype, shape, fortran)
+        return members
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not a complete .npz (zip) file ({exc})") from None
+    except (ValueError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+@lru_cache(maxsize=8)
+def _mapped(path: Path, member: NpyMember) -> np.ndarray:
+    return np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
+                     order="F" if member.fortran else "C")
+
+
+def read_rows(path: Path, member: NpyMember, rows: np.ndarray) -> np.ndarray:
+    """Rows `rows` (first axis) of one member, as an in-memory array: a memory-mapped
+    slice for a stored member, else decompressed from the member's start up to the last row."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not member.compressed:
+        return np.array(_mapped(path, member)[rows])
+    if member.fortran:
+        raise ValueError(f"{member.name}: a compressed Fortran-order array cannot be read by rows")
+    row_bytes = int(np.prod(member.shape[1:], dtype=np.int64)) * member.dtype.itemsize
+    first, last = int(rows.min()), int(rows.max())
+    with zipfile.ZipFile(path) as zf, zf.open(member.name + ".npy") as fp:
+        _npy_header(fp)
+        _skip(fp, first * row_bytes)
+        data = fp.read((last + 1 - first) * row_bytes)
+    if len(data) != (last + 1 - first) * row_bytes:
+        raise ValueError(f"{member.name}: the member ends early")
+    block = np.frombuffer(data, dtype=member.dtype).reshape(-1, *member.shape[1:])
+    return block[rows - first].copy()
+
+
+def _skip(fp, n: int, chunk: int = 1 << 24) -> None:
+    while n > 0:
+        got = len(fp.read(min(n, chunk)))
+        if not got:
+            raise ValueError("the member ends early")
+        n -= got
+
+
+def real_frames(frames: np.ndarray) -> Sequence:
+    """One (300, 150) padded row -> (T, 2, 25, 3) float32 with its all-zero frames dropped
+    (CTR-GCN pads at the end; its samples have no empty frame inside), and the actor count:
+    2 where body 2 is non-zero in some frame."""
+    seq = np.asarray(frames, dtype=np.float32).reshape(len(frames), BODIES, JOINTS, XYZ)
+    if not np.all(np.isfinite(seq)):
+        raise FormatError("a non-finite value")
+    seq = seq[np.any(seq != 0, axis=(1, 2, 3))]
+    if not len(seq):
+        raise FormatError("every frame is all zeros")
+    return seq, 2 if np.any(seq[:, 1] != 0) else 1
+
+
+def labels_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot rows (or 0-based integer labels) -> labels, and a mask of the valid rows."""
+    if y.ndim == 1:
+        ok = np.isfinite(y) & (y >= 0) & (y == np.round(y)) if y.dtype.kind == "f" else y >= 0
+        return np.where(ok, y, 0).astype(np.int64), ok
+    ok = np.all((y == 0) | (y == 1), axis=1) & (np.sum(y == 1, axis=1) == 1)
+    return np.argmax(y, axis=1), ok
+
+
+class CTRGCNFormat(DatasetFormat):
+    name = "ctrgcn"
+    skeleton = NTU25
+    meta_fields = ("split",)  # 0: x_train, 1: x_test
+    persons = "stacked"
+    options: dict[str, str] = {}
+    raw_is_file = True
+    whole_files = False
+    description = ("CTR-GCN NTU .npz (x_train/x_test (N, 300, 150), y_* one-hot) given as RAW; samples are named "
+                   "<split>_<row> (the file holds no NTU names); protocol from the file name (NTU60_CS: xsub, "
+                   "NTU60_CV: xview, NTU120_CSub: xsub, NTU120_CSet: xset; else release)")
+
+    def __init__(self, **options: str):
+        check_options(self.name, self.options, options)
+        self.class_names = NTU_CLASS_NAMES[:60]
+        self.protocols = ("release",)
+
+    def find_items(self, raw: Path):
+        path = Path(raw)
+        if path.suffix != ".npz" or not path.is_file():
+            raise ValueError(f"{path} is not a .npz file: give CTR-GCN's NTU60_CS.npz (or another of its files) as RAW")
+        members = npz_members(path)
+        splits = [s for s in SPLITS if f"x_{s}" in members and f"y_{s}" in members]
+        if not splits:
+            raise ValueError(f"{path}: no x_train/y_train or x_test/y_test arrays (it has: "
+                             f"{', '.join(sorted(members)) or 'none'})")
+        items, rejected, classes = [], [], 0
+        for s in splits:
+            x, y = members[f"x_{s}"], members[f"y_{s}"]
+            if len(x.shape) != 3 or x.shape[2] != BODIES * JOINTS * XYZ or x.dtype.kind != "f":
+                raise ValueError(f"{path}: x_{s} is {x.dtype} {x.shape}, not float (N, frames, 150) = 2 bodies × "
+                                 "25 joints × xyz")
+            if len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0] or y.dtype.kind not in "biuf":
+                raise ValueError(f"{path}: y_{s} is {y.dtype} {y.shape}, not one-hot ({x.shape[0]}, classes)")
+            labels, ok = labels_of(read_rows(path, y, np.arange(y.shape[0])))
+            classes = max(classes, y.shape[1] if len(y.shape) == 2 else int(labels.max(initial=-1)) + 1)
+            width = max(6, len(str(x.shape[0] - 1)))
+            for row in range(x.shape[0]):
+                item_name = f"{s}_{row:0{width}d}"
+                if ok[row]:
+                    items.append(Item(item_name, path, int(labels[row]), {"split": SPLITS.index(s)}, (s, row)))
+                else:
+                    rejected.append(Rejection(item_name, f"y_{s} row {row} is not one-hot (or a label >= 0)"))
+        self.class_names = (NTU_CLASS_NAMES[:classes] if classes in (60, 120)
+                            else tuple(f"class {k}" for k in range(classes)))
+        match = NAME.match(path.stem)
+        self.protocols = (PROTOCOL_OF_NAME[match.group(1)] if match else "release",)
+        self.members = members
+        items.sort(key=lambda it: it.name)
+        return items, rejected, {}
+
+    def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        members = getattr(self, "members", None) or npz_members(path)
+        out: list[Sequence | FormatError] = []
+        for split in SPLITS:
+            mine = [k for k, it in enumerate(items) if it.extra[0] == split]
+            if not mine:
+                continue
+            block = read_rows(path, members[f"x_{split}"], np.array([items[k].extra[1] for k in mine]))
+            for k, frames in zip(mine, block):
+                try:
+                    out.append((k, real_frames(frames)))
+                except FormatError as exc:
+                    out.append((k, exc))
+        return [r for _, r in sorted(out, key=lambda t: t[0])]
+
+    def splits(self, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.protocols[0]: np.asarray(meta["split"]) == 0}

@@ -1,0 +1,152 @@
+"""A restricted unpickler for data files made by other tools (pyskl's annotation pickles).
+
+`pickle.load` runs whatever callable a file names, so an untrusted pickle is a program.
+`load` resolves only a short allow-list of globals, and the ones it allows check their
+arguments, so a file can build builtins containers, strings, numbers and NumPy arrays of
+numbers and nothing else. Any other global (`os.system`, `builtins.exec`, `numpy.load`, ...)
+is refused with `PickleRefused` naming it, before anything is called.
+
+What the allow-list covers: NumPy arrays as `ndarray.__reduce__` writes them
+(`_reconstruct(ndarray, (0,), b'b')` then `__setstate__`; protocol 5: `_frombuffer`), their dtypes (`numpy.dtype`),
+NumPy scalars (`multiarray.scalar`), both spellings of NumPy's module (`numpy.core` in files
+written by NumPy 1, `numpy._core` by NumPy 2), bytes under protocol 2 (`_codecs.encode(str,
+'latin1')`), and the builtins that protocol 2 builds by a call (set, frozenset, complex,
+bytearray). Dicts, lists, tuples, str, int, float, bool and None need no global at all."""
+from __future__ import annotations
+
+import _codecs
+import builtins
+import pickle
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+# dtype kinds an array may have: bool, signed, unsigned, float, complex, bytes, str.
+# Object arrays are refused: they are how a pickle would smuggle arbitrary objects.
+NUMBER_KINDS = frozenset("biufcSU")
+
+
+class PickleRefused(pickle.UnpicklingError):
+    """The pickle names a global outside the allow-list, or builds something it may not."""
+
+
+class _NDArrayType:
+    """Stands for `numpy.ndarray` in a pickle: only `_reconstruct` may use it (calling the
+    real class from a pickle could build arrays over arbitrary buffers and strides)."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise PickleRefused("refused a call of numpy.ndarray (only _reconstruct may build an array)")
+
+
+NDARRAY = _NDArrayType()
+
+
+def _dtype(obj: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    if not isinstance(obj, str):
+        raise PickleRefused(f"numpy.dtype({obj!r}): only a dtype given by its code is allowed")
+    dtype = np.dtype(obj, align=bool(align), copy=bool(copy))
+    _check_dtype(dtype)
+    return dtype
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in NUMBER_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise PickleRefused(f"an array of dtype {dtype} (only arrays of numbers or strings are allowed)")
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    if subtype is not NDARRAY:
+        raise PickleRefused(f"_reconstruct of {subtype!r} (only numpy.ndarray is allowed)")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _scalar(dtype: Any, data: Any = None) -> Any:
+    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes):
+        raise PickleRefused("numpy scalar: only a number dtype with its bytes is allowed")
+    _check_dtype(dtype)
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """Protocol 5's spelling of an array: its bytes in a (bytearray / PickleBuffer) buffer."""
+    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or not isinstance(dtype, np.dtype):
+        raise PickleRefused("numpy _frombuffer: only a bytes buffer and a number dtype are allowed")
+    _check_dtype(dtype)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+
+
+def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
+    """Protocol 2's spelling of a bytes object: `_codecs.encode(str, 'latin1')`."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise PickleRefused(f"_codecs.encode with {type(text).__name__}, {encoding!r} (only str, 'latin1')")
+    return _codecs.encode(text, "latin1")
+
+
+_NUMPY = {"_reconstruct": _reconstruct, "ndarray": NDARRAY, "dtype": _dtype, "scalar": _scalar}
+ALLOWED: dict[tuple[str, str], Any] = {
+    **{(mod, name): obj for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+       for name, obj in _NUMPY.items()},
+    **{(mod, "ndarray"): NDARRAY for mod in ("numpy", "numpy.core.numeric", "numpy._core.numeric")},
+    **{(mod, "dtype"): _dtype for mod in ("numpy",)},
+    **{(mod, "_frombuffer"): _frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("_codecs", "encode"): _latin1,
+    # "__builtin__": protocol-2 files written by Python 2
+    **{(mod, name): getattr(builtins, name) for mod in ("builtins", "__builtin__")
+       for name in ("set", "frozenset", "complex", "bytearray")},
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """pickle.Unpickler (the C one) whose globals come only from `ALLOWED`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED[(module, name)]
+        except KeyError:
+            raise PickleRefused(f"refused to load {module}.{name}: the file may only hold containers, strings, "
+                                "numbers and NumPy arrays") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise PickleRefused("refused a persistent id: the file may only hold plain data")
+
+
+def load(file: BinaryIO) -> Any:
+    """Unpickle `file` with the allow-list and check every array in the result."""
+    obj = RestrictedUnpickler(file).load()
+    _check_arrays(obj)
+    return obj
+
+
+def load_path(path: Path) -> Any:
+    """`load` of a file, with a one-line ValueError for a file that is not a readable pickle."""
+    try:
+        with open(path, "rb") as f:
+            return load(f)
+    except PickleRefused as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"{path}: not a complete pickle ({exc or 'ends early'})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError, OverflowError) as exc:
+        raise ValueError(f"{path}: a malformed pickle ({type(exc).__name__}: {exc})") from None
+    except MemoryError:
+        raise ValueError(f"{path}: not enough memory to unpickle it") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _check_arrays(obj: Any) -> None:
+    """Every array in the result has a number dtype (a pickle's __setstate__ could change it)."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, np.ndarray):
+            _check_dtype(x.dtype)
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(x)
