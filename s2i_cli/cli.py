@@ -40,13 +40,17 @@ DATASET_HELP = (
     "kinetics: Kinetics-skeleton kinetics_{train,val}/*.json + kinetics_{train,val}_label*.json, 2D + confidence "
     "(release: train vs val). "
     "toyota: Toyota Smarthome LCR-Net JSON, pose3d, planar vectors unless reader option vectors=interleaved "
-    "(xsub, xview1, xview2). docs/formats.md has the layouts")
+    "(xsub, xview1, xview2). "
+    "pyskl: a pyskl annotation pickle as RAW (NTU 3D or HRNet COCO-17 2D; protocols from its split lists, e.g. "
+    "xsub_train/xsub_val -> xsub). "
+    "ctrgcn: a CTR-GCN NTU .npz as RAW (x_train/x_test; protocol from the file name: NTU60_CS xsub, NTU60_CV "
+    "xview, NTU120_CSet xset; else release). docs/formats.md has the layouts")
 
 
 @app.command()
 def convert(
     dataset: Annotated[str, typer.Argument(help=DATASET_HELP)],
-    raw: Annotated[Path, typer.Argument(help="Folder of raw files (searched recursively), e.g. the unzipped nturgbd_skeletons_*.zip")],
+    raw: Annotated[Path, typer.Argument(help="Folder of raw files (searched recursively), e.g. the unzipped nturgbd_skeletons_*.zip; for pyskl and ctrgcn the one .pkl or .npz file")],
     out: Annotated[Path, typer.Argument(help="Output Zarr store (a directory), e.g. out.zarr")],
     size: Annotated[int, typer.Option(help="Image height and width in pixels")] = 224,
     layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); concat: the parts' joints side by side, resized as a whole")] = "parts",
@@ -57,7 +61,7 @@ def convert(
     limit: Annotated[Optional[int], typer.Option(help="Convert only the first N samples (a quick try)")] = None,
     missing_list: Annotated[Optional[Path], typer.Option(help="A missing-skeleton list to skip instead of the official one shipped with s2i (with or without its header)")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard: the unit of writing, resume and training reads")] = 256,
-    reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the dataset's reader, repeatable: toyota vectors=planar|interleaved; kinetics train_labels=PATH, val_labels=PATH")] = None,
+    reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the dataset's reader, repeatable: toyota vectors=planar|interleaved; kinetics train_labels=PATH, val_labels=PATH; pyskl cache_dir=DIR")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Convert a raw skeleton dataset into an S2I Zarr store (images, labels, metadata, skeletons, splits).

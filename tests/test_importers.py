@@ -161,3 +161,288 @@ def test_truncated_or_foreign_npz_is_a_one_line_error(tmp_path):
         zf.writestr("x_train.npy", header.getvalue() + b"\0" * 100)
     with pytest.raises(ValueError, match="truncated"):
         npz_members(cut)
+
+
+# --------------------------------------------------------------------------- pyskl and CTR-GCN against raw NTU
+
+
+@pytest.fixture(scope="module")
+def ntu_store(tmp_path_factory) -> tuple[Path, zarr.Group]:
+    """The real NTU files and `s2i convert ntu60` of them (concat layout, 48 px)."""
+    raw = shared_data("ntu")
+    out = tmp_path_factory.mktemp("ntu") / "ntu.zarr"
+    convert("ntu60", raw, out, size=48, progress=False)
+    return raw, zarr.open_group(str(out), mode="r")
+
+
+def selected(path: Path) -> tuple[np.ndarray, int]:
+    """The repo's own parse + selection of one raw file: (T, 2, 25, 3) camera coordinates."""
+    return select_actors(*parse_skeleton(path.read_bytes()))
+
+
+def write_pyskl(path: Path, raw: Path) -> list[str]:
+    """A pyskl-style NTU 3D pickle of every NTU60 file under `raw`, as pyskl releases them:
+    float16 camera coordinates (not centred), M×T×25×3, protocol 2, xsub/xview split lists."""
+    names, annotations = [], []
+    for f in sorted(raw.glob("*.skeleton")):
+        seq, actors = selected(f)
+        kp = seq[:, :actors].transpose(1, 0, 2, 3).astype(np.float16)
+        annotations.append({"frame_dir": f.stem, "label": parse_name(f.stem)["action"] - 1, "img_shape": (1080, 1920),
+                            "original_shape": (1080, 1920), "total_frames": kp.shape[1], "keypoint": kp})
+        names.append(f.stem)
+    meta = {k: np.array([parse_name(n)[k] for n in names]) for k in ("subject", "camera", "setup")}
+    split = {}
+    for protocol, train in split_masks("ntu60", meta).items():
+        split[f"{protocol}_train"] = [n for n, t in zip(names, train) if t]
+        split[f"{protocol}_val"] = [n for n, t in zip(names, train) if not t]
+    path.write_bytes(pickle.dumps({"split": split, "annotations": annotations}, protocol=2))
+    return names
+
+
+def test_pyskl_pickle_from_real_ntu_files_equals_ntu60_conversion(ntu_store, tmp_path):
+    raw, ref = ntu_store
+    pkl = tmp_path / "ntu60_3danno.pkl"
+    write_pyskl(pkl, raw)
+    result = CliRunner().invoke(app, ["convert", "pyskl", str(pkl), str(tmp_path / "p.zarr"), "--size", "48",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    got = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    n = ref["label"].shape[0]
+    assert got["name"][:].tolist() == ref["name"][:].tolist() and n == 16
+    assert np.array_equal(got["label"][:], ref["label"][:]) and np.array_equal(got["actors"][:], ref["actors"][:])
+    for field in ("setup", "camera", "subject", "replication"):
+        assert np.array_equal(got["meta"][field][:], ref["meta"][field][:])
+    for protocol in ("xsub", "xview"):
+        for side in ("train", "test"):
+            assert np.array_equal(got[f"splits/{protocol}/{side}"][:], ref[f"splits/{protocol}/{side}"][:])
+    assert got.attrs["s2i"]["skeleton"] == "ntu25" and got.attrs["s2i"]["class_names"] == ref.attrs["s2i"]["class_names"]
+    for i in range(n):
+        a, b = store.read_skeleton(got, i), store.read_skeleton(ref, i)
+        raw_seq = selected(raw / f"{ref['name'][i]}.skeleton")[0]
+        # float16 keeps 11 significant bits: a coordinate is off by at most half a float16 step at its
+        # magnitude, and centring subtracts an origin off by as much again
+        half_step = np.spacing(np.float16(np.abs(raw_seq).max())).astype(np.float32) / 2
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2 * half_step, ref["name"][i]
+        # an image pixel is a blend of coordinates scaled by 255 / range: the same error, plus one
+        # level of rounding at the quantisation
+        norm = ref["norm"][i]
+        levels = 255 * 2 * half_step / (norm[:, 1] - norm[:, 0]).min()
+        diff = np.abs(got["images"][i].astype(int) - ref["images"][i].astype(int))
+        assert diff.max() <= int(np.ceil(levels)) + 1, (ref["name"][i], diff.max(), levels)
+        assert np.abs(got["norm"][i] - norm).max() <= 2 * half_step
+
+
+def ctrgcn_rows(path: Path) -> np.ndarray:
+    """CTR-GCN's seq_transformation of one raw file: denoised (T, 150), centred on body 1's
+    spine-mid in its first frame, body-2 frames where it is absent kept at zero, padded to 300."""
+    joints = two_actors(path)
+    if joints.shape[1] == 75:
+        joints = np.hstack([joints, np.zeros_like(joints)])
+    missing = [np.all(joints[:, k:k + 75] == 0, axis=1) for k in (0, 75)]
+    first = np.flatnonzero(~missing[0])[0]
+    joints = joints - np.tile(joints[first, 3:6], 50)
+    for k, gone in zip((0, 75), missing):
+        joints[gone, k:k + 75] = 0
+    out = np.zeros((300, 150), np.float32)
+    out[:len(joints)] = joints
+    return out
+
+
+def test_ctrgcn_npz_from_real_ntu_files_equals_ntu60_conversion(ntu_store, tmp_path):
+    raw, ref = ntu_store
+    names = ref["name"][:].tolist()
+    train = ref["splits/xsub/train"][:]
+    sides = {"train": [names[i] for i in train], "test": [n for i, n in enumerate(names) if i not in set(train)]}
+    arrays = {}
+    for side, members in sides.items():
+        arrays[f"x_{side}"] = np.stack([ctrgcn_rows(raw / f"{n}.skeleton") for n in members])
+        arrays[f"y_{side}"] = np.eye(60)[[parse_name(n)["action"] - 1 for n in members]]
+    npz = tmp_path / "NTU60_CS.npz"
+    np.savez(npz, **arrays)
+    report = convert("ctrgcn", npz, tmp_path / "c.zarr", size=48, progress=False)
+    assert report.written == 16 and not report.rejected and report.splits == {"xsub": (len(train), 16 - len(train))}
+    got = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
+    got_names = got["name"][:].tolist()
+    expected = sorted([f"test_{k:06d}" for k in range(len(sides["test"]))] +
+                      [f"train_{k:06d}" for k in range(len(sides["train"]))])
+    assert got_names == expected
+    for j, name in enumerate(got_names):
+        split, row = name.split("_")
+        i = names.index(sides[split][int(row)])
+        assert got["label"][j] == ref["label"][i] and got["actors"][j] == ref["actors"][i], name
+        assert np.allclose(store.read_skeleton(got, j), store.read_skeleton(ref, i), atol=1e-6), name
+        assert np.abs(got["images"][j].astype(int) - ref["images"][i].astype(int)).max() <= 1, name
+    assert set(got["splits/xsub/train"][:].tolist()) == {k for k, n in enumerate(got_names) if n.startswith("train")}
+    summary = store_summary(got)
+    assert summary["splits"] == {"xsub": {"train": len(train), "test": 16 - len(train)}}
+    assert "<split>_<row>" in summary["description"]
+    info = CliRunner().invoke(app, ["info", str(tmp_path / "c.zarr")])
+    assert info.exit_code == 0 and "<split>_<row>" in " ".join(info.output.split())
+
+
+# --------------------------------------------------------------------------- pyskl 2D, splits, bad input
+
+
+def coco_annotation(rng, name: str, label: int, persons: int = 3, frames: int = 9) -> dict:
+    """A made-up HRNet annotation: COCO-17 keypoints in pixels with scores; frame 4 has nobody,
+    joint 3 of person 1 is undetected in frame 0."""
+    kp = rng.uniform(10, 500, size=(persons, frames, 17, 2)).astype(np.float16)
+    score = rng.uniform(0.2, 1.0, size=(persons, frames, 17)).astype(np.float16)
+    score[:, 4] = 0
+    score[0, 0, 3] = 0
+    return {"frame_dir": name, "label": label, "total_frames": frames, "img_shape": (480, 640), "keypoint": kp,
+            "keypoint_score": score}
+
+
+def test_pyskl_2d_coco17_file_keeps_two_persons_and_drops_empty_frames(tmp_path):
+    rng = np.random.default_rng(1)
+    anns = [coco_annotation(rng, f"v_{k:02d}", k % 3, persons=1 if k == 2 else 3) for k in range(6)]
+    split = {"train1": ["v_00", "v_01", "v_02"], "test1": ["v_03", "v_04"], "train2": ["v_05"], "test2": ["v_00"]}
+    pkl = tmp_path / "hmdb51_hrnet.pkl"
+    pkl.write_bytes(pickle.dumps({"split": split, "annotations": anns}, protocol=2))
+    fmt = get_format("pyskl")
+    items, rejected, ignored = fmt.discover(pkl)
+    assert fmt.skeleton is layout.COCO17 and fmt.protocols == ("split1", "split2") and not rejected and not ignored
+    assert fmt.class_names == ("class 0", "class 1", "class 2") and fmt.meta_fields == ("split1", "split2")
+    assert [it.meta for it in items[:2]] == [{"split1": 0, "split2": 1}, {"split1": 0, "split2": -1}]
+    (seq, actors), = fmt.read_items(items[0].path, b"", [items[0]])
+    kp, score = anns[0]["keypoint"].astype(np.float32), anns[0]["keypoint_score"].astype(np.float32)
+    expected = np.concatenate([kp * (score > 0)[..., None], score[..., None]], axis=-1)[:2]
+    assert actors == 2 and np.array_equal(seq, np.delete(expected, 4, axis=1).transpose(1, 0, 2, 3))
+    assert seq[0, 0, 3].tolist() == [0, 0, 0]  # undetected: x = y = 0
+    (seq, actors), = fmt.read_items(items[2].path, b"", [items[2]])
+    assert actors == 1 and np.all(seq[:, 1] == 0)
+    report = convert("pyskl", pkl, tmp_path / "o.zarr", size=32, progress=False)
+    assert report.written == 6 and report.splits == {"split1": (3, 2), "split2": (1, 1)}
+    root = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
+    assert root.attrs["s2i"]["skeleton"] == "coco17" and root.attrs["s2i"]["channels"][2] == "confidence"
+    shown = CliRunner().invoke(app, ["show", str(tmp_path / "o.zarr"), "--index", "0", "--out", str(tmp_path / "s.png")])
+    assert shown.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 1000, shown.output
+
+
+def test_split_names_pair_into_protocols():
+    got = split_protocols({"xsub_train": ["a"], "xsub_val": ["b"], "xview_train": [], "xview_val": ["a"],
+                           "train": ["c"], "val": ["d"], "train3": ["e"], "test3": ["f"]})
+    assert got == {"xsub": {"train": {"a"}, "test": {"b"}}, "xview": {"train": set(), "test": {"a"}},
+                   "release": {"train": {"c"}, "test": {"d"}}, "split3": {"train": {"e"}, "test": {"f"}}}
+    with pytest.raises(ValueError, match="'fold'"):
+        split_protocols({"fold": ["a"]})
+
+
+def ntu_annotation(name: str, frames: int = 20, persons: int = 1) -> dict:
+    rng = np.random.default_rng(len(name) + frames)
+    kp = rng.normal(0, 0.5, size=(persons, frames, 25, 3)).astype(np.float16) + np.float16(3)
+    return {"frame_dir": name, "label": parse_name(name)["action"] - 1, "total_frames": frames, "keypoint": kp}
+
+
+def test_pyskl_bad_samples_are_rejected_with_their_reason(tmp_path):
+    good = ntu_annotation("S001C001P001R001A001")
+    bad = {
+        "S001C001P001R001A002": dict(ntu_annotation("S001C001P001R001A002"), label=5),
+        "S001C001P001R001A003": dict(ntu_annotation("S001C001P001R001A003"), total_frames=99),
+        "S001C001P001R001A004": dict(ntu_annotation("S001C001P001R001A004"),
+                                     keypoint=np.ones((1, 20, 17, 3), np.float16)),
+        "S001C001P001R001A005": dict(ntu_annotation("S001C001P001R001A005"),
+                                     keypoint=np.full((1, 20, 25, 3), np.inf, np.float16)),
+        "S001C001P001R001A006": dict(ntu_annotation("S001C001P001R001A006"),
+                                     keypoint=np.zeros((1, 20, 25, 3), np.float16)),
+        "S001C001P001R001A007": {"frame_dir": "S001C001P001R001A007", "label": 6},
+        "S001C001P001R001A008": dict(ntu_annotation("S001C001P001R001A008"), label="8"),
+    }
+    reasons = {"S001C001P001R001A002": "disagrees with the name's action", "S001C001P001R001A003": "total_frames 99",
+               "S001C001P001R001A004": "M×T×25×3", "S001C001P001R001A005": "non-finite",
+               "S001C001P001R001A006": "all zeros", "S001C001P001R001A007": "'keypoint' is not a float array",
+               "S001C001P001R001A008": "label '8'", "S001C001P001R001A001": "name seen before"}
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(pickle.dumps({"split": {"xsub_train": list(reasons) + ["S009C001P001R001A001"]},
+                                  "annotations": [good, *bad.values(), good]}, protocol=2))
+    result = CliRunner().invoke(app, ["convert", "pyskl", str(pkl), str(tmp_path / "o.zarr"), "--size", "16",
+                                      "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    root = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
+    assert root["name"][:].tolist() == ["S001C001P001R001A001"]
+    got = {r["name"]: r["reason"] for r in root.attrs["s2i"]["rejected"]}
+    assert set(got) == set(reasons)
+    for name, fragment in reasons.items():
+        assert fragment in got[name], (name, got[name])
+    assert root.attrs["s2i"]["ignored"] == {"named in a split list but not in annotations": 1}
+
+
+@pytest.mark.parametrize("doc, fragment", [
+    ({"annotations": [{"frame_dir": "x", "raw_file": "kpfiles/x.pkl", "label": 1}]}, "Kinetics-400 variant"),
+    ({"split": {}}, "no 'annotations' list"),
+    ([1, 2], "no annotation has a 'keypoint'"),
+    ({"annotations": [{"keypoint": np.zeros((1, 2, 18, 2))}]}, "18 joints × 2 values without scores"),
+    ({"split": {"fold1": []}, "annotations": [ntu_annotation("S001C001P001R001A001")]}, "'fold1'"),
+    ("evil", "refused to load posix.system"),
+    ("cut", "not a complete pickle"),
+])
+def test_pyskl_bad_files_are_one_line_errors(tmp_path, doc, fragment):
+    pkl = tmp_path / "in.pkl"
+    if doc == "evil":
+        pkl.write_bytes(pickle.dumps({"annotations": [Reduce(os.system, f"touch {tmp_path / 'ran'}")]}, protocol=2))
+    elif doc == "cut":
+        blob = pickle.dumps({"annotations": [ntu_annotation("S001C001P001R001A001")]}, protocol=2)
+        pkl.write_bytes(blob[: len(blob) - 40])
+    else:
+        pkl.write_bytes(pickle.dumps(doc, protocol=2))
+    result = CliRunner().invoke(app, ["convert", "pyskl", str(pkl), str(tmp_path / "o.zarr"), "--no-progress"])
+    assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "ran").exists()
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_ctrgcn_bad_rows_are_rejected_and_bad_files_are_one_line_errors(tmp_path):
+    x = np.zeros((4, 300, 150), np.float32)
+    x[:, :30, :75] = np.random.default_rng(0).normal(size=(4, 30, 75))
+    x[1, 5, 0] = np.nan
+    x[2] = 0
+    y = np.eye(120)[[3, 4, 5, 6]]
+    y[3, 7] = 1  # two classes
+    npz = tmp_path / "NTU120_CSet.npz"
+    np.savez(npz, x_test=x, y_test=y)
+    report = convert("ctrgcn", npz, tmp_path / "o.zarr", size=16, progress=False)
+    assert report.written == 1 and report.splits == {"xset": (0, 1)}
+    assert {r.name: r.reason for r in report.rejected} == {
+        "test_000001": "a non-finite value", "test_000002": "every frame is all zeros",
+        "test_000003": "y_test row 3 is not one-hot (or a label >= 0)"}
+    root = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
+    assert len(root.attrs["s2i"]["class_names"]) == 120 and root["frames"][0] == 30
+    cases = {"wrong.npz": {"x_train": np.zeros((2, 300, 75), np.float32), "y_train": np.eye(60)[:2]},
+             "labels.npz": {"x_train": np.zeros((2, 300, 150), np.float32), "y_train": np.eye(60)[:3]},
+             "none.npz": {"data": np.zeros(3)}}
+    fragments = {"wrong.npz": "not float (N, frames, 150)", "labels.npz": "not one-hot (2, classes)",
+                 "none.npz": "no x_train/y_train", "cut.npz": "not a complete .npz", "a.pkl": "is not a .npz file"}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+    (tmp_path / "cut.npz").write_bytes(npz.read_bytes()[:5000])
+    (tmp_path / "a.pkl").write_bytes(b"")
+    for name, fragment in fragments.items():
+        result = CliRunner().invoke(app, ["convert", "ctrgcn", str(tmp_path / name), str(tmp_path / f"{name}.zarr")])
+        assert result.exit_code == 2 and fragment in result.output, (name, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def read_in_child(fmt, items):
+    return fmt.read_items(items[0].path, b"", items)
+
+
+def test_discovered_items_are_read_in_another_process(tmp_path):
+    """A shard converted in a worker process gets the reader and its items by pickling:
+    both formats' items say where their samples are (file + offset/row), nothing else."""
+    rng = np.random.default_rng(2)
+    pkl = tmp_path / "a.pkl"
+    pkl.write_bytes(pickle.dumps({"annotations": [coco_annotation(rng, f"v{k}", k) for k in range(5)]}, protocol=2))
+    npz = tmp_path / "b.npz"
+    x = np.zeros((5, 300, 150), np.float32)
+    x[:, :12] = rng.normal(size=(5, 12, 150))
+    np.savez(npz, x_train=x, y_train=np.eye(60)[:5])
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        for name, path in (("pyskl", pkl), ("ctrgcn", npz)):
+            fmt = get_format(name)
+            items = fmt.discover(path)[0][1:4]
+            here = fmt.read_items(items[0].path, b"", items)
+            there = pool.apply(read_in_child, (pickle.loads(pickle.dumps(fmt)), items))
+            assert [a for _, a in there] == [a for _, a in here]
+            assert all(np.array_equal(s, t) for (s, _), (t, _) in zip(here, there)), name

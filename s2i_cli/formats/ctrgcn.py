@@ -15,7 +15,6 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -93,18 +92,14 @@ def npz_members(path: Path) -> dict[str, NpyMember]:
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-@lru_cache(maxsize=8)
-def _mapped(path: Path, member: NpyMember) -> np.ndarray:
-    return np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
-                     order="F" if member.fortran else "C")
-
-
 def read_rows(path: Path, member: NpyMember, rows: np.ndarray) -> np.ndarray:
     """Rows `rows` (first axis) of one member, as an in-memory array: a memory-mapped
     slice for a stored member, else decompressed from the member's start up to the last row."""
     rows = np.asarray(rows, dtype=np.int64)
     if not member.compressed:
-        return np.array(_mapped(path, member)[rows])
+        mapped = np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
+                           order="F" if member.fortran else "C")
+        return np.array(mapped[rows])
     if member.fortran:
         raise ValueError(f"{member.name}: a compressed Fortran-order array cannot be read by rows")
     row_bytes = int(np.prod(member.shape[1:], dtype=np.int64)) * member.dtype.itemsize

@@ -94,7 +94,7 @@ def sample_sequence(ann: dict, skeleton: Skeleton) -> tuple[np.ndarray, int]:
     if not frames.any():
         raise FormatError("every frame is all zeros" if not two_d else "nobody is detected in any frame")
     seq = seq[:, frames].transpose(1, 0, 2, 3)
-    actors = 2 if len(seq[0]) > 1 and np.any(present[1][:, frames]) else 1
+    actors = 2 if len(present) > 1 and np.any(present[1, frames]) else 1
     return np.ascontiguousarray(seq[:, :actors]), actors
 
 
