@@ -237,10 +237,10 @@ def test_show_on_the_synthetic_test_store(tmp_path):
     assert shown_fraction(out, open_store(store)["images"][-1]) > 0.9
 
 
-# No real sample files exist for these two (formats.md): toyota has none at all, and the one
-# PKU-MMD phase-2 sample comes without a label file; tests/test_formats.py covers both on
-# files it writes.
-NO_REAL_SAMPLES = {"toyota", "pkummd2"}
+# No real sample files exist for these (formats.md): toyota has none at all, the one PKU-MMD
+# phase-2 sample comes without a label file, and no pyskl pickle or CTR-GCN .npz is small
+# enough to keep; tests/test_formats.py and tests/test_importers.py cover them on files they write.
+NO_REAL_SAMPLES = {"toyota", "pkummd2", "pyskl", "ctrgcn"}
 
 
 @pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "ntu120" and d not in NO_REAL_SAMPLES])
