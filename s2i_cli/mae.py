@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ MODELS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_22
 OBJECTIVES = ("mae", "diffmae")
 DIFFUSION_STEPS = 1000
 _DECODER_KEYS = ("mask_token", "decoder_", "noise_embed", "time_embed")
+_layer_norm = partial(nn.LayerNorm, eps=1e-6)  # MAE's (and timm ViT's) eps, in the decoder too
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -60,7 +62,10 @@ def build_encoder(model: str, img_size: int | Sequence[int], num_classes: int = 
 
 
 def sincos_pos_embed(dim: int, grid: tuple[int, int], cls_token: bool = True) -> torch.Tensor:
-    """MAE's fixed 2D sine-cosine position embedding, (1, [1 +] h*w, dim), cls position zero."""
+    """MAE's fixed 2D sine-cosine position embedding, (1, [1 +] h*w, dim), cls position zero.
+
+    As MAE's util/pos_embed.py: the first dim/2 channels encode the patch's column, the last
+    dim/2 its row (so a released MAE encoder and our decoder share one convention)."""
     h, w = grid
     gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
 
@@ -69,7 +74,7 @@ def sincos_pos_embed(dim: int, grid: tuple[int, int], cls_token: bool = True) ->
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
         return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
-    emb = np.concatenate([one_axis(dim // 2, gy), one_axis(dim // 2, gx)], axis=1)  # (h*w, dim)
+    emb = np.concatenate([one_axis(dim // 2, gx), one_axis(dim // 2, gy)], axis=1)  # (h*w, dim)
     if cls_token:
         emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
     return torch.from_numpy(emb).float().unsqueeze(0)
@@ -120,8 +125,8 @@ class MaskedAutoencoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(decoder_dim, self.grid), requires_grad=False)
         self.decoder_blocks = nn.ModuleList(
-            [Block(decoder_dim, decoder_heads, 4.0, qkv_bias=True, norm_layer=nn.LayerNorm) for _ in range(decoder_depth)])
-        self.decoder_norm = nn.LayerNorm(decoder_dim)
+            [Block(decoder_dim, decoder_heads, 4.0, qkv_bias=True, norm_layer=_layer_norm) for _ in range(decoder_depth)])
+        self.decoder_norm = _layer_norm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch ** 2 * 3, bias=True)
         if objective == "diffmae":
             self.noise_embed = nn.Linear(self.patch ** 2 * 3, decoder_dim, bias=True)  # noisy pixels -> tokens

@@ -140,16 +140,72 @@ def test_load_weights_from_timm(tmp_path, suffix):
     assert report["missing"] == [] and torch.equal(enc.head.weight, sd["head.weight"])
 
 
-def test_load_weights_mae_release_format(tmp_path):
-    mae = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
-    release = {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in mae.state_dict().items()}
-    torch.save({"model": release}, tmp_path / "mae_visualize.pth")
-    other = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
-    report = load_weights(other, tmp_path / "mae_visualize.pth")
-    assert report["missing"] == [] and report["unexpected"] == []
-    assert all(torch.equal(a, b) for a, b in zip(mae.state_dict().values(), other.state_dict().values()))
+# The keys and shapes of MAE's released checkpoints (facebookresearch/mae, README "Pre-trained
+# checkpoints"), written out so the test does not derive the "release" from our own model.
+# mae_pretrain_vit_base.pth is {"model": encoder state dict}: no head, no fc_norm, no decoder.
+_VIT_B_BLOCK = {"norm1.weight": (768,), "norm1.bias": (768,), "attn.qkv.weight": (2304, 768),
+                "attn.qkv.bias": (2304,), "attn.proj.weight": (768, 768), "attn.proj.bias": (768,),
+                "norm2.weight": (768,), "norm2.bias": (768,), "mlp.fc1.weight": (3072, 768),
+                "mlp.fc1.bias": (3072,), "mlp.fc2.weight": (768, 3072), "mlp.fc2.bias": (768,)}
+MAE_PRETRAIN_VIT_BASE = {"cls_token": (1, 1, 768), "pos_embed": (1, 197, 768),
+                         "patch_embed.proj.weight": (768, 3, 16, 16), "patch_embed.proj.bias": (768,),
+                         **{f"blocks.{b}.{k}": s for b in range(12) for k, s in _VIT_B_BLOCK.items()},
+                         "norm.weight": (768,), "norm.bias": (768,)}
+# mae_visualize_vit_base.pth adds the 512 x 8 decoder under MAE's names.
+_DEC_BLOCK = {k.replace("768", "512"): tuple(512 if d == 768 else 1536 if d == 2304 else 2048 if d == 3072 else d
+                                             for d in s) for k, s in _VIT_B_BLOCK.items()}
+MAE_VISUALIZE_VIT_BASE = {**MAE_PRETRAIN_VIT_BASE, "mask_token": (1, 1, 512), "decoder_pos_embed": (1, 197, 512),
+                          "decoder_embed.weight": (512, 768), "decoder_embed.bias": (512,),
+                          **{f"decoder_blocks.{b}.{k}": s for b in range(8) for k, s in _DEC_BLOCK.items()},
+                          "decoder_norm.weight": (512,), "decoder_norm.bias": (512,),
+                          "decoder_pred.weight": (768, 512), "decoder_pred.bias": (768,)}
+
+
+def _release(keys: dict[str, tuple[int, ...]], path: Path) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(s, generator=g) for k, s in keys.items()}
+    torch.save({"model": sd}, path)
+    return sd
+
+
+def test_load_weights_mae_pretrain_release(tmp_path):
+    assert len(MAE_PRETRAIN_VIT_BASE) == 150
+    sd = _release(MAE_PRETRAIN_VIT_BASE, tmp_path / "mae_pretrain_vit_base.pth")
+    mae = MaskedAutoencoder("vit_base", 224, decoder_dim=64, decoder_depth=1, decoder_heads=4)
+    report = load_weights(mae, tmp_path / "mae_pretrain_vit_base.pth")
+    assert report["unexpected"] == [] and report["mismatched"] == []
+    assert len(report["loaded"]) == 150 and all(k.startswith(("mask_token", "decoder_")) for k in report["missing"])
+    assert torch.equal(mae.encoder.blocks[11].mlp.fc2.weight, sd["blocks.11.mlp.fc2.weight"])
+    assert torch.equal(mae.encoder.pos_embed, sd["pos_embed"])
     with pytest.raises(ValueError, match="no weights file"):
-        load_weights(other, tmp_path / "absent.pth")
+        load_weights(mae, tmp_path / "absent.pth")
+
+
+def test_load_weights_mae_visualize_release(tmp_path):
+    sd = _release(MAE_VISUALIZE_VIT_BASE, tmp_path / "mae_visualize_vit_base.pth")
+    mae = MaskedAutoencoder("vit_base", 224)  # MAE's decoder: 512 x 8, 16 heads
+    report = load_weights(mae, tmp_path / "mae_visualize_vit_base.pth")
+    assert report["missing"] == [] and report["unexpected"] == [] and report["mismatched"] == []
+    assert torch.equal(mae.decoder_blocks[7].attn.qkv.weight, sd["decoder_blocks.7.attn.qkv.weight"])
+    assert torch.equal(mae.decoder_pred.bias, sd["decoder_pred.bias"])
+
+
+def test_mae_conventions_as_released():
+    """MAE's util/pos_embed.py: the first half of the channels encodes the column (x), the second
+    the row; every LayerNorm (encoder, decoder blocks, decoder_norm) has eps 1e-6."""
+    from s2i_cli.mae import sincos_pos_embed
+    emb = sincos_pos_embed(8, (2, 3))[0]  # dim 8: each axis 4 channels, omega = (1, 1/100)
+    assert emb.shape == (7, 8) and torch.equal(emb[0], torch.zeros(8))
+    for r in range(2):
+        for c in range(3):
+            x = emb[1 + r * 3 + c]
+            om = torch.tensor([1.0, 0.01])
+            col = torch.cat([torch.sin(c * om), torch.cos(c * om)])
+            row = torch.cat([torch.sin(r * om), torch.cos(r * om)])
+            assert torch.allclose(x, torch.cat([col, row]), atol=1e-6), (r, c)
+    net = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=2, decoder_heads=4)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 12 + 1 + 2 * 2 + 1 and {m.eps for m in norms} == {1e-6}
 
 
 # ------------------------------------------------------------------ training loop
