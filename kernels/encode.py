@@ -2,8 +2,10 @@
 map, blend, normalise per channel, quantise to uint8 (docs/design.md §2).
 
 `value_ranges` gives each sample's per-channel (min, max); s2i_cli/streams.py turns them
-into each stream's (lo, hi) (min-max for joints, symmetric for differences) and
-`quantise_batch` fills the images."""
+into each stream's (lo, hi) (min-max or isotropic for joints, fixed dataset limits, symmetric
+for differences) and `quantise_batch` fills the images. Each has a one-thread twin
+(`*_serial`) with the same per-sample body, for DataLoader worker processes, where an OpenMP
+pool must not start (docs/design.md §7)."""
 import numpy as np
 from numba import njit, prange
 
@@ -23,18 +25,59 @@ def _value_range(joints, base, frames, read_actor, used, c):
     return lo, hi
 
 
+@njit(nogil=True, cache=True)
+def _sample_ranges(joints, base, frames, row_actor, used, norm):
+    """norm (3, 2) of one sample: per-channel (min, max) over the actors its rows read."""
+    read_actor = np.zeros(2, dtype=np.bool_)
+    for h in range(row_actor.shape[0]):
+        read_actor[row_actor[h]] = True
+    for c in range(3):
+        lo, hi = _value_range(joints, base, frames, read_actor, used, c)
+        norm[c, 0] = lo
+        norm[c, 1] = hi
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def value_ranges(joints, offsets, row_actor, used, norm):
     """norm (N, 3, 2) = per-channel (min, max) of sample n's frames offsets[n]:offsets[n+1],
     over the used joints of the actors its rows (row_actor, (N, H)) read."""
     for n in prange(norm.shape[0]):
-        read_actor = np.zeros(2, dtype=np.bool_)
-        for h in range(row_actor.shape[1]):
-            read_actor[row_actor[n, h]] = True
-        for c in range(3):
-            lo, hi = _value_range(joints, offsets[n], offsets[n + 1] - offsets[n], read_actor, used, c)
-            norm[n, c, 0] = lo
-            norm[n, c, 1] = hi
+        _sample_ranges(joints, offsets[n], offsets[n + 1] - offsets[n], row_actor[n], used, norm[n])
+
+
+@njit(nogil=True, cache=True)
+def value_ranges_serial(joints, offsets, row_actor, used, norm):
+    for n in range(norm.shape[0]):
+        _sample_ranges(joints, offsets[n], offsets[n + 1] - offsets[n], row_actor[n], used, norm[n])
+
+
+@njit(nogil=True, cache=True)
+def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, out):
+    """One sample's (3, H, W) image; see quantise_batch."""
+    _, height, width = out.shape
+    n_joints = joints.shape[2]
+    blended = np.empty(n_joints, dtype=np.float64)  # one output row's joints, time-interpolated
+    for c in range(3):
+        lo = np.float64(norm[c, 0])
+        hi = np.float64(norm[c, 1])
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        p = np.float64(power[c])
+        for h in range(height):
+            a = row_actor[h]
+            f0 = base + row_f0[h]
+            f1 = base + row_f1[h]
+            rw = row_w[h]
+            for j in range(n_joints):
+                blended[j] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
+            for w in range(width):
+                v = 0.0
+                for k in range(col_idx.shape[1]):
+                    v += col_w[w, k] * blended[col_idx[w, k]]
+                q = (v - lo) * scale
+                if p != 1.0:
+                    u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
+                    q = (np.sign(u) * np.abs(u) ** p + 1.0) * 127.5
+                out[c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -42,33 +85,16 @@ def quantise_batch(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, c
     """joints (F, 2, V, C) float32 holds every sample's frames; sample n is frames
     offsets[n]:offsets[n+1]. Row maps are (N, H) (frame indices relative to the sample),
     the column map (W, K). Writes out (N, 3, H, W) uint8, channel c of sample n mapping
-    [norm[n, c, 0], norm[n, c, 1]] to [0, 255] (a flat channel, lo == hi, to 0): linearly
-    when power[c] == 1, else u = 2 t - 1 in [-1, 1] becomes sign(u) |u| ** power[c] first
-    (a signed power law that gives small differences more grey levels)."""
-    n_samples, _, height, width = out.shape
-    n_joints = joints.shape[2]
-    for n in prange(n_samples):
-        base = offsets[n]
-        blended = np.empty(n_joints, dtype=np.float64)  # one output row's joints, time-interpolated
-        for c in range(3):
-            lo = np.float64(norm[n, c, 0])
-            hi = np.float64(norm[n, c, 1])
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            p = np.float64(power[c])
-            for h in range(height):
-                a = row_actor[n, h]
-                f0 = base + row_f0[n, h]
-                f1 = base + row_f1[n, h]
-                rw = row_w[n, h]
-                for j in range(n_joints):
-                    blended[j] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
-                for w in range(width):
-                    v = 0.0
-                    for k in range(col_idx.shape[1]):
-                        v += col_w[w, k] * blended[col_idx[w, k]]
-                    q = (v - lo) * scale
-                    if p != 1.0:
-                        u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
-                        q = (np.sign(u) * np.abs(u) ** p + 1.0) * 127.5
-                    out[n, c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+    [norm[n, c, 0], norm[n, c, 1]] to [0, 255] (a flat channel, lo == hi, to 0; values
+    outside clip): linearly when power[c] == 1, else u = 2 t - 1 in [-1, 1] becomes
+    sign(u) |u| ** power[c] first (a signed power law that gives small differences more grey levels)."""
+    for n in prange(out.shape[0]):
+        _quantise_sample(joints, offsets[n], row_actor[n], row_f0[n], row_f1[n], row_w[n], col_idx, col_w,
+                         norm[n], power, out[n])
 
+
+@njit(nogil=True, cache=True)
+def quantise_batch_serial(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, out):
+    for n in range(out.shape[0]):
+        _quantise_sample(joints, offsets[n], row_actor[n], row_f0[n], row_f1[n], row_w[n], col_idx, col_w,
+                         norm[n], power, out[n])

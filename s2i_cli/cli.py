@@ -53,8 +53,10 @@ def convert(
     raw: Annotated[Path, typer.Argument(help="Folder of raw files (searched recursively), e.g. the unzipped nturgbd_skeletons_*.zip; for pyskl and ctrgcn the one .pkl or .npz file")],
     out: Annotated[Path, typer.Argument(help="Output Zarr store (a directory), e.g. out.zarr")],
     size: Annotated[int, typer.Option(help="Image height and width in pixels")] = 224,
-    layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); concat: the parts' joints side by side, resized as a whole")] = "parts",
+    layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); aligned: parts with band edges on the 16-px patch grid and equal limbs (part masking, mirroring); concat: the parts' joints side by side, resized as a whole")] = "parts",
     persons: Annotated[Optional[str], typer.Option(help="stacked: actor 1 in the top half, actor 2 in the bottom half; main: actor 1 only. Default: the dataset's (stacked for NTU)")] = None,
+    fill: Annotated[str, typer.Option(help="stacked with one actor: repeat (actor 1 again in the bottom half) or zero (an empty body at the origin, as CTR-GCN/MAMP pad)")] = "repeat",
+    norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions). Either decodes back to metres")] = "channel",
     workers: Annotated[Optional[int], typer.Option(help="Threads for reading/parsing and encoding (default: all cores)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted conversion into OUT")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists")] = False,
@@ -79,7 +81,8 @@ def convert(
     if len(options) != len(reader_option or []):
         fail("--reader-option takes KEY=VALUE")
     try:
-        report = run_convert(dataset, raw, out, size=size, layout_name=layout, persons=persons, workers=workers,
+        report = run_convert(dataset, raw, out, size=size, layout_name=layout, persons=persons, fill=fill, norm=norm,
+                             workers=workers,
                              resume=resume, overwrite=overwrite, limit=limit, missing_list=missing_list,
                              shard=shard_size, reader_options=options, progress=progress,
                              command=" ".join(["s2i", *sys.argv[1:]]))

@@ -20,8 +20,8 @@ import numpy as np
 import zarr
 
 from . import __version__, layout, store
+from .encoding import Encoding, encode
 from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
-from .streams import encode_streams
 
 
 class ConvertError(Exception):
@@ -101,22 +101,24 @@ def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list,
 
 
 def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], size: int, layout_name: str,
-                     persons: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+                     persons: str, fill: str = "repeat", norm: str = "channel",
+                     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Centre each selected sequence and encode the batch with one kernel call."""
     skel = fmt.skeleton
     centred = [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
-    images, norm = encode_streams(skel, centred, [a for _, a in seqs], size, layout_name, persons)["joint"]
+    images, norm = encode(centred, [a for _, a in seqs], Encoding(skel, layout_name, size, persons, fill, norm))
     return images, norm, centred
 
 
-def encode_batch_items(fmt: DatasetFormat, batch: list[tuple[int, Item, object]], size: int, layout_name: str,
-                       persons: str) -> tuple[Encoded | None, list[tuple[int, Rejection]]]:
+def encode_batch_items(fmt: DatasetFormat, batch: list[tuple[int, Item, object]], enc: Encoding,
+                       ) -> tuple[Encoded | None, list[tuple[int, Rejection]]]:
     """Split a batch's results into encoded samples and rejections (with item indices)."""
     good = [(i, it, r) for i, it, r in batch if not isinstance(r, FormatError)]
     rejected = [(i, Rejection(it.name, r.reason, r.line)) for i, it, r in batch if isinstance(r, FormatError)]
     if not good:
         return None, rejected
-    images, norm, centred = encode_sequences(fmt, [r for _, _, r in good], size, layout_name, persons)
+    images, norm, centred = encode_sequences(fmt, [r for _, _, r in good], enc.size, enc.layout, enc.persons,
+                                             enc.fill, enc.norm)
     items = [it for _, it, _ in good]
     return Encoded(
         item=np.array([i for i, _, _ in good], dtype=np.int64), images=images,
@@ -128,19 +130,22 @@ def encode_batch_items(fmt: DatasetFormat, batch: list[tuple[int, Item, object]]
     ), rejected
 
 
-def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], size: int, layout_name: str, persons: str,
+def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
                 ignored: dict[str, int], discovered: int, command: str) -> dict:
-    skel = fmt.skeleton
+    skel, size, layout_name, persons = fmt.skeleton, enc.size, enc.layout, enc.persons
     return {
         "dataset": fmt.name, "description": fmt.description, "skeleton": skel.name,
         "joint_names": list(skel.joints), "bones": [list(b) for b in skel.bones],
         "part_names": list(layout.PART_NAMES), "layout": layout_name,
-        "bands": layout.band_edges(size).tolist() if layout_name == "parts" else [0, size],
-        "persons": persons, "image_size": [size, size], "channels": list(skel.channels),
+        "bands": layout.part_edges(skel, layout_name, size).tolist() if layout_name != "concat" else [0, size],
+        "persons": persons, "fill": enc.fill, "norm": enc.norm, "image_size": [size, size], "channels": list(skel.channels),
         "class_names": list(fmt.class_names), "meta_fields": list(fmt.meta_fields),
         "command": command, "tool_version": __version__, "source_root": str(Path(raw).resolve()),
         "source_files": discovered, "ignored": ignored, "items_digest": items_digest(items),
     }
+
+
+_BEFORE_CHOICES = {"fill": "repeat", "norm": "channel"}  # what stores made before these options hold
 
 
 def open_for_resume(out: Path, attrs: dict) -> zarr.Group:
@@ -150,8 +155,8 @@ def open_for_resume(out: Path, attrs: dict) -> zarr.Group:
         old = root.attrs["s2i"]
     except Exception as exc:
         raise ConvertError(f"{out} is not an s2i store that can be resumed ({exc}); use --overwrite") from exc
-    for key in ("dataset", "layout", "persons", "image_size", "items_digest"):
-        if old.get(key) != attrs[key]:
+    for key in ("dataset", "layout", "persons", "fill", "norm", "image_size", "items_digest"):
+        if old.get(key, _BEFORE_CHOICES.get(key)) != attrs[key]:
             raise ConvertError(f"cannot resume {out}: its {key} differs from this run's "
                                "(other files or options); use --overwrite to start again")
     return root
@@ -259,7 +264,7 @@ def dir_bytes(path: Path) -> int:
 
 
 def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name: str = "parts",
-            persons: str | None = None, workers: int | None = None, resume: bool = False,
+            persons: str | None = None, fill: str = "repeat", norm: str = "channel", workers: int | None = None, resume: bool = False,
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
             shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
             command: str = "") -> ConvertReport:
@@ -272,6 +277,13 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         raise ConvertError(f"unknown persons mode {persons!r}: choose one of {', '.join(layout.PERSONS)}")
     if size < 8:
         raise ConvertError(f"--size {size} is too small: use at least 8 (224 for ViT-B/16)")
+    if norm == "dataset":
+        raise ConvertError("--norm dataset needs the training split's limits before encoding: convert with "
+                           "channel or isotropic and train with `s2i pretrain --norm dataset` (re-encodes)")
+    try:
+        enc = Encoding(fmt.skeleton, layout_name, size, persons, fill, norm)
+    except ValueError as exc:
+        raise ConvertError(str(exc)) from exc
     raw, out = Path(raw), Path(out)
     if not (raw.is_file() if fmt.raw_is_file else raw.is_dir()):
         raise ConvertError(f"raw {'file' if fmt.raw_is_file else 'folder'} {raw} does not exist")
@@ -284,7 +296,7 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         items = items[:limit]
     if not items:
         raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
-    attrs = store_attrs(fmt, raw, items, size, layout_name, persons, ignored, discovered, command)
+    attrs = store_attrs(fmt, raw, items, enc, ignored, discovered, command)
 
     if resume and out.exists():
         root = open_for_resume(out, attrs)
@@ -311,7 +323,7 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         t0 = time.perf_counter()
         for batch, nbytes in read_batches(pool, fmt, items, first_item, shard):
             input_bytes += nbytes
-            encoded, rejections = encode_batch_items(fmt, batch, size, layout_name, persons)
+            encoded, rejections = encode_batch_items(fmt, batch, enc)
             writer.add(encoded, rejections, next_item=batch[-1][0] + 1)
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(task, completed=batch[-1][0] + 1, mb=input_bytes / elapsed / 1e6,

@@ -13,8 +13,10 @@ from functools import lru_cache
 import numpy as np
 
 PART_NAMES = ("torso", "left arm", "right arm", "left leg", "right leg")
-LAYOUTS = ("parts", "concat")
+LAYOUTS = ("parts", "aligned", "concat")
 PERSONS = ("stacked", "main")
+FILLS = ("zero", "repeat")  # what `stacked` puts in the bottom half when there is one actor
+PATCH = 16  # the `aligned` layout's band edges fall on this patch grid (every model here is patch 16)
 TAPS = 4
 
 JointRef = int | tuple[int, int]  # a real joint, or the mean of two (a virtual joint)
@@ -162,9 +164,50 @@ def resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return i0, i1, w
 
 
-def band_edges(width: int, parts: int = len(PART_NAMES)) -> np.ndarray:
-    """Column edges of the `parts` layout: bands as equal as integer widths allow."""
-    return np.round(np.linspace(0, width, parts + 1)).astype(np.int64)
+def band_edges(width: int, parts: int = len(PART_NAMES), align: int = 1) -> np.ndarray:
+    """Column edges of the `parts` layout: bands as equal as integer widths allow. With align > 1
+    (the `aligned` layout) every edge is a multiple of `align` and the four limbs get equal bands,
+    the torso the rest (224 px, align 16: 32/48/48/48/48), so part masking hides whole patches
+    and a mirrored image swaps equal bands."""
+    if align <= 1:
+        return np.round(np.linspace(0, width, parts + 1)).astype(np.int64)
+    cells = width // align
+    limb = (cells - 1) // (parts - 1)
+    if width % align or limb < 1:
+        raise ValueError(f"the aligned layout needs a width that is a multiple of {align} and at least "
+                         f"{parts * align} px; got {width}")
+    widths = [cells - limb * (parts - 1)] + [limb] * (parts - 1)
+    return np.r_[0, np.cumsum(widths)].astype(np.int64) * align
+
+
+def part_edges(skeleton: Skeleton, layout: str, width: int) -> np.ndarray:
+    """(6,) column edges of the five parts in an image of `layout` (concat: in proportion to
+    each part's joint count)."""
+    if layout == "parts":
+        return band_edges(width)
+    if layout == "aligned":
+        return band_edges(width, align=PATCH)
+    if layout == "concat":
+        counts = np.r_[0, np.cumsum([len(p) for p in skeleton.parts])]
+        return np.round(counts / counts[-1] * width).astype(np.int64)
+    raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+
+
+def patch_column_parts(skeleton: Skeleton, layout: str, width: int, patch: int = PATCH) -> list[int]:
+    """The body part (0..4, PART_NAMES) under the centre of every patch column: what part masking hides."""
+    centres = np.arange(width // patch) * patch + patch // 2
+    return (np.searchsorted(part_edges(skeleton, layout, width), centres, side="right") - 1).tolist()
+
+
+def mirror_joints(skeleton: Skeleton) -> np.ndarray:
+    """(V,) joint permutation that swaps left and right: each arm (leg) joint with the one in the
+    same slot of the other arm (leg). Joints in no limb slot (torso, face) stay."""
+    perm = np.arange(skeleton.num_joints)
+    for left, right in ((1, 2), (3, 4)):
+        for a, b in zip(skeleton.parts[left], skeleton.parts[right]):
+            if isinstance(a, int) and isinstance(b, int):
+                perm[a], perm[b] = b, a
+    return perm
 
 
 def _taps(ref: JointRef) -> list[tuple[int, float]]:
@@ -189,8 +232,8 @@ def column_map(skeleton: Skeleton, layout: str, width: int) -> tuple[np.ndarray,
     """(W, 4) joint indices and (W, 4) weights; built once per (skeleton, layout, width)."""
     if layout == "concat":
         return _resample_refs(skeleton.arranged(), width)
-    if layout == "parts":
-        edges = band_edges(width)
+    if layout in ("parts", "aligned"):
+        edges = part_edges(skeleton, layout, width)
         maps = [_resample_refs(part, int(b - a)) for part, a, b in zip(skeleton.parts, edges[:-1], edges[1:])]
         return np.concatenate([m[0] for m in maps]), np.concatenate([m[1] for m in maps])
     raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
@@ -215,13 +258,17 @@ def actor_rows(height: int, persons: str) -> list[tuple[int, int]]:
     raise ValueError(f"unknown persons mode {persons!r}: choose one of {', '.join(PERSONS)}")
 
 
-def row_map(frames: int, actors: int, height: int, persons: str) -> tuple[np.ndarray, ...]:
+def row_map(frames: int, actors: int, height: int, persons: str, fill: str = "repeat") -> tuple[np.ndarray, ...]:
     """Per output row: actor, two source frames, weight. Each band of `actor_rows` holds
-    every frame; the bottom band of `stacked` shows actor 1 again when there is only one."""
+    every frame. With one actor the bottom band of `stacked` is, by `fill`, actor 1 again
+    (`repeat`) or the empty second slot, every joint at the origin (`zero`, as CTR-GCN and
+    MAMP pad an absent body): a repeat gives every masked patch an identical twin to copy."""
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}: choose one of {', '.join(FILLS)}")
     parts = []
     for slot, (first, end) in enumerate(actor_rows(height, persons)):
         f0, f1, w = resize_weights(frames, end - first)
-        parts.append((np.full(end - first, slot if actors > 1 else 0, dtype=np.int64), f0, f1, w))
+        parts.append((np.full(end - first, slot if actors > 1 or fill == "zero" else 0, dtype=np.int64), f0, f1, w))
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 

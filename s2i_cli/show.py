@@ -131,7 +131,8 @@ def reconstruct(skel: layout.Skeleton, attrs: dict[str, Any], seq: np.ndarray, a
     """The float image (3, H, W) the encoder quantised, computed from `skeleton/` with the
     same column and row maps: what `decode_image` of the stored image must give back."""
     col_idx, col_w = layout.column_map(skel, attrs.get("layout", "parts"), width)
-    actor, f0, f1, w = layout.row_map(len(seq), actors, height, attrs.get("persons", "stacked"))
+    actor, f0, f1, w = layout.row_map(len(seq), actors, height, attrs.get("persons", "stacked"),
+                                      attrs.get("fill", "repeat"))
     w = w[:, None, None]
     rows = (1.0 - w) * seq[f0, actor] + w * seq[f1, actor]  # (H, V, C)
     out = np.einsum("wk,hwkc->chw", col_w.astype(np.float64), rows[:, col_idx, :].astype(np.float64))

@@ -26,13 +26,16 @@ power is per stream, so `store.decode_image` decodes every image back to metres,
 from __future__ import annotations
 
 import numpy as np
-from s2i_kernels.encode import quantise_batch, value_ranges
+from s2i_kernels.encode import quantise_batch, quantise_batch_serial, value_ranges, value_ranges_serial
 
 from . import layout
 
 STREAMS = ("joint", "bone", "motion", "bone-motion")
 FLOOR = 0.05  # of the body extent (per frame for motion): docs/design.md §2
 POWER = {"joint": 1.0, "bone": 1.0, "motion": 0.5, "bone-motion": 0.5}
+# the joint stream's scaling (docs/design.md §2): per-sample min-max of each channel; per sample
+# one scale for the coordinate channels (the body keeps its proportions); fixed dataset-wide limits
+NORMS = ("channel", "isotropic", "dataset")
 
 
 class StreamError(ValueError):
@@ -113,13 +116,39 @@ def symmetric_norm(ranges: np.ndarray, joint_ranges: np.ndarray, is_2d: bool) ->
     return norm
 
 
+def joint_norm(ranges: np.ndarray, norm: str, limits: np.ndarray | None, is_2d: bool) -> np.ndarray:
+    """(N, 3, 2) (lo, hi) of the joint stream from its per-channel (min, max) `ranges`:
+    `channel` keeps them; `isotropic` widens the spatial channels to the widest one's range,
+    each centred in it; `dataset` uses `limits` (3, 2) for every sample (values outside clip)."""
+    if norm == "channel":
+        return ranges
+    out = ranges.astype(np.float32, copy=True)
+    if norm == "isotropic":
+        spatial = 2 if is_2d else 3
+        widest = (ranges[:, :spatial, 1] - ranges[:, :spatial, 0]).max(axis=1)[:, None]
+        mid = (ranges[:, :spatial, 0] + ranges[:, :spatial, 1]) / 2
+        out[:, :spatial, 0], out[:, :spatial, 1] = mid - widest / 2, mid + widest / 2
+    elif norm == "dataset":
+        out[:] = np.asarray(limits, dtype=np.float32)[None]
+    else:
+        raise ValueError(f"unknown normalisation {norm!r}: choose one of {', '.join(NORMS)}")
+    return out
+
+
 def encode_streams(skel: layout.Skeleton, centred: list[np.ndarray], actors: list[int], size: int,
-                   layout_name: str, persons: str,
-                   streams: tuple[str, ...] = ("joint",)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                   layout_name: str, persons: str, streams: tuple[str, ...] = ("joint",), fill: str = "repeat",
+                   norm: str = "channel", limits: np.ndarray | None = None,
+                   parallel: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{stream: (images (N, 3, size, size) uint8, norm (N, 3, 2) float32)} for a batch of
-    centred sequences, each stream through the same maps and quantisation kernel."""
+    centred sequences, each stream through the same maps and quantisation kernel. fill: the
+    single-actor bottom half of `stacked` (layout.row_map); norm, limits: the joint stream's
+    scaling (joint_norm); parallel=False runs the one-thread kernels (DataLoader workers)."""
     col_idx, col_w = layout.column_map(skel, layout_name, size)
-    maps = [layout.row_map(len(s), a, size, persons) for s, a in zip(centred, actors)]
+    taps = int(np.flatnonzero((col_w != 0).any(axis=0)).max()) + 1  # NTU needs 2 of the 4 tap slots: half the work
+    col_idx, col_w = np.ascontiguousarray(col_idx[:, :taps]), np.ascontiguousarray(col_w[:, :taps])
+    ranges_kernel, quantise_kernel = (value_ranges, quantise_batch) if parallel else (value_ranges_serial,
+                                                                                      quantise_batch_serial)
+    maps = [layout.row_map(len(s), a, size, persons, fill) for s, a in zip(centred, actors)]
     row_actor, row_f0, row_f1, row_w = (np.stack([m[k] for m in maps]) for k in range(4))
     row_w = row_w.astype(np.float32)
     offsets = np.zeros(len(centred) + 1, dtype=np.int64)
@@ -127,17 +156,18 @@ def encode_streams(skel: layout.Skeleton, centred: list[np.ndarray], actors: lis
     joints = np.concatenate(centred).astype(np.float32, copy=False)
     used = layout.used_joints(skel)
     joint_ranges = np.empty((len(centred), 3, 2), dtype=np.float32)
-    value_ranges(joints, offsets, row_actor, used, joint_ranges)
+    ranges_kernel(joints, offsets, row_actor, used, joint_ranges)
     out = {}
     for stream in streams:
         values = stream_values(joints, offsets, stream, skel)
-        norm = joint_ranges
-        if stream != "joint":
-            norm = np.empty_like(joint_ranges)
-            value_ranges(values, offsets, row_actor, used, norm)
-            norm = symmetric_norm(norm, joint_ranges, skel.is_2d)
+        if stream == "joint":
+            scale = joint_norm(joint_ranges, norm, limits, skel.is_2d)
+        else:
+            scale = np.empty_like(joint_ranges)
+            ranges_kernel(values, offsets, row_actor, used, scale)
+            scale = symmetric_norm(scale, joint_ranges, skel.is_2d)
         images = np.empty((len(centred), 3, size, size), dtype=np.uint8)
-        quantise_batch(values, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm,
-                       stream_power(stream, skel.is_2d), images)
-        out[stream] = (images, norm)
+        quantise_kernel(values, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, scale,
+                        stream_power(stream, skel.is_2d), images)
+        out[stream] = (images, scale)
     return out

@@ -308,6 +308,7 @@ def plain_kinetics(path: Path) -> tuple[np.ndarray, int]:
             out = np.zeros((2, 18, 3), dtype=np.float32)
             for m, p in enumerate(people[:2]):
                 out[m, :, 0], out[m, :, 1], out[m, :, 2] = p["pose"][0::2], p["pose"][1::2], p["score"]
+                out[m, :, 1] *= -1  # s2i turns image y (down) into y up
             frames.append(out)
     seq = np.stack(frames)
     seq[..., :2][seq[..., 2] == 0] = 0

@@ -6,7 +6,8 @@ the two with the highest summed joint confidence (ST-GCN's feeder does the same,
 cap of the first five in file order, which we drop): with no tracking there is no "person
 over the video" to rank, so a per-video choice would have to invent identities. The cost is
 that the two slots can swap people between frames when their scores cross. Coordinates
-stay as released (x / width, y / height, y down); a joint with confidence 0 is missing and
+are the release's (x / width, y / height) with y negated, so y points up as in every other
+format (G means "up" in every image); a joint with confidence 0 is missing and
 gets x = y = 0 (as in ST-GCN); frames with nobody are dropped; frame_index is 1-based."""
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def parse_video(data: bytes) -> Sequence:
         raise FormatError("nobody is detected in any frame")
     seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
     seq[t, slot, :, 0] = pose[order, 0::2]
-    seq[t, slot, :, 1] = pose[order, 1::2]
+    seq[t, slot, :, 1] = -pose[order, 1::2]  # image y points down: negate so y (G) means "up" as in NTU
     seq[t, slot, :, 2] = score[order]
     seq[..., :2][seq[..., 2] == 0] = 0.0
     return seq, 2 if np.any(seq[:, 1, :, 2] > 0) else 1

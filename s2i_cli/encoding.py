@@ -1,0 +1,69 @@
+"""What an S2I image shows, as one value (`Encoding`): skeleton, layout, size, persons, the
+single-actor fill of `stacked`, the joint stream's normalisation (and its dataset-wide limits)
+and the stream; `encode` runs it through streams.encode_streams (docs/design.md §2). Shared
+by `convert` (the stored images) and the training loader, which re-encodes the stored
+skeletons on the fly (augmentation, or another fill, normalisation, layout or stream than the
+store's). Knows numpy, not torch or Zarr."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layout
+from .streams import NORMS, STREAMS, encode_streams
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Everything that turns a centred sequence into an image. `limits` (3, 2): per-channel
+    (min, max) for norm="dataset" (see `dataset_limits`)."""
+
+    skeleton: layout.Skeleton
+    layout: str = "parts"
+    size: int = 224
+    persons: str = "stacked"
+    fill: str = "repeat"
+    norm: str = "channel"
+    limits: tuple[tuple[float, float], ...] | None = None
+    stream: str = "joint"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}: choose one of {', '.join(NORMS)}")
+        if self.norm == "dataset" and self.limits is None:
+            raise ValueError("dataset normalisation needs limits from the training split")
+        if self.fill not in layout.FILLS:
+            raise ValueError(f"unknown fill {self.fill!r}: choose one of {', '.join(layout.FILLS)}")
+        if self.stream not in STREAMS:
+            raise ValueError(f"unknown stream {self.stream!r}: choose one of {', '.join(STREAMS)}")
+        layout.part_edges(self.skeleton, self.layout, self.size)  # checks the layout name and width
+
+
+def encode(seqs: Sequence[np.ndarray], actors: Sequence[int], enc: Encoding,
+           parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode centred (T, 2, V, C) sequences as `enc` says: (N, 3, S, S) uint8 images and the
+    (N, 3, 2) float32 (lo, hi) per channel that decode them back to metres (streams.py).
+    parallel=False runs on one thread (DataLoader workers: no OpenMP pool in a forked child)."""
+    limits = None if enc.limits is None else np.asarray(enc.limits, dtype=np.float32)
+    return encode_streams(enc.skeleton, list(seqs), list(actors), enc.size, enc.layout, enc.persons, (enc.stream,),
+                          enc.fill, enc.norm, limits, parallel)[enc.stream]
+
+
+def dataset_limits(seqs: Sequence[np.ndarray], skeleton: layout.Skeleton, coverage: float = 0.999) -> np.ndarray:
+    """Per-channel (min, max) (3, 2) over the training sequences: the central `coverage` of the
+    used joints' present values (a few tracking glitches do not set the scale). 2D formats'
+    confidence channel keeps [0, 1]."""
+    used = layout.used_joints(skeleton)
+    values = []
+    for s in seqs:
+        j = s[:, :, used]  # (T, 2, U, C)
+        present = np.any(j[..., :2] != 0, axis=-1)
+        values.append(j[present])
+    flat = np.concatenate(values) if values else np.zeros((1, 3), np.float32)
+    tail = (1.0 - coverage) / 2
+    limits = np.stack([np.quantile(flat, tail, axis=0), np.quantile(flat, 1 - tail, axis=0)], axis=1)
+    if skeleton.is_2d:
+        limits[2] = (0.0, 1.0)
+    return limits.astype(np.float32)

@@ -1,0 +1,97 @@
+"""Where MAE hides patches: random, tube, frames or parts (docs/design.md §7).
+
+Each strategy is a pure function that draws, from an optional torch.Generator, a score per
+patch (N, L) in the patch grid's row-major order. `MaskedAutoencoder.random_masking` keeps the
+`int(L * (1 - mask_ratio))` lowest-scoring patches and hides the rest, so every strategy hides
+exactly the requested count; a strategy only decides which patches score high:
+
+- random: uniform scores (MAE's);
+- tube:   whole patch columns (joints) through every row (all of time), in random column order;
+- frames: one contiguous block of patch rows (a stretch of time) over every column;
+- parts:  whole body-part bands, in random part order, over a random contiguous block of rows.
+
+A structured strategy hides whole units (columns, rows, parts) as far as the count allows; the
+last unit is hidden in part (its patches at random), which is how the ratio stays exact.
+Scores are drawn outside `forward` (see `MaskedAutoencoder.sample_noise`), so a compiled model
+sees tensors only and a seeded generator makes every step's mask reproducible and resumable."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+STRATEGIES = ("random", "tube", "frames", "parts")
+
+
+def hidden_count(length: int, mask_ratio: float) -> int:
+    """Patches hidden per sample: what `random_masking` does not keep."""
+    return length - int(length * (1 - mask_ratio))
+
+
+def random_scores(n: int, grid: tuple[int, int], generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.rand(n, grid[0] * grid[1], device=device, generator=generator)
+
+
+def tube_scores(n: int, grid: tuple[int, int], generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Column k of a random column order scores in [k, k + 1): whole columns go first."""
+    h, w = grid
+    order = torch.rand(n, w, device=device, generator=generator).argsort(dim=1).argsort(dim=1)
+    within = torch.rand(n, h, w, device=device, generator=generator)
+    return (order[:, None, :] + within).reshape(n, h * w)
+
+
+def frames_scores(n: int, grid: tuple[int, int], mask_ratio: float, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """The fewest rows that hold the hidden count, at a random start, score in [1, 2)."""
+    h, w = grid
+    rows = math.ceil(hidden_count(h * w, mask_ratio) / w)
+    block = _row_block(n, h, torch.full((n,), rows, device=device), generator, device)
+    within = torch.rand(n, h, w, device=device, generator=generator)
+    return (block[:, :, None] + within).reshape(n, h * w)
+
+
+def parts_scores(n: int, grid: tuple[int, int], mask_ratio: float, column_parts: Sequence[int],
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A random block of rows (long enough to hold the hidden count, at most every row); inside
+    it, part bands in a random order score in [1, 2), the first part in the order highest."""
+    h, w = grid
+    part = torch.as_tensor(list(column_parts), device=device, dtype=torch.long)
+    if part.shape != (w,):
+        raise ValueError(f"column_parts has {part.numel()} entries for a grid {w} patches wide")
+    parts = int(part.max()) + 1
+    shortest = math.ceil(hidden_count(h * w, mask_ratio) / w)
+    rows = shortest + (torch.rand(n, device=device, generator=generator) * (h - shortest + 1)).long().clamp(max=h - shortest)
+    block = _row_block(n, h, rows, generator, device)
+    rank = torch.rand(n, parts, device=device, generator=generator).argsort(dim=1).argsort(dim=1)  # (n, parts)
+    within = torch.rand(n, h, w, device=device, generator=generator)
+    inside = 1.0 + (rank[:, part][:, None, :] + within) / parts
+    return torch.where(block[:, :, None] > 0, inside, within).reshape(n, h * w)
+
+
+def _row_block(n: int, h: int, rows: torch.Tensor, generator: torch.Generator | None,
+               device: torch.device | str) -> torch.Tensor:
+    """(n, h) float: 1 on a contiguous block of `rows[i]` rows at a uniform random start, else 0."""
+    start = (torch.rand(n, device=device, generator=generator) * (h - rows + 1)).long().clamp(min=0)
+    start = torch.minimum(start, h - rows)
+    r = torch.arange(h, device=device)[None, :]
+    return ((r >= start[:, None]) & (r < (start + rows)[:, None])).float()
+
+
+def mask_scores(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                column_parts: Sequence[int] | None = None) -> torch.Tensor:
+    """The (N, L) scores of `strategy` (see the module docstring)."""
+    if strategy == "random":
+        return random_scores(n, grid, generator, device)
+    if strategy == "tube":
+        return tube_scores(n, grid, generator, device)
+    if strategy == "frames":
+        return frames_scores(n, grid, mask_ratio, generator, device)
+    if strategy == "parts":
+        if column_parts is None:
+            raise ValueError("parts masking needs the body part of every patch column (the store's layout)")
+        return parts_scores(n, grid, mask_ratio, column_parts, generator, device)
+    raise ValueError(f"unknown masking {strategy!r}: choose one of {', '.join(STRATEGIES)}")
