@@ -29,6 +29,8 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
 
+from .masking import mask_scores
+
 MODELS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224", "vit_base": "vit_base_patch16_224"}
 OBJECTIVES = ("mae", "diffmae")
 DIFFUSION_STEPS = 1000
@@ -100,7 +102,10 @@ def cosine_alpha_bar(steps: int = DIFFUSION_STEPS, s: float = 0.008) -> torch.Te
 class MaskedAutoencoder(nn.Module):
     def __init__(self, model: str = "vit_base", img_size: int | Sequence[int] = 224, mask_ratio: float = 0.75,
                  decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16,
-                 norm_pix_loss: bool = True, objective: str = "mae"):
+                 norm_pix_loss: bool = True, objective: str = "mae", masking: str = "random",
+                 column_parts: Sequence[int] | None = None):
+        """masking: which patches to hide (masking.STRATEGIES); column_parts: the body part of each
+        patch column (layout.patch_column_parts), needed by masking="parts"."""
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
@@ -109,6 +114,8 @@ class MaskedAutoencoder(nn.Module):
         if decoder_dim % decoder_heads:
             raise ValueError(f"decoder dim {decoder_dim} is not divisible by {decoder_heads} heads")
         self.mask_ratio = mask_ratio
+        self.masking = masking
+        self.column_parts = list(column_parts) if column_parts is not None else None
         self.norm_pix_loss = norm_pix_loss
         self.objective = objective
         self.encoder = build_encoder(model, img_size, global_pool="")
@@ -135,6 +142,7 @@ class MaskedAutoencoder(nn.Module):
             self.register_buffer("alpha_bar", cosine_alpha_bar(), persistent=False)
         self.initialize_weights()
         assert num_patches == enc.patch_embed.num_patches
+        mask_scores(masking, 1, self.grid, mask_ratio, column_parts=self.column_parts)  # checks the strategy
 
     # --- initialisation (MAE's) ---
     def initialize_weights(self) -> None:
@@ -171,7 +179,8 @@ class MaskedAutoencoder(nn.Module):
         return x.reshape(x.shape[0], 3, h * p, w * p)
 
     def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None):
-        """Per-sample random masking by argsort of uniform `noise` (N, L) (drawn here if None).
+        """Per-sample masking by argsort of `noise` (N, L): the lowest scores are kept (uniform scores,
+        drawn here if None, are MAE's random masking; masking.py draws the structured ones).
         x: (N, L, D). Returns the kept tokens, the mask (0 keep, 1 remove) and ids_restore."""
         n, length, d = x.shape
         len_keep = int(length * (1 - mask_ratio))
@@ -240,7 +249,7 @@ class MaskedAutoencoder(nn.Module):
         """Every random number a forward pass needs: the masking noise, and for DiffMAE the timestep
         and the Gaussian noise. Drawn outside `forward` so a compiled model sees tensors only."""
         length, dim = self.grid[0] * self.grid[1], self.patch ** 2 * 3
-        noise = {"mask": torch.rand(n, length, device=device, generator=generator)}
+        noise = {"mask": mask_scores(self.masking, n, self.grid, self.mask_ratio, generator, device, self.column_parts)}
         if self.objective == "diffmae":
             if timestep is None:
                 noise["t"] = torch.randint(0, DIFFUSION_STEPS, (n,), device=device, generator=generator)

@@ -7,7 +7,7 @@ exactly the requested count; a strategy only decides which patches score high:
 
 - random: uniform scores (MAE's);
 - tube:   whole patch columns (joints) through every row (all of time), in random column order;
-- frames: one contiguous block of patch rows (a stretch of time) over every column;
+- frames: one contiguous block of whole patch rows (a stretch of time);
 - parts:  whole body-part bands, in random part order, over a random contiguous block of rows.
 
 A structured strategy hides whole units (columns, rows, parts) as far as the count allows; the
@@ -45,12 +45,15 @@ def tube_scores(n: int, grid: tuple[int, int], generator: torch.Generator | None
 
 def frames_scores(n: int, grid: tuple[int, int], mask_ratio: float, generator: torch.Generator | None = None,
                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """The fewest rows that hold the hidden count, at a random start, score in [1, 2)."""
+    """The fewest rows that hold the hidden count, at a random start, score in [1, 2), rising
+    row by row: whole rows are hidden and only the block's first row in part."""
     h, w = grid
     rows = math.ceil(hidden_count(h * w, mask_ratio) / w)
-    block = _row_block(n, h, torch.full((n,), rows, device=device), generator, device)
+    block, start = _row_block(n, h, torch.full((n,), rows, device=device), generator, device)
     within = torch.rand(n, h, w, device=device, generator=generator)
-    return (block[:, :, None] + within).reshape(n, h * w)
+    rank = (torch.arange(h, device=device)[None, :] - start[:, None]).clamp(min=0)  # row's place in the block
+    inside = 1.0 + (rank[:, :, None] + within) / h
+    return torch.where(block[:, :, None], inside, within).reshape(n, h * w)
 
 
 def parts_scores(n: int, grid: tuple[int, int], mask_ratio: float, column_parts: Sequence[int],
@@ -64,20 +67,20 @@ def parts_scores(n: int, grid: tuple[int, int], mask_ratio: float, column_parts:
     parts = int(part.max()) + 1
     shortest = math.ceil(hidden_count(h * w, mask_ratio) / w)
     rows = shortest + (torch.rand(n, device=device, generator=generator) * (h - shortest + 1)).long().clamp(max=h - shortest)
-    block = _row_block(n, h, rows, generator, device)
+    block, _ = _row_block(n, h, rows, generator, device)
     rank = torch.rand(n, parts, device=device, generator=generator).argsort(dim=1).argsort(dim=1)  # (n, parts)
     within = torch.rand(n, h, w, device=device, generator=generator)
     inside = 1.0 + (rank[:, part][:, None, :] + within) / parts
-    return torch.where(block[:, :, None] > 0, inside, within).reshape(n, h * w)
+    return torch.where(block[:, :, None], inside, within).reshape(n, h * w)
 
 
 def _row_block(n: int, h: int, rows: torch.Tensor, generator: torch.Generator | None,
-               device: torch.device | str) -> torch.Tensor:
-    """(n, h) float: 1 on a contiguous block of `rows[i]` rows at a uniform random start, else 0."""
-    start = (torch.rand(n, device=device, generator=generator) * (h - rows + 1)).long().clamp(min=0)
+               device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, h) bool: a contiguous block of `rows[i]` rows at a uniform random start; and the starts."""
+    start = (torch.rand(n, device=device, generator=generator) * (h - rows + 1)).long()
     start = torch.minimum(start, h - rows)
     r = torch.arange(h, device=device)[None, :]
-    return ((r >= start[:, None]) & (r < (start + rows)[:, None])).float()
+    return (r >= start[:, None]) & (r < (start + rows)[:, None]), start
 
 
 def mask_scores(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float,
