@@ -16,7 +16,9 @@ neighbouring samples with one slice read each:
 4. shuffle buffer: each worker cuts its samples into pieces at block edges and permutes the
    samples inside each group of `buffer_blocks` pieces, reading one group at a time.
 
-Each worker opens the store itself (once per process)."""
+Each worker opens the store itself (once per process). With an `encoding`, the images are not
+read but made: the worker reads the stored skeletons block by block and re-encodes them (after
+skeleton-space augmentation, augment.py) on one thread with the Numba kernel."""
 from __future__ import annotations
 
 import os
@@ -27,8 +29,10 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .augment import encode_augmented
+from .encoding import Encoding
 from .layout import actor_rows
-from .store import SHARD
+from .store import SHARD, read_skeletons
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,12 +78,14 @@ class BlockDataset(IterableDataset):
     random contiguous range of lo..hi of the rows (the same range in each person's half when
     persons are stacked) and resize it back to the full height. `batch_size` (set by
     make_loader) lets the worker split hand out whole batches; rank/world_size default to the
-    torch.distributed process group, if any."""
+    torch.distributed process group, if any. encoding: re-encode the stored skeletons with it
+    (another fill, normalisation or layout than the store's), augmented by `augment` (augment.py
+    op names) drawn from (seed, epoch, index)."""
 
     def __init__(self, store: str | Path, indices: np.ndarray, *, shuffle: bool, seed: int = 0,
                  buffer_blocks: int = 4, temporal_crop: tuple[float, float] | None = None,
                  batch_size: int = 1, block: int = SHARD, rank: int | None = None,
-                 world_size: int | None = None):
+                 world_size: int | None = None, encoding: Encoding | None = None, augment: tuple[str, ...] = ()):
         super().__init__()
         self.store = str(Path(store).absolute())
         self.indices = np.unique(np.asarray(indices, dtype=np.int64))  # sorted, once each
@@ -93,6 +99,10 @@ class BlockDataset(IterableDataset):
         self.seed = int(seed)
         self.buffer_blocks = max(1, int(buffer_blocks))
         self.temporal_crop = temporal_crop
+        if augment and encoding is None:
+            raise ValueError("skeleton augmentation re-encodes: pass the encoding to use")
+        self.encoding = encoding
+        self.augment = tuple(augment)
         self.batch_size = max(1, int(batch_size))
         self.block = int(block)
         r, w = _dist_rank_world()
@@ -180,26 +190,47 @@ class BlockDataset(IterableDataset):
             root = zarr.open_group(self.store, mode="r")
             attrs = root.attrs.get("s2i", {})
             self._arrays = (root["images"], np.asarray(root["label"][:], dtype=np.int64),
-                            attrs.get("persons", "stacked") == "stacked")
+                            attrs.get("persons", "stacked") == "stacked", root,
+                            np.asarray(root["actors"][:], dtype=np.int64))
             self._pid = os.getpid()
         return self._arrays
 
-    def read(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
-        """Images of `wanted` indices: one slice per run of nearby indices inside a block (a shard),
-        or single reads where the indices are too sparse for a slice to pay."""
-        images = self._open()[0]
-        out: dict[int, np.ndarray] = {}
+    def runs(self, wanted: np.ndarray):
+        """(lo, hi, members, dense) per run of nearby wanted indices inside one block (a shard):
+        dense runs are read with one slice, sparse ones one sample at a time."""
         wanted = np.unique(wanted)
         breaks = np.flatnonzero((np.diff(wanted) > _GAP) | (np.diff(wanted // self.block) != 0)) + 1
         for members in np.split(wanted, breaks):
             lo, hi = int(members[0]), int(members[-1]) + 1
-            if len(members) >= _SPARSE * (hi - lo):
-                span = images[lo:hi]
-                for i in members:
-                    out[int(i)] = span[int(i) - lo]
-            else:
-                for i in members:
-                    out[int(i)] = images[int(i)]
+            yield lo, hi, members, len(members) >= _SPARSE * (hi - lo)
+
+    def read(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
+        """Images of `wanted` indices: stored ones (one slice per dense run), or re-encoded."""
+        if self.encoding is not None:
+            return self.encode(wanted)
+        images = self._open()[0]
+        out: dict[int, np.ndarray] = {}
+        for lo, hi, members, dense in self.runs(wanted):
+            span = images[lo:hi] if dense else None
+            for i in members:
+                out[int(i)] = span[int(i) - lo] if dense else images[int(i)]
+        return out
+
+    def encode(self, wanted: np.ndarray, piece: int = 64) -> dict[int, np.ndarray]:
+        """Images of `wanted` indices made from their stored skeletons, `piece` samples per kernel call."""
+        root, actors = self._open()[3:]
+        seqs: dict[int, np.ndarray] = {}
+        for lo, hi, members, dense in self.runs(wanted):
+            span = read_skeletons(root, lo, hi) if dense else None
+            for i in members:
+                seqs[int(i)] = span[int(i) - lo] if dense else read_skeletons(root, int(i), int(i) + 1)[0]
+        order = sorted(seqs)
+        out: dict[int, np.ndarray] = {}
+        for k in range(0, len(order), piece):
+            idx = order[k:k + piece]
+            images = encode_augmented([seqs[i] for i in idx], actors[idx], idx, self.encoding, self.augment,
+                                      self.seed, self.epoch)
+            out.update(zip(idx, images))
         return out
 
     def crop(self, image: np.ndarray, index: int, stacked: bool) -> torch.Tensor:
@@ -227,7 +258,7 @@ class BlockDataset(IterableDataset):
         seq, gid = self.worker_order(worker, num_workers)
         if len(seq) == 0:
             return
-        _, labels, stacked = self._open()
+        _, labels, stacked = self._open()[:3]
         cuts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1], True])
         for a, b in zip(cuts[:-1], cuts[1:]):  # one group (a buffer of blocks) at a time
             chunk = seq[a:b]
@@ -240,11 +271,13 @@ class BlockDataset(IterableDataset):
 
 def make_loader(store: str | Path, indices: np.ndarray, batch_size: int, *, shuffle: bool, workers: int,
                 seed: int = 0, temporal_crop: tuple[float, float] | None = None, drop_last: bool = False,
-                buffer_blocks: int = 4) -> DataLoader:
+                buffer_blocks: int = 4, encoding: Encoding | None = None, augment: tuple[str, ...] = ()) -> DataLoader:
     """A DataLoader over a BlockDataset (reach it as `loader.dataset`, call its set_epoch per epoch).
     Batches are (images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,))."""
+    if encoding is not None:  # compile (or load) the one-thread kernel here, not in every worker at once
+        encode_augmented([np.zeros((2, 2, encoding.skeleton.num_joints, 3), np.float32)], [1], [0], encoding, (), 0, 0)
     dataset = BlockDataset(store, indices, shuffle=shuffle, seed=seed, buffer_blocks=buffer_blocks,
-                           temporal_crop=temporal_crop, batch_size=batch_size)
+                           temporal_crop=temporal_crop, batch_size=batch_size, encoding=encoding, augment=augment)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available(), persistent_workers=False,
                       prefetch_factor=4 if workers > 0 else None,

@@ -67,3 +67,21 @@ def dataset_limits(seqs: Sequence[np.ndarray], skeleton: layout.Skeleton, covera
     if skeleton.is_2d:
         limits[2] = (0.0, 1.0)
     return limits.astype(np.float32)
+
+
+def store_encoding(attrs: dict, *, fill: str | None = None, norm: str | None = None, layout_name: str | None = None,
+                   limits: np.ndarray | None = None) -> Encoding:
+    """The Encoding a store's images were made with (from its attributes), with any of fill,
+    normalisation and layout replaced: what the loader re-encodes the stored skeletons with."""
+    from .show import find_skeleton  # the store's skeleton by name
+
+    skel = find_skeleton(attrs)
+    if skel is None:
+        raise ValueError(f"s2i has no definition of the store's skeleton {attrs.get('skeleton')!r}: "
+                         "it cannot be re-encoded (train on its stored images: no --augment, fill or norm)")
+    height, width = (int(v) for v in attrs["image_size"])
+    if height != width:
+        raise ValueError(f"re-encoding needs square images; the store has {height}x{width}")
+    return Encoding(skel, layout_name or attrs.get("layout", "parts"), width, attrs.get("persons", "stacked"),
+                    fill or attrs.get("fill", "repeat"), norm or attrs.get("norm", "channel"),
+                    None if limits is None else tuple(map(tuple, np.asarray(limits, dtype=float).tolist())))

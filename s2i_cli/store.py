@@ -160,6 +160,13 @@ def read_skeleton(root: zarr.Group, index: int) -> np.ndarray:
     return root["skeleton/joints"][int(a):int(b)]
 
 
+def read_skeletons(root: zarr.Group, lo: int, hi: int) -> list[np.ndarray]:
+    """The sequences of samples lo..hi-1 with two slice reads (a training block)."""
+    offsets = np.asarray(root["skeleton/offsets"][lo:hi + 1], dtype=np.int64)
+    frames = root["skeleton/joints"][int(offsets[0]):int(offsets[-1])]
+    return np.split(frames, offsets[1:-1] - offsets[0])
+
+
 def decode_image(image: np.ndarray, norm: np.ndarray, power: np.ndarray | float = 1.0) -> np.ndarray:
     """uint8 (3, H, W) -> float32 coordinates, inverting the per-channel quantisation: linear
     from [lo, hi], or the difference streams' signed power law where power != 1 (streams.py)."""
