@@ -9,7 +9,12 @@ for `make_loader` (shard-aligned block reads + shuffle buffer) and for a naive
 map-style Dataset reading one sample per `images[i]` with DataLoader(shuffle=True), in the
 same process on the same store; the ratio is block / naive. Training: images/s of
 fwd + bwd + AdamW steps of the MAE (decoder 512 x 8) on random batches, bf16 autocast on
-CUDA only. --e2e also runs `pretrain` for --steps steps and reports its measured images/s."""
+CUDA only. --e2e also runs `pretrain` for --steps steps and reports its measured images/s.
+
+--augment: the loader that re-encodes the stored skeletons on the fly (augment.py: rotate,
+scale, crop, mirror; one-thread Numba kernel per worker) against the same loader reading the
+stored images, per worker, on an `s2i synth` NTU60 store converted at --size (or --store when
+it has a known skeleton). Floor: 1,000 img/s per worker at 224 px."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +31,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2i_cli.augment import AUGMENTS  # noqa: E402
 from s2i_cli.data import make_loader, normalize  # noqa: E402
+from s2i_cli.encoding import store_encoding  # noqa: E402
 from s2i_cli.mae import MaskedAutoencoder  # noqa: E402
 from s2i_cli.store import open_store  # noqa: E402
 
@@ -77,6 +84,33 @@ def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]
     return rows
 
 
+def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict]:
+    # images/s of the re-encoding loader (every augmentation) against reading the stored images
+    root = open_store(store)
+    n = root["label"].shape[0]
+    indices = np.arange(n)
+    enc = store_encoding(root.attrs["s2i"])
+    rows = []
+    for workers in workers_list:
+        stored = rate(make_loader(store, indices, batch, shuffle=True, workers=workers))
+        made = rate(make_loader(store, indices, batch, shuffle=True, workers=workers, encoding=enc, augment=AUGMENTS))
+        per = made / max(1, workers)
+        rows.append({"workers": workers, "augmented_img_s": round(made, 1), "stored_img_s": round(stored, 1),
+                     "ratio": round(made / stored, 2), "augmented_per_worker": round(per, 1)})
+        print(f"augment workers {workers}: re-encoded + augmented {made:8.1f} img/s ({per:7.1f} per worker)   "
+              f"stored images {stored:8.1f} img/s   ratio {made / stored:5.2f}x", flush=True)
+    return rows
+
+
+def synth_store(folder: Path, n: int, size: int) -> Path:
+    # an `s2i synth` NTU60 set converted at `size`: real skeletons for the loader to re-encode
+    from s2i_cli.convert import convert
+    from s2i_cli.synth import synthesize
+
+    synthesize("ntu60", folder / "raw", samples=n, seed=0, classes=10)
+    return convert("ntu60", folder / "raw", folder / "synth.zarr", size=size, progress=False).store
+
+
 def bench_steps(model: str, size: int, batch: int, steps: int, device: torch.device, compile: bool) -> dict:
     torch.manual_seed(0)
     net = MaskedAutoencoder(model, size).to(device)
@@ -120,6 +154,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--e2e", action="store_true", help="also run `pretrain` for --steps steps (loader + model)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--augment", action="store_true", help="only the re-encoding loader against stored images")
     p.add_argument("--json", type=Path, help="write the numbers here")
     args = p.parse_args()
     if args.threads:
@@ -139,6 +174,17 @@ def main() -> None:
         store = make_store(Path(tmp.name) / "bench.zarr", n=args.n, size=args.size, classes=10, noise=3.0)
         print(f"synthetic store: {args.n} x 3x{args.size}x{args.size} written in {time.perf_counter() - start:.1f} s",
               flush=True)
+    if args.augment:
+        if args.store is None:
+            start = time.perf_counter()
+            store = synth_store(Path(tmp.name), args.n, args.size)
+            print(f"synthetic NTU60 store: {args.n} samples at {args.size} px in {time.perf_counter() - start:.1f} s",
+                  flush=True)
+        rows = bench_augment(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
+        if args.json:
+            args.json.write_text(json.dumps({"device_name": name, "augment": rows}, indent=2))
+        tmp.cleanup()
+        return
     size = int(open_store(store).attrs["s2i"]["image_size"][0])
     results = {"device": str(device), "device_name": name, "store": str(store)}
     results["loader"] = bench_loader(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
