@@ -76,7 +76,8 @@ def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, co
                 q = (v - lo) * scale
                 if p != 1.0:
                     u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
-                    q = (np.sign(u) * np.abs(u) ** p + 1.0) * 127.5
+                    r = np.sqrt(abs(u)) if p == 0.5 else abs(u) ** p  # sqrt: ~5x faster than pow
+                    q = (np.sign(u) * r + 1.0) * 127.5
                 out[c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
 
 
