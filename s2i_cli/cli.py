@@ -153,6 +153,7 @@ def show(
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (1600 x 900 px). Default: NAME.png")] = None,
     animate: Annotated[Optional[Path], typer.Option(help="Also write an animation of the whole sequence, 1000 x 500 px: a .gif (or .webp / .png by the suffix)")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Key frames drawn beside the image (default 4, or 3 when two actors need the width)")] = None,
+    stream: Annotated[str, typer.Option(help="Which stream's image: joint, bone, motion or bone-motion (see `s2i info`)")] = "joint",
 ) -> None:
     """Draw one sample: its S2I image (body-part bands and actors marked) beside its skeleton at
     a few frames, and one joint's channels decoded from the image over the stored skeleton."""
@@ -167,7 +168,7 @@ def show(
         root = open_store(store)
         i = find_index(root, name) if name is not None else check_index(root, index or 0)
         target = out or Path(f"{root['name'][i]}.png")
-        written = render_sample(root, i, target, animate, keyframes=frames)
+        written = render_sample(root, i, target, animate, keyframes=frames, stream=stream)
     except (StoreError, ShowError) as exc:
         fail(str(exc))
     console.print(f"wrote {written}" + (f" and {animate}" if animate else ""))

@@ -16,6 +16,8 @@ The picture (PNG, always FIGSIZE × DPI = 1600 × 900 pixels, 16:9 for a slide):
   with `decode_image` (dots, one per row) over the same column computed from `skeleton/`
   through the column and row maps (lines), and the largest difference over the whole
   image in quantisation steps: the picture shows that the encoding is invertible.
+  With `stream` (bone, motion, bone-motion) the image is that stream's and the curves
+  are the stream's values, computed from `skeleton/` by `streams.stream_values`.
 
 Everything is read from the store's attributes (joint names, bones, bands, persons,
 channels), so any dataset's store renders; the skeleton definition (for the column map and
@@ -32,8 +34,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from . import layout
-from .store import decode_image, read_skeleton
+from . import layout, streams
+from .store import decode_image, quantised_values, read_skeleton, stream_arrays
 
 DPI = 100
 FIGSIZE = (16.0, 9.0)  # inches: the PNG is 1600 x 900 pixels
@@ -149,6 +151,8 @@ class Sample:
     actors: int
     image: np.ndarray  # (3, H, W) as stored
     norm: np.ndarray  # (3, 2)
+    power: np.ndarray  # (3,) the stream's quantisation power (store.decode_image)
+    stream: str
     seq: np.ndarray  # (T, 2, V, C) from skeleton/
     attrs: dict[str, Any]
     skel: layout.Skeleton | None
@@ -162,9 +166,17 @@ class Sample:
     def spatial(self) -> int:
         return 2 if self.is_2d else 3
 
+    @property
+    def values(self) -> np.ndarray:
+        """(T, 2, V, C): the stream's values from skeleton/ (the skeleton itself for joint)."""
+        if self.stream == "joint" or self.skel is None:
+            return self.seq
+        return streams.stream_values(self.seq, np.array([0, len(self.seq)]), self.stream, self.skel)
 
-def load_sample(root: zarr.Group, index: int) -> Sample:
+
+def load_sample(root: zarr.Group, index: int, stream: str = "joint") -> Sample:
     index = check_index(root, index)
+    images, norm, power = stream_arrays(root, stream)
     attrs = dict(root.attrs["s2i"])
     label = int(root["label"][index])
     classes = list(attrs.get("class_names") or [])
@@ -172,7 +184,7 @@ def load_sample(root: zarr.Group, index: int) -> Sample:
         index=index, name=str(root["name"][index]), label=label,
         class_name=classes[label] if 0 <= label < len(classes) else f"class {label}",
         frames=int(root["frames"][index]), actors=int(root["actors"][index]),
-        image=np.asarray(root["images"][index]), norm=np.asarray(root["norm"][index], dtype=np.float32),
+        image=np.asarray(images[index]), norm=np.asarray(norm[index], dtype=np.float32), power=power, stream=stream,
         seq=np.asarray(read_skeleton(root, index), dtype=np.float32), attrs=attrs, skel=find_skeleton(attrs),
     )
 
@@ -401,7 +413,7 @@ class Painter:
         names = list(attrs.get("joint_names") or [])
         channels = list(attrs.get("channels") or ["x", "y", "z"])
         pick = self.curve_joint()
-        decoded = decode_image(s.image.astype(np.uint8), s.norm) if s.image.dtype == np.uint8 else None
+        decoded = decode_image(s.image.astype(np.uint8), s.norm, s.power) if s.image.dtype == np.uint8 else None
         if pick is None or decoded is None:
             ax.set_axis_off()
             skel_name = attrs.get("skeleton") if isinstance(attrs.get("skeleton"), str) else "of this store"
@@ -411,14 +423,15 @@ class Painter:
             return ""
         j, col = pick
         h, w = s.image.shape[1:]
-        expected = reconstruct(s.skel, attrs, s.seq, s.actors, h, w)
+        values = s.values
+        expected = reconstruct(s.skel, attrs, values, s.actors, h, w)
         actor, f0, f1, rw = layout.row_map(len(s.seq), s.actors, h, attrs.get("persons", "stacked"))
         rows = np.flatnonzero(actor == 0)[: layout.actor_rows(h, attrs.get("persons", "stacked"))[0][1]]
         pos = (1.0 - rw[rows]) * f0[rows] + rw[rows] * f1[rows] + 1  # 1-based frame position of each row
         frames_axis = np.arange(1, len(s.seq) + 1)
         # the value the column holds at each frame, from skeleton/ through the same column taps
         col_idx, col_w = layout.column_map(s.skel, attrs.get("layout", "parts"), w)
-        line = np.einsum("k,tkc->ct", col_w[col].astype(np.float64), s.seq[:, 0, col_idx[col], :].astype(np.float64))
+        line = np.einsum("k,tkc->ct", col_w[col].astype(np.float64), values[:, 0, col_idx[col], :].astype(np.float64))
         unit = "" if s.is_2d else " (m)"
         for c in range(s.spatial):
             ax.plot(frames_axis, line[c], color=CHANNEL_COLORS[c], lw=1.6, alpha=0.85,
@@ -427,7 +440,9 @@ class Painter:
                     markeredgecolor="white", markeredgewidth=0.3)
         ax.set_xlim(1, max(len(s.seq), 2))
         ax.set_xlabel("frame", fontsize=fontsize)
-        ax.set_ylabel(f"coordinate{unit}", fontsize=fontsize)
+        quantity = {"joint": "coordinate", "bone": "bone", "motion": "motion / frame",
+                    "bone-motion": "bone motion / frame"}.get(s.stream, s.stream)
+        ax.set_ylabel(f"{quantity}{unit}", fontsize=fontsize)
         ax.tick_params(labelsize=fontsize - 1)
         ax.grid(True, color="#e6e6e6", lw=0.8)
         ax.set_axisbelow(True)
@@ -436,25 +451,27 @@ class Painter:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=fontsize - 1, frameon=False,
                   handlelength=1.4, title="channel", title_fontsize=fontsize - 1)
         jn = names[j] if j < len(names) else f"joint {j}"
-        ax.set_title(f"{jn}, actor 1: image column {col} decoded (dots) over skeleton/ (lines)",
+        ax.set_title(f"{jn}, actor 1: image column {col} decoded (dots) over "
+                     f"{'skeleton/' if s.stream == 'joint' else s.stream + ' from skeleton/'} (lines)",
                      fontsize=fontsize + 1, loc="left", color="#222222")
-        step = (s.norm[:, 1] - s.norm[:, 0]) / 255.0
         err = np.abs(decoded - expected).reshape(3, -1).max(axis=1)
-        in_steps = float(np.max(np.where(step > 0, err / np.where(step > 0, step, 1), 0)))
+        flat = s.norm[:, 1] <= s.norm[:, 0]  # a constant channel: every value is its one level
+        in_steps = float(np.max(np.where(flat[:, None, None], 0.0, np.abs(
+            quantised_values(expected, s.norm, s.power) - s.image.astype(np.float64)))))
         err_txt = (f"{1000 * err[:s.spatial].max():.1f} mm" if not s.is_2d else f"{err[:s.spatial].max():.3g}")
         return (f"decoded image vs skeleton/: all {h}×{w}×3 values within {in_steps:.2f} "
                 f"quantisation steps (≤ {err_txt})")
 
 
 def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None = None, *,
-                  keyframes: int | None = None, max_animation_frames: int = 90) -> Path:
+                  keyframes: int | None = None, max_animation_frames: int = 90, stream: str = "joint") -> Path:
     """Draw sample `index` of an open store to `out` (PNG, always 1600 x 900 px); with
     `animate`, also a GIF of the whole sequence (1000 x 500 px). `keyframes` (default: 4, or
     3 when the actors stand side by side and need the width). Returns `out`."""
     plt = _mpl()
     from matplotlib.lines import Line2D
 
-    s = load_sample(root, index)
+    s = load_sample(root, index, stream)
     paint = Painter(s)
     attrs = s.attrs
     h, w = s.image.shape[1:]
@@ -482,7 +499,7 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     mode = {"stacked": "stacked persons", "main": "main actor only"}.get(attrs.get("persons"), attrs.get("persons"))
     channels = attrs.get("channels") or ["x", "y", "z"]
     fig.text(left / W, (bottom - 14) / H,
-             f"S2I image {h} × {w}, {attrs.get('layout', '?')} layout, {mode}  ·  shown {scale:g}× (nearest)  ·  "
+             f"S2I {s.stream} image {h} × {w}, {attrs.get('layout', '?')} layout, {mode}  ·  shown {scale:g}× (nearest)  ·  "
              f"R, G, B = {', '.join(channels)}", ha="left", va="top", fontsize=11, color="#444444")
 
     # key frames ------------------------------------------------------------------------------
@@ -526,8 +543,10 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     rows_txt = "top half actor 1, bottom half actor 2" if attrs.get("persons") == "stacked" else "actor 1"
     parts_txt = ("five body-part bands, each part's joints resized into its band, proximal → distal"
                  if attrs.get("layout") == "parts" else "the parts' joints side by side, resized as a whole")
-    fig.text(40 / W, 24 / H, f"S2I: rows = time ({rows_txt});  columns = {parts_txt};  "
-             "each channel min–max scaled to 0–255 per sample", ha="left", va="bottom", fontsize=11, color="#666666")
+    scaling = ("each channel min–max scaled to 0–255 per sample" if s.stream == "joint" else
+               "0 = mid-grey, scaled by the sample's largest value" + (", signed square root" if s.power[0] != 1 else ""))
+    fig.text(40 / W, 24 / H, f"S2I: rows = time ({rows_txt});  columns = {parts_txt};  {scaling}",
+             ha="left", va="bottom", fontsize=11, color="#666666")
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

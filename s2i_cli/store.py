@@ -178,3 +178,41 @@ def decode_image(image: np.ndarray, norm: np.ndarray, power: np.ndarray | float 
             u = 2.0 * t[c] - 1.0
             t[c] = (np.sign(u) * np.abs(u) ** (1.0 / p) + 1.0) / 2.0
     return t * scale[:, None, None] + lo[:, None, None]
+
+
+def quantised_values(values: np.ndarray, norm: np.ndarray, power: np.ndarray | float = 1.0) -> np.ndarray:
+    """float (3, H, W) -> the unrounded pixel values (0..255) the encoder gives them: the
+    inverse of `decode_image`, for checking a stored image against its skeleton."""
+    lo, hi = norm[:, 0, None, None].astype(np.float64), norm[:, 1, None, None].astype(np.float64)
+    t = np.where(hi > lo, (values - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    for c, p in enumerate(np.broadcast_to(np.asarray(power, dtype=np.float64), (3,))):
+        if p != 1.0:
+            u = np.clip(2.0 * t[c] - 1.0, -1.0, 1.0)
+            t[c] = (np.sign(u) * np.abs(u) ** p + 1.0) / 2.0
+    return t * 255.0
+
+
+def stream_paths(stream: str) -> tuple[str, str]:
+    """A stream's images and norm arrays: `images` and `norm` for the joint stream,
+    `images_bone`, `norm_bone`, `images_bone_motion`, ... for the others, side by side at
+    the root so that `xarray.open_zarr` shows every stream."""
+    if stream == "joint":
+        return "images", "norm"
+    tag = stream.replace("-", "_")
+    return f"images_{tag}", f"norm_{tag}"
+
+
+def stored_streams(root: zarr.Group) -> dict[str, list[float]]:
+    """{stream: per-channel power of its quantisation}; a store without the record (made
+    before streams) holds the joint stream only."""
+    return dict(root.attrs["s2i"].get("streams") or {"joint": [1.0, 1.0, 1.0]})
+
+
+def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array, np.ndarray]:
+    """(images, norm, power) of one stream, or StoreError naming the streams there are."""
+    have = stored_streams(root)
+    if stream not in have:
+        raise StoreError(f"this store has no {stream} stream (it has {', '.join(have)}): "
+                         f"add it with `s2i encode STORE --streams {stream}`")
+    images, norm = stream_paths(stream)
+    return root[images], root[norm], np.asarray(have[stream], dtype=np.float64)
