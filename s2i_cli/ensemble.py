@@ -8,11 +8,17 @@ with a one-line reason, and sums the runs' softmax probabilities with the given 
 how the multi-stream skeleton methods (joint, bone, motion, bone-motion) report results."""
 from __future__ import annotations
 
+import hashlib
 import os
+import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rich.markup import escape
+from rich.table import Table
 
 SCORES = "scores-{key}.npz"
 
@@ -68,23 +74,29 @@ def load_scores(path: Path, run: str | None = None) -> RunScores:
     return scores
 
 
-def find_scores(run_dir: Path, protocol: str, mode: str | None) -> RunScores:
-    """The run's scores for `protocol` (all training samples, its own store) in `mode`, or
-    in its only mode when `mode` is None."""
+def find_scores(run_dir: Path, protocol: str | None, mode: str | None) -> RunScores:
+    """The run's test scores of a whole-training-set evaluation on its own store, for
+    `protocol` and `mode` (either may be None when the run has only one)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EnsembleError(f"--ensemble: no run directory {run_dir}")
-    modes = [mode] if mode else ["linear", "knn", "finetune"]
-    found = [run_dir / SCORES.format(key=f"{protocol}-{m}") for m in modes]
-    found = [p for p in found if p.exists()]
+    found = []
+    for path in sorted(run_dir.glob(SCORES.format(key="*"))):
+        with np.load(path, allow_pickle=False) if zipfile.is_zipfile(path) else nullcontext({}) as data:
+            what = {k: str(data[k]) for k in ("key", "protocol", "mode") if k in data}
+        if len(what) < 3:
+            raise EnsembleError(f"{path}: not a readable score file; re-run its `s2i evaluate`")
+        if what["key"] == f"{what['protocol']}-{what['mode']}" and protocol in (None, what["protocol"]) \
+                and mode in (None, what["mode"]):
+            found.append((path, what["key"]))
+    asked = " ".join(f"--{k} {v}" for k, v in (("protocol", protocol), ("mode", mode)) if v)
     if not found:
-        raise EnsembleError(f"{run_dir} has no saved test scores for protocol {protocol}"
-                            f"{f' by {mode}' if mode else ''}: run `s2i evaluate --protocol {protocol} "
-                            f"--run {run_dir}{f' --mode {mode}' if mode else ''}` first")
+        raise EnsembleError(f"{run_dir} has no saved test scores{' for ' + asked if asked else ''}: run "
+                            f"`s2i evaluate --run {run_dir}{' ' + asked if asked else ''}` first")
     if len(found) > 1:
-        have = ", ".join(p.stem.removeprefix(f"scores-{protocol}-") for p in found)
-        raise EnsembleError(f"{run_dir} has test scores of several modes for {protocol} ({have}): pass --mode")
-    return load_scores(found[0], run=str(run_dir))
+        raise EnsembleError(f"{run_dir} has test scores of several evaluations ({', '.join(k for _, k in found)}): "
+                            f"pass --protocol and --mode")
+    return load_scores(found[0][0], run=str(run_dir))
 
 
 def join(runs: list[RunScores]) -> list[RunScores]:
@@ -144,3 +156,49 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 def combine(runs: list[RunScores], weights: list[float]) -> np.ndarray:
     """(N, K) sum over runs of weight × softmax(scores): the ensemble's class scores."""
     return sum(w * softmax(r.scores) for r, w in zip(runs, weights))
+
+
+def ensemble_dir(runs_root: Path, runs: list[RunScores]) -> Path:
+    """runs/ensemble-A+B+C: where an ensemble's results.json and confusion matrix go."""
+    name = "ensemble-" + "+".join(Path(r.run).name for r in runs)
+    if len(name) > 96:
+        name = f"{name[:80]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return Path(runs_root) / name
+
+
+def evaluate_ensemble(run_dirs: list[Path], *, protocol: str | None, mode: str | None, weights: str | None,
+                      runs_root: Path) -> dict[str, Any]:
+    """Join the runs' test scores, sum their weighted softmax probabilities, and write the
+    ensemble's results (top-1/top-5 of each run and of the ensemble) like an evaluation's."""
+    from .evaluate import topk_accuracy, write_results
+
+    if len(run_dirs) < 2:
+        raise EnsembleError("--ensemble needs two or more runs, e.g. --ensemble runs/A,runs/B")
+    runs = join([find_scores(d, protocol, mode) for d in run_dirs])
+    w = parse_weights(weights, len(runs))
+    members = []
+    for r, weight in zip(runs, w):
+        acc = topk_accuracy(r.scores, r.labels, (1, 5))
+        members.append({"run": r.run, "stream": r.stream, "weight": weight, "top1": acc[1], "top5": acc[5]})
+    first = runs[0]
+    key = first.key if len(set(w)) == 1 else f"{first.key}-w{'+'.join(f'{x:g}' for x in w)}"
+    out_dir = ensemble_dir(runs_root, runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_results(out_dir, key, combine(runs, w), first.labels, list(first.class_names),
+                         {"dataset": first.dataset}, protocol=first.protocol, mode=first.mode, ensemble=members,
+                         n_test=len(first.labels))
+
+
+def ensemble_table(entry: dict[str, Any]) -> Table:
+    """Each run's top-1/top-5 and weight, then the ensemble's."""
+    table = Table(title=escape(f"{entry['run']}: {entry['key']} on {entry['dataset']}, "
+                               f"{entry['n_test']} test samples"))
+    for column in ("run", "stream", "weight", "top-1", "top-5"):
+        table.add_column(column, justify="left" if column in ("run", "stream") else "right")
+    for m in entry["ensemble"]:
+        table.add_row(escape(m["run"]), m["stream"], f"{m['weight']:g}", f"{100 * m['top1']:.2f} %",
+                      f"{100 * m['top5']:.2f} %")
+    table.add_row("[bold]ensemble[/]", "", "", f"[bold]{100 * entry['top1']:.2f} %[/]",
+                  f"[bold]{100 * entry['top5']:.2f} %[/]")
+    table.add_row("confusion matrix", "", "", "", escape(entry["confusion_png"]))
+    return table

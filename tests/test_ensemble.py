@@ -88,11 +88,12 @@ def test_other_modes_and_missing_scores_are_refused(tmp_path, sample):
     b = write_run(tmp_path / "B", scores, labels, names, mode="finetune")
     with pytest.raises(EnsembleError, match="mode finetune, .* with linear: ensemble runs of one mode"):
         join([find_scores(a, "xsub", None), find_scores(b, "xsub", None)])
-    with pytest.raises(EnsembleError, match="no saved test scores for protocol xsub by knn: run `s2i evaluate"):
+    with pytest.raises(EnsembleError, match="no saved test scores for --protocol xsub --mode knn: run `s2i evaluate"):
         find_scores(a, "xsub", "knn")
     write_run(tmp_path / "A", scores, labels, names, mode="finetune")
-    with pytest.raises(EnsembleError, match=r"several modes for xsub \(linear, finetune\): pass --mode"):
+    with pytest.raises(EnsembleError, match=r"several evaluations \(xsub-finetune, xsub-linear\): pass --protocol"):
         find_scores(a, "xsub", None)
+    assert find_scores(a, None, "linear").mode == "linear"
     (tmp_path / "C").mkdir()
     (tmp_path / "C" / "scores-xsub-linear.npz").write_bytes(b"not a zip")
     with pytest.raises(EnsembleError, match="not a readable score file"):
@@ -101,3 +102,30 @@ def test_other_modes_and_missing_scores_are_refused(tmp_path, sample):
                          ("-1,2", "not negative"), ("0,0", "not all zero")):
         with pytest.raises(EnsembleError, match=reason):
             parse_weights(text, 2)
+
+
+def test_ensemble_results_are_written_and_summarised(tmp_path, sample):
+    from s2i_cli.ensemble import ensemble_table, evaluate_ensemble
+    from s2i_cli.evaluate import summary_table
+
+    names, labels, scores = sample
+    noise = np.random.default_rng(2).normal(size=scores.shape).astype(np.float32)
+    a = write_run(tmp_path / "runs" / "ntu-joint", scores, labels, names)
+    b = write_run(tmp_path / "runs" / "ntu-bone", noise, labels, names, stream="bone")
+    entry = evaluate_ensemble([a, b], protocol="xsub", mode=None, weights="0.6,0.4", runs_root=tmp_path / "runs")
+    out = tmp_path / "runs" / "ensemble-ntu-joint+ntu-bone"
+    assert entry["key"] == "xsub-finetune-w0.6+0.4" and (out / "results.json").exists()
+    expected = topk_accuracy(0.6 * np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
+                             + 0.4 * np.exp(noise) / np.exp(noise).sum(1, keepdims=True), labels)
+    assert (entry["top1"], entry["top5"]) == (expected[1], expected[5])
+    assert [(m["stream"], m["weight"], m["top1"]) for m in entry["ensemble"]] == [
+        ("joint", 0.6, topk_accuracy(scores, labels)[1]), ("bone", 0.4, topk_accuracy(noise, labels)[1])]
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    console.print(ensemble_table(entry))
+    console.print(summary_table(tmp_path / "runs"))
+    text = console.export_text()
+    assert "ensemble" in text and f"{100 * expected[1]:.2f} %" in text
+    assert "ensemble-ntu-joint+ntu-bone" in text and "xsub-finetune-w0.6+0.4" in text
+    with pytest.raises(EnsembleError, match="two or more runs"):
+        evaluate_ensemble([a], protocol="xsub", mode=None, weights=None, runs_root=tmp_path / "runs")
