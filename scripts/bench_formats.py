@@ -8,6 +8,13 @@ one or two LCR-Net detections a frame).
 
     .venv/bin/python scripts/bench_formats.py [--files 300] [--threads 8] [--json out.json]
 
+`--importers MB` measures instead the importers' peak memory against the input file's size:
+a pyskl-style NTU 3D pickle (float16, protocol 2) and a CTR-GCN .npz of about MB megabytes
+each are written, then each step runs in a fresh process that reports its peak resident
+memory above what the imports took: plain `pickle.load` and `np.load(...)["x_train"]` (what
+the usual feeders do: the baseline), s2i's discovery, one shard's `read_items`, and a whole
+`s2i convert` (64 px images).
+
 `scripts/bench_convert.py` can import `bench_format(name, files, threads)` (one row of the
 table, a dict) and `replicate(name, files, out_dir)` (a raw folder of `files` samples for
 an end-to-end `s2i convert` timing)."""
@@ -199,6 +206,101 @@ def bench_format(name: str, files: int = 300, threads: int = 1, min_seconds: flo
         return row
 
 
+# --------------------------------------------------------------------------- importers: peak memory
+
+def importer_files(out: Path, mb: float, seed: int = 0) -> tuple[Path, Path]:
+    """A pyskl NTU 3D pickle and a CTR-GCN NTU60_CS.npz of about `mb` MB each: smooth random
+    walks in camera coordinates (x, y within a metre, z 2-4 m), 1-2 persons, 30-300 frames."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    annotations, size, k = [], 0, 0
+    while size < mb * 1e6 * 0.67:  # protocol 2 stores float16 bytes as UTF-8: ~1.5 bytes a byte
+        m, t = int(rng.integers(1, 3)), int(rng.integers(30, 301))
+        walk = np.cumsum(rng.normal(0, 0.01, size=(m, t, 25, 3)), axis=1) + [0.0, 0.0, 3.0]
+        name = f"S{1 + k // 120:03d}C00{1 + k % 3}P{1 + k % 40:03d}R001A{1 + k % 60:03d}"  # all different
+        annotations.append({"frame_dir": name, "label": k % 60, "total_frames": t, "img_shape": (1080, 1920),
+                            "keypoint": walk.astype(np.float16)})
+        size += walk.size * 2
+        k += 1
+    pkl = out / "ntu60_3danno.pkl"
+    names = [a["frame_dir"] for a in annotations]
+    with open(pkl, "wb") as f:
+        pickle.dump({"split": {"xsub_train": names[::2], "xsub_val": names[1::2]}, "annotations": annotations}, f,
+                    protocol=2)
+    n = max(1, int(mb * 1e6 / (300 * 150 * 4)))
+    x = np.zeros((n, 300, 150), np.float32)
+    for i in range(n):
+        t = int(rng.integers(30, 301))
+        x[i, :t, :75] = np.cumsum(rng.normal(0, 0.01, size=(t, 75)), axis=0)
+    npz = out / "NTU60_CS.npz"
+    np.savez(npz, x_train=x[: n // 2], y_train=np.eye(60)[np.arange(n // 2) % 60],
+             x_test=x[n // 2:], y_test=np.eye(60)[np.arange(n - n // 2) % 60])
+    return pkl, npz
+
+
+def _peak_step(step: str, path: str, out: str) -> tuple[float, float, str]:
+    """Run one step in this (fresh) process: (peak RSS MB above the imports', seconds, note)."""
+    import pickle
+
+    from s2i_cli.convert import convert
+    from s2i_cli.formats import get_format
+
+    def status(key: str) -> float:  # MB, from /proc/self/status (Linux)
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) / 1e3
+
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size, past the imports
+    name = "pyskl" if path.endswith(".pkl") else "ctrgcn"
+    fmt = get_format(name)
+    base, t0, note = status("VmRSS"), time.perf_counter(), ""
+    if step == "baseline":  # what the usual feeders do
+        if name == "pyskl":
+            with open(path, "rb") as f:
+                note = f"{len(pickle.load(f)['annotations'])} samples"
+        else:
+            note = f"x_train {np.load(path)['x_train'].shape}"
+    elif step == "discover":
+        items = fmt.discover(Path(path))[0]
+        note = f"{len(items)} items"
+    elif step == "shard":  # one shard read in a process that did not discover (a worker)
+        items = pickle.loads(Path(out).read_bytes())
+        seqs = fmt.read_items(items[0].path, b"", items)
+        note = f"{len(seqs)} samples read"
+    elif step == "convert":
+        report = convert(name, Path(path), Path(out), size=64, progress=False, overwrite=True)
+        note = f"{report.written} samples written"
+    return status("VmHWM") - base, time.perf_counter() - t0, note
+
+
+def bench_importers(mb: float) -> list[dict]:
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from s2i_cli.formats import get_format
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pkl, npz = importer_files(Path(tmp), mb)
+        for path in (pkl, npz):
+            name = "pyskl" if path == pkl else "ctrgcn"
+            fmt = get_format(name)
+            shard = Path(tmp) / f"{name}.items"
+            items = fmt.discover(path)[0]  # the parent's discovery: its spill file serves the shard step
+            shard.write_bytes(pickle.dumps(items[:256]))
+            size = path.stat().st_size / 1e6
+            for step in ("baseline", "discover", "shard", "convert"):
+                target = str(shard) if step == "shard" else str(Path(tmp) / f"{name}.zarr")
+                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                    extra, seconds, note = pool.submit(_peak_step, step, str(path), target).result()
+                rows.append({"format": name, "step": step, "file_mb": size, "peak_mb": extra,
+                             "peak_per_file": extra / size, "seconds": seconds, "note": note})
+            del fmt, items
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=300, help="replicated files per dataset")
@@ -206,7 +308,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--importers", type=float, metavar="MB",
+                    help="measure the pyskl / ctrgcn importers' peak memory on files of about MB megabytes instead")
     args = ap.parse_args()
+    if args.importers:
+        rows = bench_importers(args.importers)
+        print(f"{'format':7} {'step':9} {'file MB':>8} {'peak MB':>8} {'peak/file':>9} {'s':>6}  note")
+        for r in rows:
+            print(f"{r['format']:7} {r['step']:9} {r['file_mb']:8.0f} {r['peak_mb']:8.0f} {r['peak_per_file']:9.2f} "
+                  f"{r['seconds']:6.1f}  {r['note']}")
+        base = {r["format"]: r["peak_mb"] for r in rows if r["step"] == "baseline"}
+        for r in rows:
+            if r["step"] == "convert":
+                print(f"{r['format']}: whole convert peak / baseline load peak = {r['peak_mb'] / base[r['format']]:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
     rows = []
     print(f"{'dataset':9} {'files':>5} {'MB':>7} {'samples':>7} | {'ours MB/s':>9} {'samples/s':>9} | "
           f"{'plain MB/s':>10} {'samples/s':>9} | {'ratio':>5} | {args.threads}t MB/s  plain {args.threads}t  ratio")
