@@ -423,16 +423,21 @@ def test_ctrgcn_bad_rows_are_rejected_and_bad_files_are_one_line_errors(tmp_path
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def read_in_child(fmt, items):
-    return fmt.read_items(items[0].path, b"", items)
+def read_in_child(name, items):
+    """A worker's view: a reader made afresh from the dataset name, then the items it is sent."""
+    fmt = get_format(name)
+    seqs = fmt.read_items(items[0].path, b"", items)
+    return seqs, fmt.skeleton.name, fmt.meta_fields, fmt.class_names
 
 
 def test_discovered_items_are_read_in_another_process(tmp_path):
-    """A shard converted in a worker process gets the reader and its items by pickling:
-    both formats' items say where their samples are (file + offset/row), nothing else."""
+    """A shard converted in a worker process gets its items by pickling and makes its reader
+    afresh: the items say where their samples are (file + offset/row), and what discovery
+    learnt from the file (pyskl: skeleton, fields, classes) is found from them."""
     rng = np.random.default_rng(2)
     pkl = tmp_path / "a.pkl"
-    pkl.write_bytes(pickle.dumps({"annotations": [coco_annotation(rng, f"v{k}", k) for k in range(5)]}, protocol=2))
+    pkl.write_bytes(pickle.dumps({"split": {"train": ["v0", "v1"], "val": ["v2", "v3"]},
+                                  "annotations": [coco_annotation(rng, f"v{k}", k) for k in range(5)]}, protocol=2))
     npz = tmp_path / "b.npz"
     x = np.zeros((5, 300, 150), np.float32)
     x[:, :12] = rng.normal(size=(5, 12, 150))
@@ -443,6 +448,8 @@ def test_discovered_items_are_read_in_another_process(tmp_path):
             fmt = get_format(name)
             items = fmt.discover(path)[0][1:4]
             here = fmt.read_items(items[0].path, b"", items)
-            there = pool.apply(read_in_child, (pickle.loads(pickle.dumps(fmt)), items))
+            there, skeleton, fields, classes = pool.apply(read_in_child, (name, items))
+            assert (skeleton, fields, classes) == (fmt.skeleton.name, fmt.meta_fields, fmt.class_names)
+            assert name == "ctrgcn" or (skeleton, fields) == ("coco17", ("release",))
             assert [a for _, a in there] == [a for _, a in here]
             assert all(np.array_equal(s, t) for (s, _), (t, _) in zip(here, there)), name

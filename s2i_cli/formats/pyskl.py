@@ -9,8 +9,9 @@ A pickle cannot be read in parts, so discovery unpickles the whole file once (wi
 restricted unpickler: never `pickle.load`), checks every sample, and writes the kept
 frames of each to one flat spill file (`<cache_dir>/keypoints.float16`: raw values in the
 file's dtype,
-about the size of the keypoints in the pickle). Items point into that file, so a shard,
-in this process or another, reads only its own samples through a memory map; the
+about the size of the keypoints in the pickle), with what discovery learnt (skeleton,
+metadata fields, classes) in `reader.json` beside it. Items point into that file, so a
+shard, in this process or another, reads only its own samples through a memory map; the
 unpickled annotations are dropped as soon as the spill is written. Peak memory is the
 unpickling's (about 1.4× the file size for float16 protocol-2 files,
 `scripts/bench_formats.py --importers` measures it).
@@ -23,6 +24,7 @@ column (0 train, 1 test, -1 neither). Sample names are `frame_dir`; NTU names al
 NTU's metadata fields and class names."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_pickle
-from ..layout import COCO17, NTU25, Skeleton
+from ..layout import COCO17, NTU25, SKELETONS, Skeleton
 from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate
 from .ntu import META_FIELDS as NTU_META_FIELDS
 from .ntu import parse_name
@@ -42,6 +44,7 @@ OPTIONS = {"cache_dir": "folder for the spill file of unpacked keypoints (defaul
                         "temporary folder, removed at exit); needs about the keypoints' size in the pickle"}
 SPLIT_KEY = re.compile(r"^(?P<a>.*?)_?(?P<side>train|val|test)(?P<b>.*)$")
 PERSONS = 2
+STATE = "reader.json"  # beside the spill file: the skeleton, fields and classes discovery found
 KINDS = {(25, 3, False): NTU25, (17, 2, True): COCO17}  # (joints, channels, has scores) -> skeleton
 
 
@@ -126,11 +129,8 @@ class PysklFormat(DatasetFormat):
         doc = safe_pickle.load_path(path)
         annotations, split = self._parts(path, doc)
         self.skeleton = self._skeleton(path, annotations)
-        protocols = split_protocols(split)
-        try:
-            return self._discover(path, annotations, protocols)
-        finally:
-            del doc, annotations  # the spill holds what is needed
+        # the unpickled file is freed on return: from then on the spill file holds the samples
+        return self._discover(path, annotations, split_protocols(split))
 
     @staticmethod
     def _parts(path: Path, doc) -> tuple[list, dict]:
@@ -194,6 +194,7 @@ class PysklFormat(DatasetFormat):
             self.class_names = NTU_CLASS_NAMES[:60 if top <= 60 else 120]
         else:
             self.class_names = tuple(f"class {c}" for c in range(max(labels, default=-1) + 1))
+        self._save_state(spill_path.parent)
         items.sort(key=lambda it: it.name)
         return items, rejected, {k: v for k, v in ignored.items() if v}
 
@@ -225,7 +226,24 @@ class PysklFormat(DatasetFormat):
             meta[protocol] = 0 if train else 1 if test else -1
         return int(label), meta
 
+    def _save_state(self, folder: Path) -> None:
+        """What discovery learnt from the file, beside the spill: a reader made afresh in a
+        worker process (from the dataset name and options only) takes it up in read_items."""
+        state = {"skeleton": self.skeleton.name, "meta_fields": list(self.meta_fields),
+                 "protocols": list(self.protocols), "class_names": list(self.class_names)}
+        (folder / STATE).write_text(json.dumps(state))
+        self._state_dir = folder
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / STATE).read_text())
+        self.skeleton = SKELETONS[state["skeleton"]]
+        self.meta_fields, self.protocols, self.class_names = (
+            tuple(state[k]) for k in ("meta_fields", "protocols", "class_names"))
+        self._state_dir = folder
+
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
+        if getattr(self, "_state_dir", None) != path.parent:
+            self._load_state(path.parent)
         flat = np.memmap(path, dtype=path.suffix[1:], mode="r")
         out: list[Sequence | FormatError] = []
         v, c = self.skeleton.num_joints, 3
