@@ -81,6 +81,14 @@ def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, co
                 out[c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
 
 
+@njit(nogil=True, cache=True)
+def _refuse_empty(offsets):
+    """A sample with no frames would make its rows read frame -1 (the previous sample's last)."""
+    for n in range(len(offsets) - 1):
+        if offsets[n + 1] <= offsets[n]:
+            raise ValueError("quantise_batch: a sample has no frames")
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def quantise_batch(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, out):
     """joints (F, 2, V, C) float32 holds every sample's frames; sample n is frames
@@ -88,7 +96,9 @@ def quantise_batch(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, c
     the column map (W, K). Writes out (N, 3, H, W) uint8, channel c of sample n mapping
     [norm[n, c, 0], norm[n, c, 1]] to [0, 255] (a flat channel, lo == hi, to 0; values
     outside clip): linearly when power[c] == 1, else u = 2 t - 1 in [-1, 1] becomes
-    sign(u) |u| ** power[c] first (a signed power law that gives small differences more grey levels)."""
+    sign(u) |u| ** power[c] first (a signed power law that gives small differences more grey levels).
+    A sample with no frames has no rows to read: it is refused (ValueError) before anything is written."""
+    _refuse_empty(offsets)
     for n in prange(out.shape[0]):
         _quantise_sample(joints, offsets[n], row_actor[n], row_f0[n], row_f1[n], row_w[n], col_idx, col_w,
                          norm[n], power, out[n])
@@ -96,6 +106,7 @@ def quantise_batch(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, c
 
 @njit(nogil=True, cache=True)
 def quantise_batch_serial(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, out):
+    _refuse_empty(offsets)
     for n in range(out.shape[0]):
         _quantise_sample(joints, offsets[n], row_actor[n], row_f0[n], row_f1[n], row_w[n], col_idx, col_w,
                          norm[n], power, out[n])

@@ -12,7 +12,8 @@ JOINT_VALUES = 12
 MIN_BODY_BYTES = JOINTS * 2 * JOINT_VALUES  # each joint line holds 12 tokens, each at least "0 "
 MAX_BODIES_PER_FRAME = 6  # Kinect v2 tracks at most 6 bodies
 
-OK, TRUNCATED, BAD_NUMBER, BAD_JOINT_COUNT, BAD_FRAME_COUNT, EMPTY, BAD_BODY_COUNT, EXTRA_VALUES, TRAILING = range(9)
+(OK, TRUNCATED, BAD_NUMBER, BAD_JOINT_COUNT, BAD_FRAME_COUNT, EMPTY, BAD_BODY_COUNT, EXTRA_VALUES, TRAILING,
+ OUT_OF_RANGE) = range(10)
 REASONS = (
     "ok",
     "file ends early (truncated)",
@@ -23,6 +24,7 @@ REASONS = (
     "body count is negative or above 6",
     "more values on the line than the format has",
     "data after the last declared frame",
+    "x, y or z is beyond the coordinate bound",
 )
 
 
@@ -42,10 +44,11 @@ def _count_line(data, pos):
 
 
 @njit(nogil=True, cache=True)
-def parse_ntu(data, body_frame, body_id, joints):
+def parse_ntu(data, body_frame, body_id, joints, max_abs):
     """Fill body_frame (B,), body_id (B,) int64 and joints (B, 25, 3) float32 with every
-    body record in file order. Returns (status, line, frames, bodies): status 0 is OK,
-    otherwise an index into REASONS and the 1-based line where it happened."""
+    body record in file order; x, y, z beyond ±max_abs (inf included) are OUT_OF_RANGE.
+    Returns (status, line, frames, bodies): status 0 is OK, otherwise an index into
+    REASONS and the 1-based line where it happened."""
     n = len(data)
     line = 1
     pos = 0
@@ -101,6 +104,8 @@ def parse_ntu(data, body_frame, body_id, joints):
                     v, pos, ok = read_float(data, pos)
                     if not ok:
                         return (TRUNCATED if pos >= n else BAD_NUMBER), line, f, b
+                    if not abs(v) <= max_abs:
+                        return OUT_OF_RANGE, line, f, b
                     joints[b, j, k] = v
                 pos, tokens, ok = skip_fields(data, pos)
                 if not ok or tokens < JOINT_VALUES - 3:

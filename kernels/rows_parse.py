@@ -7,7 +7,7 @@ from numba import njit
 
 from .textscan import LF, end_of_line, read_float, skip_blanks
 
-OK, EMPTY, TOO_FEW, BAD_NUMBER, EXTRA_VALUES, BLANK_LINE, TRUNCATED = range(7)
+OK, EMPTY, TOO_FEW, BAD_NUMBER, EXTRA_VALUES, BLANK_LINE, TRUNCATED, OUT_OF_RANGE = range(8)
 REASONS = (
     "ok",
     "empty file",
@@ -16,6 +16,7 @@ REASONS = (
     "more values on the line than the format has",
     "blank line inside the data",
     "file ends inside a line (truncated)",
+    "a value is beyond the coordinate bound",
 )
 
 
@@ -30,8 +31,9 @@ def count_lines(data):
 
 
 @njit(nogil=True, cache=True)
-def parse_rows(data, out):
-    """Fill out (R, C) float32 with one row per line of exactly C floats. Returns
+def parse_rows(data, out, max_abs):
+    """Fill out (R, C) float32 with one row per line of exactly C floats, each within
+    ±max_abs (inf is not; a larger value is OUT_OF_RANGE). Returns
     (status, line, rows): status 0 is OK, otherwise an index into REASONS and the 1-based
     line where it happened. Blank lines are allowed only at the end of the file; CRLF and
     trailing blanks are accepted."""
@@ -56,6 +58,8 @@ def parse_rows(data, out):
                 if p >= n:
                     return (TRUNCATED if data[n - 1] != LF else TOO_FEW), line, rows
                 return (TOO_FEW if data[p] == LF else BAD_NUMBER), line, rows
+            if not abs(v) <= max_abs:
+                return OUT_OF_RANGE, line, rows
             out[rows, k] = v
         eol, pos = end_of_line(data, pos)
         if not eol:

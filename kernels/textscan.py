@@ -1,13 +1,18 @@
 """Tokenising primitives over raw bytes (uint8 arrays) for the text-format parsers.
 
-Each returns the value, the new position and an ok flag; none allocates. Floats are
-parsed as an integer mantissa and a power of ten, which is correctly rounded (equal to
-Python's float()) for the up-to-15-digit tokens skeleton files hold."""
+Each returns the value, the new position and an ok flag; none allocates, and each costs
+time in proportion to the bytes it reads, whatever they say. Floats are parsed as an
+integer mantissa and a power of ten, which is correctly rounded (equal to Python's
+float()) for the up-to-15-digit tokens skeleton files hold."""
 import numpy as np
 from numba import njit
 
 SPACE, TAB, CR, LF = 32, 9, 13, 10
 POW10 = np.array([10.0 ** k for k in range(23)])
+INT64_MAX = np.int64(2**63 - 1)
+# Beyond 10**±400 an up-to-18-digit mantissa is 0 or inf in float64 already: exponents are
+# saturated there, so a token like 1e999999999999999999 costs as much as 1e400.
+MAX_EXP10 = 400
 
 
 @njit(nogil=True, cache=True)
@@ -37,7 +42,8 @@ def _token_end(data, pos):
 
 @njit(nogil=True, cache=True)
 def read_int(data, pos):
-    """An optionally signed decimal integer (up to 18 digits) on the current line."""
+    """An optionally signed decimal integer on the current line whose magnitude fits int64
+    (up to 2**63 - 1: 64-bit body IDs); a larger one is not ok."""
     pos = skip_blanks(data, pos)
     n = len(data)
     neg = False
@@ -46,18 +52,25 @@ def read_int(data, pos):
         pos += 1
     value = np.int64(0)
     digits = 0
+    fits = True
     while pos < n and 48 <= data[pos] <= 57:
-        value = value * 10 + (data[pos] - 48)
+        d = np.int64(data[pos] - 48)
+        if value > (INT64_MAX - d) // 10:
+            fits = False  # keep scanning to the token's end, so the caller's position stays right
+        else:
+            value = value * 10 + d
         digits += 1
         pos += 1
-    if digits == 0 or digits > 18 or not _token_end(data, pos):
+    if digits == 0 or not fits or not _token_end(data, pos):
         return np.int64(0), pos, False
     return (-value if neg else value), pos, True
 
 
 @njit(nogil=True, cache=True)
 def scale10(mantissa, exp10):
-    """mantissa * 10**exp10, correctly rounded while both factors are exact doubles."""
+    """mantissa * 10**exp10, correctly rounded while both factors are exact doubles; the
+    exponent saturates at ±MAX_EXP10 (0 or inf), so the loops run at most 19 times."""
+    exp10 = min(max(exp10, -MAX_EXP10), MAX_EXP10)
     value = float(mantissa)
     while exp10 > 22:
         value *= 1e22
@@ -97,7 +110,7 @@ def read_float(data, pos):
         e, pos, ok = read_int(data, pos + 1) if pos + 1 < n and data[pos + 1] != SPACE else (np.int64(0), pos, False)
         if not ok:
             return 0.0, pos, False
-        exp10 += e
+        exp10 += min(max(e, -MAX_EXP10), MAX_EXP10)  # saturated first: the sum cannot overflow
     if not _token_end(data, pos):
         return 0.0, pos, False
     value = scale10(mantissa, exp10)

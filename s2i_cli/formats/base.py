@@ -46,6 +46,12 @@ class FormatError(Exception):
 
 
 Sequence = tuple[np.ndarray, int]  # (T, 2, V, C) float32 selected sequence, number of actors
+
+# Every stored joint value lies within ±MAX_COORDINATE. Real ones are metres (Kinect: under
+# 10), normalised pixels or confidences (Kinetics: 0-1); the bound leaves room for files in
+# millimetres or pixels and keeps centring and min-max scaling in float32 far from overflow.
+MAX_COORDINATE = 1e6
+ALL_ZERO = "every frame is all zeros"
 SplitMasks = np.ndarray | tuple[np.ndarray, np.ndarray]  # train mask, or (train mask, test mask)
 
 
@@ -116,6 +122,30 @@ def top_two_per_frame(frame: np.ndarray, score: np.ndarray,
     order, slot = order[best], slot[best]
     _, out_frame = np.unique(frame[order], return_inverse=True)
     return order, slot, out_frame.reshape(-1)
+
+
+def checked(seq: np.ndarray, actors: int) -> Sequence:
+    """A reader's selected sequence as it may be stored, or FormatError: at least one frame
+    that is not all zeros (every reader rejects an empty or all-zero sample alike) and every
+    value finite and within ±MAX_COORDINATE."""
+    if not np.any(seq):
+        raise FormatError(ALL_ZERO)
+    if not np.all(np.abs(seq) <= MAX_COORDINATE):  # False for NaN too
+        raise FormatError(f"a value is not finite or beyond ±{MAX_COORDINATE:g}")
+    return seq, actors
+
+
+def json_numbers(value, dtype=np.float32) -> np.ndarray | None:
+    """Nested JSON lists of numbers -> an array of `dtype`; None when they are ragged or hold
+    anything but numbers (a string such as "1.5", true, null, an object), which NumPy's own
+    conversion would accept or turn into something else."""
+    try:
+        cells = np.array(value, dtype=object)
+        if cells.size and not set(map(type, cells.ravel())) <= {int, float}:  # bool is not int here
+            return None
+        return cells.astype(dtype)
+    except (ValueError, TypeError, OverflowError):  # ragged, more than 64 levels, an int beyond float
+        return None
 
 
 def split_sides(masks: dict[str, SplitMasks]) -> dict[str, dict[str, np.ndarray]]:

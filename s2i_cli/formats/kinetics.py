@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import OPENPOSE18
-from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, parse_json,
-                   top_two_per_frame)
+from .base import (ALL_ZERO, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate,
+                   json_numbers, parse_json, top_two_per_frame)
 
 SPLITS = ("train", "val")
 JOINTS = 18
@@ -71,30 +71,23 @@ def parse_video(data: bytes) -> Sequence:
     person_frame = frame_rank[np.asarray(frame_of, dtype=np.int64)]
     order, slot, t = top_two_per_frame(person_frame, total, keep=total > 0)
     if not len(order):
-        raise FormatError("nobody is detected in any frame")
+        raise FormatError(f"{ALL_ZERO} (nobody is detected in any frame)")
     seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
     seq[t, slot, :, 0] = pose[order, 0::2]
     seq[t, slot, :, 1] = -pose[order, 1::2]  # image y points down: negate so y (G) means "up" as in NTU
     seq[t, slot, :, 2] = score[order]
     seq[..., :2][seq[..., 2] == 0] = 0.0
-    return seq, 2 if np.any(seq[:, 1, :, 2] > 0) else 1
+    return checked(seq, 2 if np.any(seq[:, 1, :, 2] > 0) else 1)
 
 
 def _people_arrays(poses: list, scores: list, frame_index: list, frame_of: list) -> tuple[np.ndarray, np.ndarray]:
     """Every person's pose (P, 36) and score (P, 18) as float32, or FormatError naming the frame."""
-    try:
-        pose = np.array(poses, dtype=np.float32)
-        score = np.array(scores, dtype=np.float32)
-        ok = pose.shape == (len(poses), 2 * JOINTS) and score.shape == (len(poses), JOINTS)
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:  # find the first bad person for the message
-        for p, (ps, sc) in enumerate(zip(poses, scores)):
-            try:
-                a, b = np.array(ps, dtype=np.float32), np.array(sc, dtype=np.float32)
-            except (ValueError, TypeError):
-                raise FormatError(f"frame {frame_index[frame_of[p]]}: 'pose' or 'score' is not a list "
-                                  "of numbers") from None
+    pose, score = json_numbers(poses), json_numbers(scores)
+    if pose is None or score is None or pose.shape != (len(poses), 2 * JOINTS) or score.shape != (len(poses), JOINTS):
+        for p, (ps, sc) in enumerate(zip(poses, scores)):  # find the first bad person for the message
+            a, b = json_numbers(ps), json_numbers(sc)
+            if a is None or b is None:
+                raise FormatError(f"frame {frame_index[frame_of[p]]}: 'pose' or 'score' is not a list of numbers")
             if a.shape != (2 * JOINTS,) or b.shape != (JOINTS,):
                 raise FormatError(f"frame {frame_index[frame_of[p]]}: a person has {a.size} pose and {b.size} score "
                                   f"values, not {2 * JOINTS} and {JOINTS}")
@@ -184,7 +177,7 @@ class KineticsFormat(DatasetFormat):
         out: dict[str, tuple[int, bool] | str] = {}
         for vid, entry in doc.items():
             index = entry.get("label_index") if isinstance(entry, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(self.class_names):
+            if type(index) is not int or not 0 <= index < len(self.class_names):
                 out[vid] = f"label_index {index!r} is not in 0-{len(self.class_names) - 1}"
             elif entry.get("label") not in (None, self.class_names[index]):
                 out[vid] = (f"label {entry.get('label')!r} disagrees with label_index {index} "

@@ -10,7 +10,8 @@ import numpy as np
 from s2i_kernels import ntu_parse, ntu_select
 
 from ..layout import NTU25
-from .base import DatasetFormat, FormatError, Item, Sequence, check_options, duplicate, named_files
+from .base import (MAX_COORDINATE, DatasetFormat, FormatError, Item, Sequence, check_options, checked, duplicate,
+                   named_files)
 from .ntu_names import NTU_CLASS_NAMES
 
 NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
@@ -78,7 +79,9 @@ def parse_skeleton(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     body_frame = np.empty(cap, dtype=np.int32)
     body_id = np.empty(cap, dtype=np.int64)
     joints = np.empty((cap, ntu_parse.JOINTS, 3), dtype=np.float32)
-    status, line, _frames, bodies = ntu_parse.parse_ntu(buf, body_frame, body_id, joints)
+    status, line, _frames, bodies = ntu_parse.parse_ntu(buf, body_frame, body_id, joints, MAX_COORDINATE)
+    if status == ntu_parse.OUT_OF_RANGE:
+        raise FormatError(f"{ntu_parse.REASONS[status]} ±{MAX_COORDINATE:g} (formats.md)", int(line))
     if status != ntu_parse.OK:
         raise FormatError(ntu_parse.REASONS[status], int(line))
     return body_frame[:bodies], body_id[:bodies], joints[:bodies]
@@ -122,7 +125,7 @@ class NTUFormat(DatasetFormat):
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
         try:
             body_frame, body_id, joints = parse_skeleton(data)
-            return [ntu_select.select_actors(body_frame, body_id, joints)]
+            return [checked(*ntu_select.select_actors(body_frame, body_id, joints))]
         except FormatError as exc:
             return [exc]
         except ValueError as exc:

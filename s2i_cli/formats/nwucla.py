@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import NWUCLA20
-from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, named_files,
-                   parse_json)
+from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate,
+                   json_numbers, named_files, parse_json)
 
 NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})$")
 ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)  # a07 and a10 do not exist; label = position + 1
@@ -30,15 +30,14 @@ def parse_sample(data: bytes, label: int | None = None) -> np.ndarray:
     frames = doc["skeletons"]
     if not isinstance(frames, list) or not frames:
         raise FormatError("'skeletons' is not a non-empty list of frames")
-    try:
-        joints = np.array(frames, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise FormatError("'skeletons' is not T frames x 20 joints x 3 numbers (ragged or not numeric)") from None
+    joints = json_numbers(frames)
+    if joints is None:
+        raise FormatError("'skeletons' is not T frames x 20 joints x 3 numbers (ragged or not numeric)")
     if joints.ndim != 3 or joints.shape[1:] != (JOINTS, 3):
         raise FormatError(f"'skeletons' has shape {joints.shape}, not T x {JOINTS} x 3")
     if not np.all(np.isfinite(joints)):
         raise FormatError("'skeletons' holds a non-finite value")
-    if label is not None and "label" in doc and doc["label"] != label + 1:
+    if label is not None and "label" in doc and (type(doc["label"]) is not int or doc["label"] != label + 1):
         raise FormatError(f"the file's label {doc['label']!r} disagrees with its name (action -> label {label + 1})")
     return joints
 
@@ -79,11 +78,9 @@ class NWUCLAFormat(DatasetFormat):
             try:
                 joints = parse_sample(data, item.label)
                 keep = np.any(joints != 0, axis=(1, 2))
-                if not keep.any():
-                    raise FormatError("every frame is all zeros")
                 seq = np.zeros((int(keep.sum()), 2, JOINTS, 3), dtype=np.float32)
                 seq[:, 0] = joints[keep]
-                out.append((seq, 1))
+                out.append(checked(seq, 1))
             except FormatError as exc:
                 out.append(exc)
         return out

@@ -16,12 +16,15 @@ import numpy as np
 from s2i_kernels import rows_parse
 
 from ..layout import NTU25
-from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate
+from .base import (ALL_ZERO, MAX_COORDINATE, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options,
+                   checked, duplicate)
 
 PHASE1_NAME = re.compile(r"^(\d{4})-([LMR])$")
 PHASE2_NAME = re.compile(r"^A(\d{2})N(\d{2})-([LMR])$")
+LABEL_LINE = re.compile(rb"^\s*[+-]?\d+(\s*,\s*[+-]?\d+){3}\s*,?\s*$")  # label,start,end,confidence
 SPLIT_FILE = re.compile(r"^cross[-_](subject|view)(?:[-_]?v2)?\.txt$", re.IGNORECASE)
 VIEWS = {"L": 0, "M": 1, "R": 2}
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, which some editors put first in a label file
 VALUES = 150  # per line: person 1 then person 2, 25 joints, x y z
 UNLISTED, TRAIN, TEST = -1, 0, 1
 
@@ -89,11 +92,15 @@ def parse_sequence(data: bytes) -> np.ndarray:
     """Skeleton file bytes -> (T, 2, 25, 3) float32, or FormatError with the line."""
     buf = np.frombuffer(data, dtype=np.uint8)
     out = np.empty((rows_parse.count_lines(buf), VALUES), dtype=np.float32)
-    status, line, rows = rows_parse.parse_rows(buf, out)
+    status, line, rows = rows_parse.parse_rows(buf, out, MAX_COORDINATE)
     if status != rows_parse.OK:
         reason = rows_parse.REASONS[status]
         if status in (rows_parse.TOO_FEW, rows_parse.EXTRA_VALUES):
             reason += f" (each line holds {VALUES} values: 2 persons x 25 joints x xyz)"
+        elif status == rows_parse.OUT_OF_RANGE:
+            reason += f" ±{MAX_COORDINATE:g} (formats.md)"
+        elif status == rows_parse.BAD_NUMBER and b"," in data.split(b"\n", int(line))[int(line) - 1]:
+            reason += " (a comma on the line: values are separated by blanks and use a decimal point)"
         raise FormatError(reason, int(line))
     return out[:rows].reshape(rows, 2, 25, 3)
 
@@ -110,14 +117,16 @@ def cut_interval(seq: np.ndarray, start: int, end: int) -> Sequence:
         seg, present = seg[:, ::-1], present[:, ::-1]
     keep = present.any(axis=1)
     if not keep.any():
-        raise FormatError(f"no skeleton in frames {start}-{end}")
+        raise FormatError(f"{ALL_ZERO} (no skeleton in frames {start}-{end})")
     seg = np.ascontiguousarray(seg[keep])
-    return seg, 2 if present[keep, 1].any() else 1
+    return checked(seg, 2 if present[keep, 1].any() else 1)
 
 
 def _is_label_file(path: Path) -> bool:
     """A label file sits in a folder named *label* (the release's Train_Label_PKU_final/), or
-    its first line has commas (`label,start,end,confidence`; skeleton lines have none)."""
+    its first line is four comma-separated integers (`label,start,end,confidence`). A
+    skeleton file whose first line merely holds a comma (decimal commas, binary garbage)
+    stays a skeleton file, so its own parse error is what gets reported."""
     if "label" in path.parent.name.lower():
         return True
     try:
@@ -125,7 +134,7 @@ def _is_label_file(path: Path) -> bool:
             head = f.read(256)
     except OSError:
         return False
-    return b"," in head.split(b"\n", 1)[0]
+    return LABEL_LINE.match(head.removeprefix(BOM).split(b"\n", 1)[0]) is not None
 
 
 def _find_split_files(raw: Path) -> dict[str, list[Path]]:
@@ -228,7 +237,7 @@ class PKUMMDFormat(DatasetFormat):
                 rejected.append(Rejection(stem, "label file has no skeleton file of the same name"))
                 continue
             try:
-                text = labels[stem].read_text()
+                text = labels[stem].read_text(encoding="utf-8-sig")  # a leading BOM is not part of line 1
             except (OSError, UnicodeDecodeError) as exc:
                 rejected.append(Rejection(stem, f"cannot read the label file: {exc}"))
                 continue

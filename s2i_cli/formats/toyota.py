@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import LCRNET13
-from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate, named_files,
-                   parse_json, top_two_per_frame)
+from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate, json_numbers,
+                   named_files, parse_json, top_two_per_frame)
 
 NAME = re.compile(r"^([A-Za-z]+(?:\.[A-Za-z]+)?)_p(\d+)_r(\d+)_v(\d+)_c(\d+)(?:_pose3d)?$")
 JOINTS = 13
@@ -66,19 +66,12 @@ def parse_video(data: bytes, vectors: str = "planar") -> Sequence:
             frame_of.append(t)
     if not poses:
         raise FormatError("nobody is detected in any frame")
-    try:
-        pose = np.array(poses, dtype=np.float32)
-        score = np.array(scores, dtype=np.float64)
-        ok = pose.shape == (len(poses), 3 * JOINTS) and score.shape == (len(poses),)
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        for p, vec in enumerate(poses):
-            try:
-                a = np.array(vec, dtype=np.float32)
-                float(scores[p])
-            except (ValueError, TypeError):
-                raise FormatError(f"frame {frame_of[p]}: 'pose3d' or 'cumscore' is not numeric") from None
+    pose, score = json_numbers(poses), json_numbers(scores, np.float64)
+    if pose is None or score is None or pose.shape != (len(poses), 3 * JOINTS) or score.shape != (len(poses),):
+        for p, vec in enumerate(poses):  # find the first bad detection for the message
+            a, b = json_numbers(vec), json_numbers(scores[p], np.float64)
+            if a is None or b is None or b.shape != ():
+                raise FormatError(f"frame {frame_of[p]}: 'pose3d' or 'cumscore' is not numeric")
             if a.shape != (3 * JOINTS,):
                 raise FormatError(f"frame {frame_of[p]}: 'pose3d' has {a.size} values, not {3 * JOINTS}")
         raise FormatError("'pose3d' or 'cumscore' is not numeric")
@@ -92,10 +85,7 @@ def parse_video(data: bytes, vectors: str = "planar") -> Sequence:
     seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
     seq[t, slot] = joints[order]
     present = np.any(seq != 0, axis=(2, 3))
-    seq = seq[present[:, 0] | present[:, 1]]
-    if not len(seq):
-        raise FormatError("every detection is all zeros")
-    return seq, 2 if np.any(seq[:, 1] != 0) else 1
+    return checked(seq[present[:, 0] | present[:, 1]], 2 if np.any(seq[:, 1] != 0) else 1)
 
 
 class ToyotaFormat(DatasetFormat):

@@ -1,0 +1,125 @@
+"""Small valid input files for every reader, written from arrays, and a way to call each
+reader on raw bytes: the seeds that tests/test_bad_input.py and tests/test_fuzz.py damage.
+Nothing here needs the real sample data."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from s2i_cli.formats import FormatError, Item, Sequence, get_format
+from s2i_cli.formats.pkummd import read_label_lines
+from tests.test_formats import toyota_doc
+
+BODY_ID = 72057594037931101  # a real-looking 64-bit ID (2**56 + a few thousand)
+
+
+def ntu_bytes(joints: np.ndarray, body_ids: tuple[int, ...] = (BODY_ID, BODY_ID + 1)) -> bytes:
+    """An NTU `.skeleton` file (formats.md §1.2) with every body of `joints` (T, B, 25, 3) in
+    every frame. Line numbers: 1 frame count; per frame its body count, then per body its
+    info line, the joint count and 25 joint lines (frame 0, body 0, joint j is line 5 + j)."""
+    lines = [str(len(joints))]
+    for frame in joints:
+        lines.append(str(len(frame)))
+        for b, body in enumerate(frame):
+            lines += [f"{body_ids[b]} 0 1 1 1 1 0 0.05 -0.1 2", "25"]
+            lines += [f"{x:.7g} {y:.7g} {z:.7g} 250.1 180.2 960.5 540.3 0.1 0.2 0.3 0.9 2" for x, y, z in body]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def ntu_joints(rng: np.random.Generator, frames: int = 3, bodies: int = 1) -> np.ndarray:
+    joints = rng.normal(size=(frames, bodies, 25, 3)).astype(np.float32)
+    joints[..., 1] *= 4  # tall and thin, as people are: passes the selection's spread filter
+    return joints
+
+
+def pku_bytes(rows: np.ndarray) -> bytes:
+    """A PKU-MMD skeleton file: one line of 150 values per frame (formats.md §3)."""
+    return "".join(" ".join(f"{v:.6f}" for v in row) + " \n" for row in rows.reshape(len(rows), -1)).encode()
+
+
+def nwucla_bytes(joints: np.ndarray, label: int = 1) -> bytes:
+    """An NW-UCLA all_sqe JSON (formats.md §2) of joints (T, 20, 3); `label` is 1-based."""
+    return json.dumps({"file_name": "a01_s01_e01_v01", "skeletons": joints.tolist(), "label": label}).encode()
+
+
+def kinetics_doc(rng: np.random.Generator, frames: int = 4, people: int = 2) -> dict:
+    """A Kinetics-skeleton video JSON (formats.md §4): OpenPose 18 joints, x y in 0-1, scores."""
+    data = []
+    for t in range(frames):
+        skeleton = [{"pose": np.round(rng.uniform(0.1, 0.9, 36), 3).tolist(),
+                     "score": np.round(rng.uniform(0.2, 1.0, 18), 3).tolist()} for _ in range(people)]
+        data.append({"frame_index": t + 1, "skeleton": skeleton})
+    return {"data": data, "label": "abseiling", "label_index": 0}
+
+
+# --------------------------------------------------------------------------- readers on bytes
+
+def _item(name: str, label: int = 0, extra: tuple = ()) -> Item:
+    return Item(name, Path(name), label, {}, extra)
+
+
+def read_ntu(data: bytes) -> list[Sequence | FormatError]:
+    return get_format("ntu120").read_items(Path("S001C001P001R001A001.skeleton"), data, [_item("S001C001P001R001A001")])
+
+
+def read_pkummd(data: bytes) -> list[Sequence | FormatError]:
+    """Three labelled intervals of one sequence: the start, the middle, past the end."""
+    items = [_item("0002-L_001", 0, (0, 1, 1)), _item("0002-L_002", 1, (1, 2, 2)), _item("0002-L_003", 2, (2, 40, 3))]
+    return get_format("pkummd").read_items(Path("0002-L.txt"), data, items)
+
+
+def read_pkummd_labels(data: bytes) -> list:
+    """Label file bytes as discovery reads them (UTF-8; a file that is not is rejected there)."""
+    return read_label_lines(data.decode("utf-8-sig"))
+
+
+def read_nwucla(data: bytes) -> list[Sequence | FormatError]:
+    return get_format("nwucla").read_items(Path("a01_s01_e01_v01.json"), data, [_item("a01_s01_e01_v01")])
+
+
+def read_kinetics(data: bytes) -> list[Sequence | FormatError]:
+    return get_format("kinetics").read_items(Path("x.json"), data, [_item("x")])
+
+
+def read_toyota(data: bytes) -> list[Sequence | FormatError]:
+    return get_format("toyota").read_items(Path("Walk_p03_r00_v01_c01.json"), data, [_item("Walk_p03_r00_v01_c01")])
+
+
+def seeds(rng: np.random.Generator) -> dict[str, tuple[bytes, Callable[[bytes], list]]]:
+    """Reader name -> (a small valid file, the function that reads such bytes)."""
+    pku = np.zeros((4, 2, 25, 3), dtype=np.float32)
+    pku[:, 0] = rng.normal(size=(4, 25, 3))
+    pku[1:3, 1] = rng.normal(size=(2, 25, 3))
+    toyota, _ = toyota_doc(rng, frames=4)
+    return {
+        "ntu": (ntu_bytes(ntu_joints(rng)), read_ntu),
+        "pkummd": (pku_bytes(pku), read_pkummd),
+        "pkummd labels": (b"1,0,1,2\r\n12,2,3,1\r\n", read_pkummd_labels),
+        "nwucla": (nwucla_bytes(rng.normal(size=(3, 20, 3)).round(4)), read_nwucla),
+        "kinetics": (json.dumps(kinetics_doc(rng)).encode(), read_kinetics),
+        "toyota": (json.dumps(toyota).encode(), read_toyota),
+    }
+
+
+def within(seconds: float, fn: Callable, *args):
+    """fn(*args), failing the test when it has not returned after `seconds` (a hang): it runs
+    on a daemon thread, so a hung kernel cannot stop the test run from ending."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller as it is
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} still running after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
