@@ -72,9 +72,12 @@ def read_pkummd(data: bytes) -> list[Sequence | FormatError]:
     return get_format("pkummd").read_items(Path("0002-L.txt"), data, items)
 
 
-def read_pkummd_labels(data: bytes) -> list:
-    """Label file bytes as discovery reads them (UTF-8; a file that is not is rejected there)."""
-    return read_label_lines(data.decode("utf-8-sig"))
+def read_pkummd_labels(data: bytes) -> list | FormatError:
+    """Label file bytes as discovery reads them: its rows, or the FormatError it rejects."""
+    try:
+        return read_label_lines(data)
+    except FormatError as exc:
+        return exc
 
 
 def read_nwucla(data: bytes) -> list[Sequence | FormatError]:

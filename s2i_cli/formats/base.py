@@ -143,7 +143,8 @@ def json_numbers(value, dtype=np.float32) -> np.ndarray | None:
         cells = np.array(value, dtype=object)
         if cells.size and not set(map(type, cells.ravel())) <= {int, float}:  # bool is not int here
             return None
-        return cells.astype(dtype)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, which `checked` rejects
+            return cells.astype(dtype)
     except (ValueError, TypeError, OverflowError):  # ragged, more than 64 levels, an int beyond float
         return None
 

@@ -65,9 +65,14 @@ def parse_split_text(text: str) -> dict[str, int]:
     return sides
 
 
-def read_label_lines(text: str) -> list[tuple[int, tuple[int, int, int, int] | str]]:
-    """Label file text -> per non-blank line (1-based number, (label, start, end, confidence)
-    or the reason it is bad)."""
+def read_label_lines(data: bytes) -> list[tuple[int, tuple[int, int, int, int] | str]]:
+    """Label file bytes -> per non-blank line (1-based number, (label, start, end, confidence)
+    or the reason it is bad); FormatError when they are not UTF-8 text. A leading byte order
+    mark is not part of line 1."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text: {exc.reason}") from None
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -237,11 +242,13 @@ class PKUMMDFormat(DatasetFormat):
                 rejected.append(Rejection(stem, "label file has no skeleton file of the same name"))
                 continue
             try:
-                text = labels[stem].read_text(encoding="utf-8-sig")  # a leading BOM is not part of line 1
-            except (OSError, UnicodeDecodeError) as exc:
-                rejected.append(Rejection(stem, f"cannot read the label file: {exc}"))
+                rows = read_label_lines(labels[stem].read_bytes())
+            except OSError as exc:
+                rejected.append(Rejection(stem, f"cannot read the label file: {exc.strerror or exc}"))
                 continue
-            rows = read_label_lines(text)
+            except FormatError as exc:
+                rejected.append(Rejection(stem, f"cannot read the label file: {exc.reason}"))
+                continue
             if not rows:
                 rejected.append(Rejection(stem, "label file holds no action instance"))
                 continue
