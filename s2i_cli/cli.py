@@ -29,6 +29,13 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def key_values(pairs: Optional[list[str]], option: str) -> dict[str, str]:
+    """Repeated KEY=VALUE options -> a dict, or a one-line error."""
+    if any("=" not in p for p in pairs or []):
+        fail(f"{option} takes KEY=VALUE")
+    return dict(p.split("=", 1) for p in pairs or [])
+
+
 # --- convert / synth / info / show (lead) ---
 DATASET_HELP = (
     "ntu60 | ntu120: NTU RGB+D .skeleton files (protocols xsub, xview / xsub, xset). "
@@ -51,13 +58,16 @@ DATASET_HELP = (
 def convert(
     dataset: Annotated[str, typer.Argument(help=DATASET_HELP)],
     raw: Annotated[Path, typer.Argument(help="Folder of raw files (searched recursively), e.g. the unzipped nturgbd_skeletons_*.zip; for pyskl and ctrgcn the one .pkl or .npz file")],
-    out: Annotated[Path, typer.Argument(help="Output Zarr store (a directory), e.g. out.zarr")],
+    out: Annotated[str, typer.Argument(help="Output Zarr store: a directory (out.zarr) or a URL (s3://bucket/out.zarr)")],
     size: Annotated[int, typer.Option(help="Image height and width in pixels")] = 224,
     layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); aligned: parts with band edges on the 16-px patch grid and equal limbs (part masking, mirroring); concat: the parts' joints side by side, resized as a whole")] = "parts",
     persons: Annotated[Optional[str], typer.Option(help="stacked: actor 1 in the top half, actor 2 in the bottom half; main: actor 1 only. Default: the dataset's (stacked for NTU)")] = None,
     fill: Annotated[str, typer.Option(help="stacked with one actor: repeat (actor 1 again in the bottom half) or zero (an empty body at the origin, as CTR-GCN/MAMP pad)")] = "repeat",
     norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions). Either decodes back to metres")] = "channel",
-    workers: Annotated[Optional[int], typer.Option(help="Threads for reading/parsing and encoding (default: all cores)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes, each converting one shard at a time (default: all cores; 1: in this process)")] = None,
+    dask: Annotated[Optional[int], typer.Option("--dask", help="Run the shard tasks on a local Dask cluster of N worker processes")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run the shard tasks on the Dask cluster at this scheduler address, e.g. tcp://HOST:8786 (its workers must see RAW and OUT)")] = None,
+    storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL (fsspec/s3fs), repeatable: endpoint_url=http://HOST:9000, key=..., secret=...; or the usual AWS_* environment variables")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted conversion into OUT")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Convert only the first N samples (a quick try)")] = None,
@@ -70,22 +80,24 @@ def convert(
 
     Every file ends up in the store or in the store's list of rejected files with the
     reason and line. Exit status: 0 all converted; 1 some files were rejected (the rest
-    converted; see the summary or `s2i info`); 2 nothing converted (bad arguments or input).
+    converted; see the summary or `s2i info`); 2 nothing converted (bad arguments or input);
+    3 a shard task failed (a worker killed, disk full): OUT is left resumable with --resume.
     """
     import sys
 
-    from .convert import ConvertError, convert as run_convert
+    from .convert import ConvertError, ConvertFailed, convert as run_convert
     from .report import print_convert_report
 
-    options = dict(opt.split("=", 1) for opt in reader_option or [] if "=" in opt)
-    if len(options) != len(reader_option or []):
-        fail("--reader-option takes KEY=VALUE")
+    options = key_values(reader_option, "--reader-option")
     try:
         report = run_convert(dataset, raw, out, size=size, layout_name=layout, persons=persons, fill=fill, norm=norm,
                              workers=workers,
                              resume=resume, overwrite=overwrite, limit=limit, missing_list=missing_list,
                              shard=shard_size, reader_options=options, progress=progress,
-                             command=" ".join(["s2i", *sys.argv[1:]]))
+                             command=" ".join(["s2i", *sys.argv[1:]]), scheduler=scheduler, dask_workers=dask,
+                             storage_options=key_values(storage_option, "--storage-option"))
+    except ConvertFailed as exc:
+        fail(str(exc), 3)
     except (ConvertError, ValueError) as exc:
         fail(str(exc))
     print_convert_report(report)

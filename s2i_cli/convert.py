@@ -1,17 +1,24 @@
-"""`s2i convert`: raw files -> S2I store, one shard-aligned batch at a time (docs/design.md §1).
+"""`s2i convert`: raw files -> S2I store, one shard per task (docs/design.md §1).
 
-discover -> read (thread pool) -> parse + select (Numba, nogil, in the pool) -> centre ->
-encode (one parallel Numba kernel per batch) -> write whole shards. Memory is bounded by
-one batch plus one shard whatever the dataset size. Progress is recorded after every
-shard, so an interrupted run continues with --resume."""
+The parent discovers the samples, creates the store at its final size (one slot per
+discovered sample, one skeleton frame region per shard) and hands out shards. A task
+reads, parses, selects, centres, encodes and writes one whole shard (every array), records
+it as done, and returns its rejections and counts. Tasks run in worker processes (a
+forkserver pool, `--workers N`), on a Dask cluster (`--dask N`, `--scheduler ADDRESS`), or
+in this process (`--workers 1`). They may finish in any order: `--resume` redoes exactly
+the shards without a done record. The parent then writes the splits and the rejected list
+and marks the store complete."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
@@ -28,9 +35,13 @@ class ConvertError(Exception):
     """A conversion that cannot start; the message is one line."""
 
 
+class ConvertFailed(ConvertError):
+    """A conversion that started and stopped (a shard task failed): the store is resumable."""
+
+
 @dataclass
 class ConvertReport:
-    store: Path
+    store: str
     dataset: str
     discovered: int
     written: int
@@ -40,45 +51,40 @@ class ConvertReport:
     input_bytes: int
     image_bytes: int  # uncompressed size of the images array
     image_stored: int  # its compressed size on disk
-    store_bytes: int  # bytes on disk, everything
+    store_bytes: int | None  # bytes on disk, everything (None for a store at a URL)
     seconds: float
     resumed_from: int = 0  # samples already in the store when a --resume started
-    protocols: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Encoded:
-    """Encoded samples waiting to be written, with the index of the item each came from."""
+@dataclass(frozen=True)
+class Plan:
+    """What every shard task shares: plain values, sent to worker processes and Dask workers."""
 
-    item: np.ndarray
-    images: np.ndarray
-    label: np.ndarray
-    name: list[str]
-    frames: np.ndarray
-    actors: np.ndarray
-    norm: np.ndarray
-    meta: dict[str, np.ndarray]
-    skeletons: list[np.ndarray]
+    dataset: str
+    reader_options: tuple[tuple[str, str], ...]
+    store: str
+    storage_options: tuple[tuple[str, str], ...]
+    size: int
+    layout_name: str
+    persons: str
+    fill: str
+    norm: str
+    shard: int
 
-    def __len__(self) -> int:
-        return len(self.item)
 
-    def split(self, n: int) -> tuple[Encoded, Encoded]:
-        def part(sl: slice) -> Encoded:
-            return Encoded(self.item[sl], self.images[sl], self.label[sl], self.name[sl], self.frames[sl],
-                           self.actors[sl], self.norm[sl], {k: v[sl] for k, v in self.meta.items()},
-                           self.skeletons[sl])
-        return part(slice(0, n)), part(slice(n, None))
+@dataclass(frozen=True)
+class ShardTask:
+    index: int  # shard number: slots [index * shard, index * shard + len(items))
+    items: tuple[Item, ...]
 
-    @staticmethod
-    def concat(blocks: list[Encoded]) -> Encoded:
-        first = blocks[0]
-        return Encoded(np.concatenate([b.item for b in blocks]), np.concatenate([b.images for b in blocks]),
-                       np.concatenate([b.label for b in blocks]), [n for b in blocks for n in b.name],
-                       np.concatenate([b.frames for b in blocks]), np.concatenate([b.actors for b in blocks]),
-                       np.concatenate([b.norm for b in blocks]),
-                       {k: np.concatenate([b.meta[k] for b in blocks]) for k in first.meta},
-                       [s for b in blocks for s in b.skeletons])
+
+@dataclass(frozen=True)
+class ShardResult:
+    index: int
+    files: int  # items handled (the progress bar's unit)
+    written: int
+    rejected: tuple[tuple[int, Rejection], ...]  # (slot, rejection)
+    input_bytes: int
 
 
 def items_digest(items: list[Item]) -> str:
@@ -89,9 +95,12 @@ def items_digest(items: list[Item]) -> str:
     return h.hexdigest()
 
 
+# --------------------------------------------------------------------------- one shard
+
+
 def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list, int]:
-    """Read one file and turn it into its items' sequences (runs in the thread pool)."""
-    if not fmt.whole_files:
+    """Read one file and turn it into its items' sequences or FormatErrors."""
+    if not fmt.whole_files:  # an importer's reader reads only its items' part of one big file
         return fmt.read_items(path, b"", items), 0
     try:
         data = path.read_bytes()
@@ -103,31 +112,140 @@ def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list,
 def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], size: int, layout_name: str,
                      persons: str, fill: str = "repeat", norm: str = "channel",
                      ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Centre each selected sequence and encode the batch with one kernel call."""
+    """Centre each selected sequence and encode them all with one kernel call."""
     skel = fmt.skeleton
     centred = [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
     images, norm = encode(centred, [a for _, a in seqs], Encoding(skel, layout_name, size, persons, fill, norm))
     return images, norm, centred
 
 
-def encode_batch_items(fmt: DatasetFormat, batch: list[tuple[int, Item, object]], enc: Encoding,
-                       ) -> tuple[Encoded | None, list[tuple[int, Rejection]]]:
-    """Split a batch's results into encoded samples and rejections (with item indices)."""
-    good = [(i, it, r) for i, it, r in batch if not isinstance(r, FormatError)]
-    rejected = [(i, Rejection(it.name, r.reason, r.line)) for i, it, r in batch if isinstance(r, FormatError)]
-    if not good:
-        return None, rejected
-    images, norm, centred = encode_sequences(fmt, [r for _, _, r in good], enc.size, enc.layout, enc.persons,
-                                             enc.fill, enc.norm)
-    items = [it for _, it, _ in good]
-    return Encoded(
-        item=np.array([i for i, _, _ in good], dtype=np.int64), images=images,
-        label=np.array([it.label for it in items], dtype=np.int16), name=[it.name for it in items],
-        frames=np.array([len(s) for s in centred], dtype=np.int32),
-        actors=np.array([r[1] for _, _, r in good], dtype=np.int8), norm=norm,
-        meta={f: np.array([it.meta[f] for it in items], dtype=np.int16) for f in fmt.meta_fields},
-        skeletons=centred,
-    ), rejected
+@lru_cache(maxsize=4)
+def _format(dataset: str, options: tuple[tuple[str, str], ...]) -> DatasetFormat:
+    return get_format(dataset, **dict(options))
+
+
+@lru_cache(maxsize=4)
+def _root(location: str, options: tuple[tuple[str, str], ...]) -> zarr.Group:
+    return store.open_group(location, dict(options), mode="r+")
+
+
+def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema: dict
+                 ) -> tuple[dict, list[tuple[int, Rejection]], int]:
+    """Read, parse, select, centre and encode one shard's items into a block of every
+    per-sample array (`store.sample_schema`); a rejected file's slot keeps its name, label
+    and metadata and is marked not valid."""
+    results, nbytes = [], 0
+    for path, group in groupby(items, key=lambda it: it.path):
+        group = list(group)
+        seqs, n = read_group(fmt, path, group)
+        results += seqs
+        nbytes += n
+    block = store.empty_block(schema, len(items))
+    block["name"][:] = [it.name for it in items]
+    block["label"][:] = [it.label for it in items]
+    for field in fmt.meta_fields:
+        block[f"meta/{field}"][:] = [it.meta[field] for it in items]
+    good = [k for k, r in enumerate(results) if not isinstance(r, FormatError)]
+    empty = np.zeros((0, 2, fmt.skeleton.num_joints, 3), dtype=np.float32)
+    block["skeletons"] = [empty] * len(items)
+    if good:
+        images, norm, centred = encode_sequences(fmt, [results[k] for k in good], plan.size, plan.layout_name,
+                                                 plan.persons, plan.fill, plan.norm)
+        block["images"][good], block["norm"][good] = images, norm
+        block["valid"][good] = True
+        block["frames"][good] = [len(s) for s in centred]
+        block["actors"][good] = [results[k][1] for k in good]
+        for k, seq in zip(good, centred):
+            block["skeletons"][k] = seq
+    rejected = [(k, Rejection(it.name, r.reason, r.line)) for k, (it, r) in enumerate(zip(items, results))
+                if isinstance(r, FormatError)]
+    return block, rejected, nbytes
+
+
+def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
+    """The task: encode one shard, write all its arrays, then record it as done. Runs in a
+    worker process (or a Dask worker) with one Numba thread: parallelism is across tasks."""
+    numba.set_num_threads(1)
+    fmt = _format(plan.dataset, plan.reader_options)
+    root = _root(plan.store, plan.storage_options)
+    start = task.index * plan.shard
+    block, rejected, nbytes = encode_shard(plan, fmt, task.items, store.root_schema(root))
+    slots = [(start + k, r) for k, r in rejected]
+    store.write_shard(root, start, block)
+    written = len(task.items) - len(rejected)
+    store.mark_done(root, task.index, {"written": written, "input_bytes": nbytes, "pid": os.getpid(),
+                                       "rejected": [{"item": i, **r.as_dict()} for i, r in slots]})
+    return ShardResult(task.index, len(task.items), written, tuple(slots), nbytes)
+
+
+# --------------------------------------------------------------------------- running the tasks
+
+Outcome = tuple[ShardTask, ShardResult | BaseException]
+
+
+def run_inline(plan: Plan, tasks: list[ShardTask]) -> Iterator[Outcome]:
+    """One task after another in this process (`--workers 1`)."""
+    for task in tasks:
+        try:
+            yield task, convert_shard(plan, task)
+        except Exception as exc:  # noqa: BLE001 - reported with its shard by the caller
+            yield task, exc
+
+
+def run_processes(plan: Plan, tasks: list[ShardTask], workers: int) -> Iterator[Outcome]:
+    """Tasks on a pool of worker processes started by forkserver (spawn where there is none):
+    Numba's OpenMP layer aborts in children forked from a process that ran a parallel kernel."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        futures = {pool.submit(convert_shard, plan, task): task for task in tasks}
+        for future in as_completed(futures):
+            yield futures[future], _outcome(future)
+    finally:  # a failure (or the caller stopping) cancels the tasks not started; running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome(future: Future) -> ShardResult | BaseException:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return BrokenProcessPool("a worker process died (killed, or out of memory)")
+    except Exception as exc:  # noqa: BLE001 - reported with its shard by the caller
+        return exc
+
+
+def run_dask(plan: Plan, tasks: list[ShardTask], scheduler: str | None, dask_workers: int | None) -> Iterator[Outcome]:
+    """The same tasks on a Dask distributed cluster: the one at `scheduler` (tcp://HOST:8786),
+    or a local one of `dask_workers` single-threaded worker processes."""
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    client = Client(scheduler or cluster)
+    futures = {client.submit(convert_shard, plan, task, pure=False): task for task in tasks}
+    try:
+        for future in dask_completed(futures):
+            yield futures[future], _outcome(future)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def warm_kernels(fmt: DatasetFormat, items: list[Item], plan: Plan) -> None:
+    """Compile (or load from Numba's cache) the parse, select and encode kernels in this
+    process before workers start, so they load the cache instead of each compiling."""
+    seqs = [r for r in read_group(fmt, items[0].path, items[:1])[0] if not isinstance(r, FormatError)]
+    if seqs:
+        encode_sequences(fmt, seqs, plan.size, plan.layout_name, plan.persons, plan.fill, plan.norm)
+
+
+# --------------------------------------------------------------------------- the conversion
 
 
 def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
@@ -145,129 +263,32 @@ def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
     }
 
 
-_BEFORE_CHOICES = {"fill": "repeat", "norm": "channel"}  # what stores made before these options hold
-
-
-def open_for_resume(out: Path, attrs: dict) -> zarr.Group:
+def open_for_resume(out: str, storage_options: dict, attrs: dict) -> zarr.Group:
     """Reopen an interrupted store, refusing one made from other files or options."""
     try:
-        root = zarr.open_group(str(out), mode="r+")
+        root = store.open_group(out, storage_options, mode="r+")
         old = root.attrs["s2i"]
     except Exception as exc:
         raise ConvertError(f"{out} is not an s2i store that can be resumed ({exc}); use --overwrite") from exc
+    if old.get("format_version") != store.FORMAT_VERSION:
+        raise ConvertError(f"cannot resume {out}: it has store format {old.get('format_version')}, this s2i "
+                           f"writes {store.FORMAT_VERSION}; use --overwrite to start again")
     for key in ("dataset", "layout", "persons", "fill", "norm", "image_size", "items_digest"):
-        if old.get(key, _BEFORE_CHOICES.get(key)) != attrs[key]:
+        if old.get(key) != attrs[key]:
             raise ConvertError(f"cannot resume {out}: its {key} differs from this run's "
                                "(other files or options); use --overwrite to start again")
+    if old.get("complete"):
+        raise ConvertError(f"{out} is already complete: nothing to resume (--overwrite converts it again)")
     return root
 
 
-def read_batches(pool: ThreadPoolExecutor, fmt: DatasetFormat, items: list[Item], first: int, shard: int):
-    """Yield (batch, bytes read): batches of whole files, about one shard of items each, as
-    [(item index, item, sequence or FormatError)]. Two batches are read ahead, so the pool
-    parses the next while the caller encodes and writes this one."""
-    todo = list(enumerate(items))[first:]
-    batches: list[list[list[tuple[int, Item]]]] = []
-    for _, group in groupby(todo, key=lambda t: t[1].path):
-        group = list(group)
-        # a reader of parts of one big file takes it a shard at a time
-        step = len(group) if fmt.whole_files else shard
-        for part in (group[k:k + step] for k in range(0, len(group), step)):
-            if not batches or sum(len(g) for g in batches[-1]) >= shard:
-                batches.append([])
-            batches[-1].append(part)
-
-    def submit(batch):
-        return [(g, pool.submit(read_group, fmt, g[0][1].path, [it for _, it in g])) for g in batch]
-
-    in_flight = deque(submit(b) for b in batches[:2])
-    queue = deque(batches[2:])
-    while in_flight:
-        futures = in_flight.popleft()
-        if queue:
-            in_flight.append(submit(queue.popleft()))
-        batch, nbytes = [], 0
-        for group, fut in futures:
-            results, n = fut.result()
-            nbytes += n
-            batch += [(i, it, r) for (i, it), r in zip(group, results)]
-        yield batch, nbytes
-
-
-class ShardWriter:
-    """Buffers encoded samples and writes whole shards in order on one background thread,
-    the store's only writer, recording progress after each shard for --resume. Writing
-    overlaps with the encoding of the next batch."""
-
-    def __init__(self, root: zarr.Group, shard: int, state: dict):
-        self.root, self.shard = root, shard
-        self.written = state["samples_written"]
-        self.rejected = [(r["item"], Rejection(r["name"], r["reason"], r["line"])) for r in state.get("rejected", [])]
-        self.pending: list[Encoded] = []
-        self.pending_count = 0
-        self.next_item = state["items_done"]
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2i-writer")
-        self.writes: deque = deque()
-        self.failed = False
-
-    def add(self, encoded: Encoded | None, rejections: list[tuple[int, Rejection]], next_item: int) -> None:
-        while self.writes and self.writes[0].done():
-            self.writes.popleft().result()  # a failed write stops the conversion here
-        self.rejected += rejections
-        self.next_item = next_item
-        if encoded is not None:
-            self.pending.append(encoded)
-            self.pending_count += len(encoded)
-        self._flush(final=False)
-
-    def close(self) -> tuple[int, list[Rejection]]:
-        self._flush(final=True)
-        if not self.writes:  # nothing left to write: record that every item was seen
-            self.writes.append(self.thread.submit(self._record, self.written, self.next_item))
-        while self.writes:
-            self.writes.popleft().result()
-        self.thread.shutdown()
-        return self.written, [r for _, r in self.rejected]
-
-    def _flush(self, final: bool) -> None:
-        while self.pending and (self.pending_count >= self.shard or final):
-            block, rest = Encoded.concat(self.pending).split(self.shard)
-            self.pending, self.pending_count = ([rest], len(rest)) if len(rest) else ([], 0)
-            start, self.written = self.written, self.written + len(block)
-            # resume restarts at the first item still pending, or after everything seen so far
-            done_items = int(rest.item[0]) if len(rest) else self.next_item
-            self.writes.append(self.thread.submit(self._write, start, block, done_items))
-            while len(self.writes) > 2:  # bound memory: at most two shards queued
-                self.writes.popleft().result()
-
-    def _write(self, start: int, block: Encoded, done_items: int) -> None:
-        if self.failed:  # a shard after a failed one must not be recorded as progress
-            return
-        try:
-            store.write_shard(self.root, start, {
-                "images": block.images, "label": block.label, "name": block.name, "frames": block.frames,
-                "actors": block.actors, "norm": block.norm, "meta": block.meta, "skeletons": block.skeletons})
-            self._record(start + len(block), done_items)
-        except BaseException:
-            self.failed = True
-            raise
-
-    def _record(self, written: int, done_items: int) -> None:
-        store.update_attrs(self.root, progress={
-            "items_done": done_items, "samples_written": written,
-            "frames_written": int(self.root["skeleton/offsets"][written]),
-            "rejected": [{"item": i, **r.as_dict()} for i, r in list(self.rejected) if i < done_items]})
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
-def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name: str = "parts",
-            persons: str | None = None, fill: str = "repeat", norm: str = "channel", workers: int | None = None, resume: bool = False,
+def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout_name: str = "parts",
+            persons: str | None = None, fill: str = "repeat", norm: str = "channel", workers: int | None = None,
+            resume: bool = False,
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
             shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
-            command: str = "") -> ConvertReport:
+            command: str = "", scheduler: str | None = None, dask_workers: int | None = None,
+            storage_options: dict[str, str] | None = None) -> ConvertReport:
     started = time.perf_counter()
     fmt = get_format(dataset, **(reader_options or {}))
     persons = persons or fmt.persons
@@ -284,11 +305,14 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         enc = Encoding(fmt.skeleton, layout_name, size, persons, fill, norm)
     except ValueError as exc:
         raise ConvertError(str(exc)) from exc
-    raw, out = Path(raw), Path(out)
+    raw, out = Path(raw), str(out)
     if not (raw.is_file() if fmt.raw_is_file else raw.is_dir()):
         raise ConvertError(f"raw {'file' if fmt.raw_is_file else 'folder'} {raw} does not exist")
     if resume and overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
+    if scheduler and dask_workers:
+        raise ConvertError("--scheduler and --dask exclude each other: pick one")
+    storage_options = dict(storage_options or {})
 
     items, rejected, ignored = fmt.discover(raw, missing_list)
     discovered = len(items) + len(rejected) + sum(ignored.values())
@@ -298,49 +322,76 @@ def convert(dataset: str, raw: Path, out: Path, *, size: int = 224, layout_name:
         raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
     attrs = store_attrs(fmt, raw, items, enc, ignored, discovered, command)
 
-    if resume and out.exists():
-        root = open_for_resume(out, attrs)
-        state = store.truncate_to_progress(root)
+    if resume and store.exists(out, storage_options):
+        root = open_for_resume(out, storage_options, attrs)
+        shard = root.attrs["s2i"]["shard"]
     else:
         try:
             root = store.create_store(out, n=len(items), height=size, width=size, joints=fmt.skeleton.num_joints,
                                       channels=3, meta_fields=list(fmt.meta_fields), attrs=attrs,
-                                      overwrite=overwrite, shard=shard)
+                                      overwrite=overwrite, shard=shard, storage_options=storage_options)
         except store.StoreError as exc:
             raise ConvertError(str(exc)) from exc
-        state = root.attrs["s2i"]["progress"]
-    shard = root.attrs["s2i"]["shard"]
-    resumed_from = state["samples_written"]
+    done = store.done_shards(root)
+    resumed_from = sum(int(r.get("written", 0)) for r in done.values())
+    tasks = [ShardTask(k, tuple(items[k * shard:(k + 1) * shard])) for k in range(-(-len(items) // shard))
+             if k not in done]
+    plan = Plan(dataset, tuple(sorted((reader_options or {}).items())), out,
+                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, norm, shard)
 
     workers = workers or os.cpu_count() or 1
-    numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
-    writer = ShardWriter(root, shard, state)
-    bar = _progress(progress)
-    first_item = state["items_done"]
-    input_bytes = 0
-    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=first_item, mb=0.0, rate=0.0)
+    if scheduler or dask_workers:
+        outcomes = run_dask(plan, tasks, scheduler, dask_workers)
+    elif workers > 1 and len(tasks) > 1:
+        warm_kernels(fmt, items, plan)
+        outcomes = run_processes(plan, tasks, min(workers, len(tasks)))
+    else:
+        outcomes = run_inline(plan, tasks)
+    failed: list[tuple[ShardTask, BaseException]] = []
+    input_bytes = files = 0
+    with _progress(progress) as bar:
+        bar_task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=len(items) - sum(
+            len(t.items) for t in tasks), mb=0.0, rate=0.0)
         t0 = time.perf_counter()
-        for batch, nbytes in read_batches(pool, fmt, items, first_item, shard):
-            input_bytes += nbytes
-            encoded, rejections = encode_batch_items(fmt, batch, enc)
-            writer.add(encoded, rejections, next_item=batch[-1][0] + 1)
+        for task, result in outcomes:
+            if isinstance(result, BaseException):
+                failed.append((task, result))
+                break  # stops submitting; the tasks already running finish and record themselves
+            input_bytes += result.input_bytes
+            files += result.files
             elapsed = max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, completed=batch[-1][0] + 1, mb=input_bytes / elapsed / 1e6,
-                       rate=(batch[-1][0] + 1 - first_item) / elapsed)
-        written, run_rejected = writer.close()
+            bar.update(bar_task, advance=result.files, mb=input_bytes / elapsed / 1e6, rate=files / elapsed)
+        outcomes.close()
+    if failed:
+        task, exc = failed[0]
+        first = task.index * shard
+        missing = -(-len(items) // shard) - len(store.done_shards(root))
+        raise ConvertFailed(f"shard {task.index} (samples {first}–{first + len(task.items) - 1}, from "
+                            f"{task.items[0].name}) failed: {str(exc) or type(exc).__name__}; {missing} shard(s) "
+                            f"not written: run the same command with --resume to finish {out}")
 
-    meta = {f: root["meta"][f][:written] for f in fmt.meta_fields}
-    splits = split_sides(fmt.splits(meta)) if written else {}
+    records = store.done_shards(root)
+    run_rejected = [Rejection(r["name"], r["reason"], r["line"])
+                    for k in sorted(records) for r in records[k].get("rejected", [])]
+    valid = np.asarray(root["valid"][:], dtype=bool)
+    meta = {f: np.asarray(root[f"meta/{f}"][:]) for f in fmt.meta_fields}
+    masks = fmt.splits(meta) if valid.any() else {}
+    splits = split_sides({p: (_only(m[0], valid), _only(m[1], valid)) if isinstance(m, tuple)
+                          else (_only(m, valid), _only(~np.asarray(m, dtype=bool), valid))
+                          for p, m in masks.items()})
     all_rejected = rejected + run_rejected
-    store.update_attrs(root, rejected=[r.as_dict() for r in all_rejected])
-    store.finalize(root, written, splits)
+    store.finalize(root, splits, [r.as_dict() for r in all_rejected])
     return ConvertReport(
-        store=out, dataset=fmt.name, discovered=discovered, written=written, rejected=all_rejected,
+        store=out, dataset=fmt.name, discovered=discovered, written=int(valid.sum()), rejected=all_rejected,
         ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
         input_bytes=input_bytes, image_bytes=int(root["images"].nbytes),
-        image_stored=int(root["images"].nbytes_stored()), store_bytes=dir_bytes(out),
-        seconds=time.perf_counter() - started, resumed_from=resumed_from, protocols=sorted(splits))
+        image_stored=int(root["images"].nbytes_stored()), store_bytes=store.store_bytes(out),
+        seconds=time.perf_counter() - started, resumed_from=resumed_from)
+
+
+def _only(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A split mask restricted to the slots that hold a sample."""
+    return np.asarray(mask, dtype=bool) & valid
 
 
 def _progress(enabled: bool):
@@ -351,3 +402,4 @@ def _progress(enabled: bool):
                     TextColumn("{task.fields[rate]:.0f} files/s  {task.fields[mb]:.1f} MB/s"),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not enabled)
+

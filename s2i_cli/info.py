@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .report import human_bytes
+from .store import store_bytes
 
 DEFAULT_TOP = 20  # classes listed unless --all
 
@@ -25,17 +26,15 @@ def store_path(root: zarr.Group) -> Path | None:
     return Path(path) if path is not None else None
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def store_summary(root: zarr.Group) -> dict[str, Any]:
     """Everything `s2i info` shows, as plain Python values (ints, strings, lists, dicts).
 
-    Counts come from the arrays themselves (labels, splits, actors, frames), not from the
-    attributes, so the summary also checks that the two agree (`attrs_samples`)."""
+    Counts come from the arrays themselves (labels, splits, actors, frames of the valid
+    slots), not from the attributes, so the summary also checks that the two agree
+    (`attrs_samples`)."""
     attrs = dict(root.attrs["s2i"])
-    labels = np.asarray(root["label"][:], dtype=np.int64)
+    valid = np.asarray(root["valid"][:], dtype=bool)
+    labels = np.asarray(root["label"][:], dtype=np.int64)[valid]
     n = int(labels.shape[0])
     class_names = list(attrs.get("class_names") or [])
     n_classes = max(len(class_names), int(labels.max()) + 1 if n else 0)
@@ -46,13 +45,13 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     for protocol in attrs.get("protocols", []):
         splits[protocol] = {side: int(root[f"splits/{protocol}/{side}"].shape[0]) for side in ("train", "test")}
 
-    frames = np.asarray(root["frames"][:], dtype=np.int64)
-    actors = np.asarray(root["actors"][:], dtype=np.int64)
+    frames = np.asarray(root["frames"][:], dtype=np.int64)[valid]
+    actors = np.asarray(root["actors"][:], dtype=np.int64)[valid]
     images = root["images"]
     image_bytes = int(images.nbytes)
     image_disk = int(images.nbytes_stored())
     path = store_path(root)
-    disk = _dir_bytes(path) if path is not None and path.is_dir() else None
+    disk = store_bytes(path) if path is not None else None
     height, width = images.shape[2], images.shape[3]
     return {
         "path": str(path) if path is not None else None,
@@ -68,6 +67,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
         "image_size": [int(height), int(width)],
         "image_dtype": str(images.dtype),
         "samples": n,
+        "slots": int(valid.shape[0]),
         "attrs_samples": attrs.get("samples"),
         "classes": n_classes,
         "class_counts": [{"index": c, "name": names[c], "count": int(counts[c])} for c in range(n_classes)],
@@ -131,7 +131,9 @@ def overview_table(summary: dict[str, Any]) -> Table:
     table.add_row("layout", f"{s['layout']}{bands}")
     persons = {"stacked": "stacked (actor 1 top half, actor 2 bottom half)", "main": "main (actor 1 only)"}
     table.add_row("persons", persons.get(s["persons"], s["persons"]))
-    table.add_row("images", f"{s['samples']} × 3 × {h} × {w} {s['image_dtype']}")
+    table.add_row("images", f"{s['slots']} × 3 × {h} × {w} {s['image_dtype']}" +
+                  (f" ({s['slots'] - s['samples']} slots of rejected files, marked in `valid`)"
+                   if s["slots"] != s["samples"] else ""))
     samples = f"{s['samples']}"
     if s["attrs_samples"] is not None and s["attrs_samples"] != s["samples"]:
         samples += f" [red](attributes say {s['attrs_samples']})[/]"

@@ -27,7 +27,8 @@ def print_convert_report(report) -> None:
         table.add_row(f"split {protocol}", f"train {train} / test {test}")
     table.add_row("rejected", f"[red]{len(report.rejected)}[/]" if report.rejected else "0")
     ratio = report.image_bytes / report.image_stored if report.image_stored else 0.0
-    table.add_row("store size", f"{human_bytes(report.store_bytes)} on disk; images {human_bytes(report.image_bytes)} "
+    where = f"{human_bytes(report.store_bytes)} on disk" if report.store_bytes is not None else "in object storage"
+    table.add_row("store size", f"{where}; images {human_bytes(report.image_bytes)} "
                   f"uncompressed, {human_bytes(report.image_stored)} stored (compression {ratio:.1f}x)")
     rate = report.input_bytes / report.seconds / 1e6 if report.seconds else 0.0
     table.add_row("wall time", f"{report.seconds:.1f} s ({rate:.1f} MB/s of input read this run)")

@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 
 from . import layout, streams
-from .store import decode_image, quantised_values, read_skeleton, stream_arrays
+from .store import check_sample, decode_image, quantised_values, read_skeleton, stream_arrays
 
 DPI = 100
 FIGSIZE = (16.0, 9.0)  # inches: the PNG is 1600 x 900 pixels
@@ -176,6 +176,7 @@ class Sample:
 
 def load_sample(root: zarr.Group, index: int, stream: str = "joint") -> Sample:
     index = check_index(root, index)
+    check_sample(root, index)  # a rejected file's slot has no image or skeleton
     images, norm, power = stream_arrays(root, stream)
     attrs = dict(root.attrs["s2i"])
     label = int(root["label"][index])

@@ -1,11 +1,13 @@
-"""The s2i Zarr v3 store (docs/design.md §3): create it at its final size, write whole
-shards, record progress for --resume, finalise, open and validate.
+"""The s2i Zarr v3 store (docs/design.md §3): the per-sample schema, create the arrays at their
+final size, write one whole shard (any shard, in any order, from any process), record each
+shard as done for --resume, finalise, open and validate.
 
-The store knows arrays and attributes, not raw formats or torch."""
+A store lives in a local directory or at a URL (`s3://bucket/out.zarr`, through zarr's
+FsspecStore; `storage_options` carry the endpoint and credentials). The store knows arrays
+and attributes, not raw formats or torch."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-FORMAT_VERSION = 1
-SHARD = 256  # samples per shard: the unit of a write, of resume and of a training read block
-FRAMES_CHUNK = 8192  # frames per chunk of the ragged skeleton/joints array
+FORMAT_VERSION = 2  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records
+SHARD = 256  # samples per shard: the unit of a conversion task, of resume and of a training read block
+FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
+MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample on average
 
 _IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")  # typesize 1: shuffle is moot
 _ARRAY_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -26,66 +29,135 @@ class StoreError(Exception):
     """A store that cannot be used; the message is one line naming the problem and the fix."""
 
 
-def create_store(path: Path, *, n: int, height: int, width: int, joints: int, channels: int,
+Location = str | Path  # a local directory or a URL such as s3://bucket/out.zarr
+
+
+def sample_schema(height: int, width: int, meta_fields: list[str]) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+    """Every per-sample array, slot i for discovered sample i: path -> (shape after the sample
+    axis, dtype, dimension names). The one table that create, write_shard and the converter
+    iterate: a new per-sample array is one line here. `valid` is False in the slot of a
+    rejected file (its name, label and metadata are kept, the rest is zero)."""
+    return {
+        "images": ((3, height, width), "uint8", ("sample", "channel", "row", "column")),
+        "valid": ((), "bool", ("sample",)),
+        "label": ((), "int16", ("sample",)),
+        "name": ((), "str", ("sample",)),
+        "frames": ((), "int32", ("sample",)),
+        "actors": ((), "int8", ("sample",)),
+        "norm": ((3, 2), "float32", ("sample", "channel", "bound")),
+        "skeleton/start": ((), "int64", ("sample",)),
+        **{f"meta/{f}": ((), "int16", ("sample",)) for f in meta_fields},
+    }
+
+
+def root_schema(root: zarr.Group) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+    height, width = root["images"].shape[2:]
+    return sample_schema(height, width, list(root.attrs["s2i"].get("meta_fields") or []))
+
+
+def empty_block(schema: dict, m: int) -> dict[str, np.ndarray]:
+    """Zeroed per-sample arrays for `m` slots (names empty), to be filled by the caller."""
+    return {path: (np.full(m, "", dtype=object) if dtype == "str" else np.zeros((m, *tail), dtype=dtype))
+            for path, (tail, dtype, _) in schema.items()}
+
+
+def frame_region(shard: int) -> int:
+    """Frames reserved in skeleton/joints for one shard: whole chunks, so no two shards share one.
+    Chunks never written cost nothing on disk."""
+    return -(-shard * MEAN_FRAMES // FRAMES_CHUNK) * FRAMES_CHUNK
+
+
+def _store(location: Location, storage_options: dict | None, read_only: bool):
+    text = str(location)
+    if "://" in text:
+        return zarr.storage.FsspecStore.from_url(text, storage_options=storage_options or {}, read_only=read_only)
+    return zarr.storage.LocalStore(text, read_only=read_only)
+
+
+def is_url(location: Location) -> bool:
+    return "://" in str(location)
+
+
+def open_group(location: Location, storage_options: dict | None = None, mode: str = "r") -> zarr.Group:
+    """The root group at a directory or URL (no checks: `open_store` is the checked way in)."""
+    return zarr.open_group(_store(location, storage_options, mode == "r"), mode=mode)
+
+
+def exists(location: Location, storage_options: dict | None = None) -> bool:
+    if not is_url(location):
+        return Path(location).exists()
+    try:
+        open_group(location, storage_options)
+        return True
+    except Exception:  # FileNotFoundError / GroupNotFoundError, depending on the backend
+        return False
+
+
+def create_store(location: Location, *, n: int, height: int, width: int, joints: int, channels: int,
                  meta_fields: list[str], attrs: dict[str, Any], overwrite: bool = False,
-                 shard: int = SHARD) -> zarr.Group:
-    """Create every array at its final size `n` (shrunk by `finalize` if files are rejected)."""
-    path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise StoreError(f"{path} already exists: pass --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(path)
-    root = zarr.open_group(str(path), mode="w-", zarr_format=3)
-    per_sample = dict(chunks=(shard,), compressors=_ARRAY_CODEC)
-    root.create_array("images", shape=(n, 3, height, width), dtype="uint8",
-                      chunks=(1, 3, height, width), shards=(shard, 3, height, width),
-                      compressors=_IMAGE_CODEC, dimension_names=("sample", "channel", "row", "column"))
-    root.create_array("label", shape=(n,), dtype="int16", dimension_names=("sample",), **per_sample)
-    root.create_array("name", shape=(n,), dtype=str, dimension_names=("sample",), chunks=(shard,))
-    root.create_array("frames", shape=(n,), dtype="int32", dimension_names=("sample",), **per_sample)
-    root.create_array("actors", shape=(n,), dtype="int8", dimension_names=("sample",), **per_sample)
-    root.create_array("norm", shape=(n, 3, 2), dtype="float32", chunks=(shard, 3, 2),
-                      compressors=_ARRAY_CODEC, dimension_names=("sample", "channel", "bound"))
-    meta = root.create_group("meta")
-    for field in meta_fields:
-        meta.create_array(field, shape=(n,), dtype="int16", dimension_names=("sample",), **per_sample)
-    skel = root.create_group("skeleton")
-    offsets = skel.create_array("offsets", shape=(n + 1,), dtype="int64", dimension_names=("sample_edge",),
-                                **per_sample)
-    offsets[0] = 0
-    skel.create_array("joints", shape=(0, 2, joints, channels), dtype="float32",
-                      chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_ARRAY_CODEC,
+                 shard: int = SHARD, storage_options: dict | None = None) -> zarr.Group:
+    """Create every array at its final size: `n` sample slots, and one frame region per shard."""
+    if exists(location, storage_options) and not overwrite:
+        raise StoreError(f"{location} already exists: pass --resume to continue it or --overwrite to replace it")
+    root = zarr.open_group(_store(location, storage_options, False), mode="w", zarr_format=3)
+    for path, (tail, dtype, dims) in sample_schema(height, width, meta_fields).items():
+        if path == "images":  # one sample per inner chunk, `shard` samples per stored object
+            layout = dict(chunks=(1, *tail), shards=(shard, *tail), compressors=_IMAGE_CODEC)
+        else:
+            layout = dict(chunks=(shard, *tail), compressors=None if dtype == "str" else _ARRAY_CODEC)
+        root.create_array(path, shape=(n, *tail), dtype=str if dtype == "str" else dtype, dimension_names=dims,
+                          **layout)
+    region = frame_region(shard)
+    root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
+                      chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_ARRAY_CODEC, fill_value=np.nan,
                       dimension_names=("frame", "actor", "joint", "xyz"))
+    root.create_group("progress")
     root.attrs["s2i"] = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
-                         "progress": {"items_done": 0, "samples_written": 0, "frames_written": 0},
-                         "rejected": []}
+                         "frame_region": region, "meta_fields": list(meta_fields), "rejected": []}
     return root
 
 
 def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
-    """Write samples [start, start + len) of every per-sample array and append their skeletons.
+    """Write slots [start, start + m) of every per-sample array and the shard's skeletons.
 
-    `block` holds images, label, name, frames, actors, norm, meta (dict of field -> array),
-    skeletons (list of (T, 2, V, C) float32). `start` is a multiple of the shard size, so each
-    image shard is written once, whole (or the last, partial one)."""
+    `block` holds each `sample_schema` array but `skeleton/start` (computed here) and `valid`
+    (default: every slot valid), and `skeletons`: per slot a (T, 2, V, C) float32 sequence,
+    T = frames (0 for a rejected slot). `start` is a multiple of the shard size, so this
+    writes whole shards and frame regions that no other shard touches."""
+    shard, region = root.attrs["s2i"]["shard"], root.attrs["s2i"]["frame_region"]
+    if start % shard:
+        raise ValueError(f"shard writes start at a multiple of {shard}, not {start}")
     m = len(block["label"])
-    stop = start + m
-    root["images"][start:stop] = block["images"]
-    root["label"][start:stop] = block["label"]
-    root["name"][start:stop] = np.array(block["name"], dtype=object)
-    root["frames"][start:stop] = block["frames"]
-    root["actors"][start:stop] = block["actors"]
-    root["norm"][start:stop] = block["norm"]
-    for field, values in block["meta"].items():
-        root["meta"][field][start:stop] = values
-    joints = root["skeleton/joints"]
-    first = int(root["skeleton/offsets"][start])
     lengths = np.array([len(s) for s in block["skeletons"]], dtype=np.int64)
-    total = first + int(lengths.sum())
-    joints.resize((total, *joints.shape[1:]))
-    if total > first:
-        joints[first:total] = np.concatenate(block["skeletons"])
-    root["skeleton/offsets"][start + 1:stop + 1] = first + np.cumsum(lengths)
+    total = int(lengths.sum())
+    if total > region:
+        raise StoreError(f"shard {start // shard} holds {total} skeleton frames, more than its region of "
+                         f"{region}: convert with a smaller --shard-size")
+    first = start // shard * region
+    block = {**block, "skeleton/start": first + np.cumsum(lengths) - lengths,
+             "valid": np.asarray(block.get("valid", np.ones(m, dtype=bool)), dtype=bool)}
+    for path, (_, dtype, _) in root_schema(root).items():
+        values = block[path]
+        root[path][start:start + m] = np.asarray(values, dtype=object) if dtype == "str" else values
+    if total:
+        root["skeleton/joints"][first:first + total] = np.concatenate([s for s in block["skeletons"] if len(s)])
+
+
+def mark_done(root: zarr.Group, index: int, record: dict[str, Any]) -> None:
+    """Record shard `index` as written (after its arrays): one small node of its own, so
+    shards finishing in any order, in any process, never rewrite each other's records."""
+    root["progress"].create_group(f"{index:06d}", attributes=json.loads(json.dumps(record)), overwrite=True)
+
+
+def done_shards(root: zarr.Group) -> dict[int, dict[str, Any]]:
+    """The records of the shards written so far; a record cut short by a crash does not count."""
+    done = {}
+    for key in root["progress"].group_keys():
+        try:
+            done[int(key)] = dict(root[f"progress/{key}"].attrs)
+        except Exception:  # noqa: BLE001 - a half-written record is a shard to redo
+            continue
+    return done
 
 
 def update_attrs(root: zarr.Group, **changes: Any) -> None:
@@ -95,22 +167,10 @@ def update_attrs(root: zarr.Group, **changes: Any) -> None:
     root.attrs["s2i"] = json.loads(json.dumps(attrs))  # fails loudly on numpy scalars
 
 
-def truncate_to_progress(root: zarr.Group) -> dict[str, int]:
-    """Drop skeleton frames written after the last recorded shard (a crash mid-write)."""
-    progress = root.attrs["s2i"]["progress"]
-    joints = root["skeleton/joints"]
-    joints.resize((progress["frames_written"], *joints.shape[1:]))
-    return progress
-
-
-def finalize(root: zarr.Group, count: int, splits: dict[str, dict[str, np.ndarray]]) -> None:
-    """Shrink every per-sample array to `count`, write the splits, mark complete, consolidate."""
-    for name in ("images", "label", "name", "frames", "actors", "norm"):
-        arr = root[name]
-        arr.resize((count, *arr.shape[1:]))
-    for _, arr in root["meta"].arrays():
-        arr.resize((count,))
-    root["skeleton/offsets"].resize((count + 1,))
+def finalize(root: zarr.Group, splits: dict[str, dict[str, np.ndarray]],
+             rejected: list[dict[str, Any]] | None = None) -> None:
+    """Write the splits (indices of valid slots) and the rejected files, mark the store
+    complete, drop the per-shard records and consolidate the metadata."""
     group = root.require_group("splits")
     for protocol, sides in splits.items():
         proto = group.require_group(protocol)
@@ -118,53 +178,89 @@ def finalize(root: zarr.Group, count: int, splits: dict[str, dict[str, np.ndarra
             idx = np.asarray(idx, dtype=np.int64)
             proto.create_array(side, shape=idx.shape, dtype="int64", chunks=(max(len(idx), 1),),
                                dimension_names=("sample_index",), overwrite=True)[:] = idx
-    update_attrs(root, complete=True, samples=count, protocols=sorted(splits))
+    samples = int(np.count_nonzero(root["valid"][:]))
+    changes = {"complete": True, "samples": samples, "protocols": sorted(splits)}
+    update_attrs(root, **changes, **({"rejected": rejected} if rejected is not None else {}))
+    if "progress" in root:
+        del root["progress"]
     with warnings.catch_warnings():  # v3 consolidated metadata works in zarr-python; the spec lags
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(root.store)
 
 
-def open_store(path: Path | str) -> zarr.Group:
+def store_bytes(location: Location) -> int | None:
+    """Bytes on disk of a local store, everything; None for one at a URL."""
+    if is_url(location) or not Path(location).is_dir():
+        return None
+    return sum(f.stat().st_size for f in Path(location).rglob("*") if f.is_file())
+
+
+def open_store(location: Location, storage_options: dict | None = None) -> zarr.Group:
     """Open a finished s2i store read-only, or raise StoreError saying what is wrong."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"no store at {path}: make one with `s2i convert DATASET RAW {path}`")
+    if not exists(location, storage_options):
+        raise StoreError(f"no store at {location}: make one with `s2i convert DATASET RAW {location}`")
     try:
-        root = zarr.open_group(str(path), mode="r")
+        root = open_group(location, storage_options)
     except Exception as exc:  # zarr raises several types for a non-store directory
-        raise StoreError(f"{path} is not a Zarr store ({type(exc).__name__}): point at the output of `s2i convert`") from exc
+        raise StoreError(f"{location} is not a Zarr store ({type(exc).__name__}): point at the output of `s2i convert`") from exc
     attrs = root.attrs.get("s2i")
     if not isinstance(attrs, dict) or "format_version" not in attrs:
-        raise StoreError(f"{path} is a Zarr store but not an s2i store (no 's2i' attributes)")
-    if attrs["format_version"] > FORMAT_VERSION:
-        raise StoreError(f"{path} has store format {attrs['format_version']}, newer than this s2i "
-                         f"({FORMAT_VERSION}): upgrade s2i")
+        raise StoreError(f"{location} is a Zarr store but not an s2i store (no 's2i' attributes)")
+    version = attrs["format_version"]
+    if version > FORMAT_VERSION:
+        raise StoreError(f"{location} has store format {version}, newer than this s2i ({FORMAT_VERSION}): upgrade s2i")
+    if version < FORMAT_VERSION:
+        again = attrs.get("command") or "s2i convert DATASET RAW OUT"
+        raise StoreError(f"{location} has store format {version}, older than this s2i's ({FORMAT_VERSION}): "
+                         f"convert it again with `{again} --overwrite`")
     if not attrs.get("complete"):
-        raise StoreError(f"{path} is an unfinished conversion: run the same `s2i convert` with --resume")
+        raise StoreError(f"{location} is an unfinished conversion: run the same `s2i convert` with --resume")
     return root
 
 
+def valid_indices(root: zarr.Group) -> np.ndarray:
+    """Indices of the slots that hold a sample (rejected files' slots are left out)."""
+    return np.flatnonzero(np.asarray(root["valid"][:], dtype=bool)).astype(np.int64)
+
+
 def split_indices(root: zarr.Group, protocol: str | None, side: str) -> np.ndarray:
-    """Sample indices of one side (train/test) of a protocol; `None` means every sample."""
+    """Sample indices of one side (train/test) of a protocol; `None` means every valid sample."""
     if protocol is None:
-        return np.arange(root["label"].shape[0], dtype=np.int64)
+        return valid_indices(root)
     protocols = root.attrs["s2i"].get("protocols", [])
     if protocol not in protocols:
         raise StoreError(f"protocol {protocol!r} is not in this store; it has: {', '.join(protocols) or 'none'}")
     return np.asarray(root[f"splits/{protocol}/{side}"][:], dtype=np.int64)
 
 
+def check_sample(root: zarr.Group, index: int) -> None:
+    """StoreError when slot `index` holds no sample (its file was rejected), naming the reason."""
+    if not bool(root["valid"][index]):
+        name = str(root["name"][index])
+        why = next((r["reason"] for r in root.attrs["s2i"].get("rejected", []) if r.get("name") == name), "rejected")
+        raise StoreError(f"sample {index} ({name}) is not in the store: its file was rejected ({why})")
+
+
 def read_skeleton(root: zarr.Group, index: int) -> np.ndarray:
     """The selected, centred sequence of one sample: (T, 2, V, C) float32."""
-    a, b = root["skeleton/offsets"][index:index + 2]
-    return root["skeleton/joints"][int(a):int(b)]
+    return read_skeletons(root, index, index + 1)[0]
 
 
 def read_skeletons(root: zarr.Group, lo: int, hi: int) -> list[np.ndarray]:
-    """The sequences of samples lo..hi-1 with two slice reads (a training block)."""
-    offsets = np.asarray(root["skeleton/offsets"][lo:hi + 1], dtype=np.int64)
-    frames = root["skeleton/joints"][int(offsets[0]):int(offsets[-1])]
-    return np.split(frames, offsets[1:-1] - offsets[0])
+    """The sequences of samples lo..hi-1 (a training block): one slice read per shard they
+    touch, since a shard's samples lie back to back in its frame region."""
+    start = np.asarray(root["skeleton/start"][lo:hi], dtype=np.int64)
+    frames = np.asarray(root["frames"][lo:hi], dtype=np.int64)
+    joints, out = root["skeleton/joints"], []
+    shard = root.attrs["s2i"]["shard"]
+    a = lo
+    while a < hi:
+        b = min(hi, (a // shard + 1) * shard)
+        s, f = start[a - lo:b - lo], frames[a - lo:b - lo]
+        span = joints[int(s[0]):int(s[-1] + f[-1])]
+        out += np.split(span, (s - s[0])[1:])
+        a = b
+    return out
 
 
 def decode_image(image: np.ndarray, norm: np.ndarray, power: np.ndarray | float = 1.0) -> np.ndarray:

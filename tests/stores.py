@@ -60,7 +60,6 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
             "frames": frames,
             "actors": np.ones(m, dtype=np.int8),
             "norm": np.tile(np.array([[-1.0, 1.0]], dtype=np.float32), (m, 3, 1)),
-            "meta": {},
             "skeletons": [rng.normal(0.0, 0.3, size=(int(t), 2, JOINTS, 3)).astype(np.float32) for t in frames],
         }
         write_shard(root, start, block)
@@ -70,5 +69,5 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
         train = np.flatnonzero(occurrence % 2 == 0).astype(np.int64)
         test = np.flatnonzero(occurrence % 2 == 1).astype(np.int64)
         splits[protocol] = {"train": train, "test": test}
-    finalize(root, n, splits)
+    finalize(root, splits)
     return path

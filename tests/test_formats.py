@@ -202,7 +202,8 @@ def test_pku_bad_skeleton_files_are_rejected_with_reason_and_line(tmp_path):
                                       "--size", "16"])
     assert result.exit_code == 1, result.output
     root = store.open_store(tmp_path / "o.zarr")
-    assert list(root["name"][:]) == ["0002-L_001"]
+    assert list(root["name"][:]) == ["0002-L_001", "0003-L_001", "0003-L_002"]  # a slot per interval
+    assert list(root["name"][:][root["valid"][:]]) == ["0002-L_001"]  # the rejected ones' marked not valid
     rejected = {r["name"]: r for r in root.attrs["s2i"]["rejected"]}
     assert set(rejected) == {"0003-L_001", "0003-L_002", "0004-L"}
     assert "too few values" in rejected["0003-L_001"]["reason"] and rejected["0003-L_001"]["line"] == 2
@@ -501,7 +502,7 @@ def test_toyota_files_convert_with_their_protocols(tmp_path):
     assert "26 values, not 39" in reasons["Walk_p04_r00_v01_c01"]
     root = store.open_store(tmp_path / "t.zarr")
     order = list(root["name"][:])
-    assert order == sorted(n.removesuffix("_pose3d") for n in names)
+    assert [n for n, ok in zip(order, root["valid"][:]) if ok] == sorted(n.removesuffix("_pose3d") for n in names)
 
     def side(protocol, s):
         return sorted(order[i] for i in root[f"splits/{protocol}/{s}"][:])

@@ -203,7 +203,12 @@ def test_bad_files_are_reported_and_the_rest_converts(ntu_dir, tmp_path):
     result = CliRunner().invoke(app, ["convert", "ntu120", str(raw), str(tmp_path / "out.zarr"), "--no-progress"])
     assert result.exit_code == 1, result.output
     root = store.open_store(tmp_path / "out.zarr")
-    assert root["images"].shape[0] == 16
+    assert root["images"].shape[0] == 16 + len(variants)  # a slot per discovered sample
+    assert len(store.valid_indices(root)) == root.attrs["s2i"]["samples"] == 16
+    bad = {str(n) for n in root["name"][:][~root["valid"][:]]}
+    assert bad == set(variants)  # the rejected files' slots are the ones marked not valid
+    xsub = np.concatenate([root["splits/xsub/train"][:], root["splits/xsub/test"][:]])
+    assert sorted(xsub) == list(store.valid_indices(root))  # splits hold only valid slots
     rejected = {r["name"]: r for r in root.attrs["s2i"]["rejected"]}
     assert set(rejected) == set(variants)
     for name, (_, reason, line) in variants.items():
@@ -234,10 +239,12 @@ def test_existing_store_needs_resume_or_overwrite(ntu_dir, tmp_path):
 
 def assert_stores_equal(a: Path, b: Path):
     ra, rb = store.open_store(a), store.open_store(b)
-    arrays = ["images", "label", "name", "frames", "actors", "norm", "skeleton/offsets", "skeleton/joints",
+    arrays = ["images", "valid", "label", "name", "frames", "actors", "norm", "skeleton/start",
               "meta/setup", "meta/camera", "meta/subject", "meta/replication", "splits/xsub/train", "splits/xset/test"]
     for name in arrays:
         assert np.array_equal(ra[name][:], rb[name][:]), name
+    for i in store.valid_indices(ra):  # the frames written (the rest of each region is never-written fill)
+        assert np.array_equal(store.read_skeleton(ra, i), store.read_skeleton(rb, i)), i
     assert ra.attrs["s2i"]["rejected"] == rb.attrs["s2i"]["rejected"]
 
 
@@ -245,7 +252,7 @@ def test_resume_after_crash_equals_uninterrupted(ntu_dir, tmp_path, monkeypatch)
     raw = tmp_path / "raw"
     shutil.copytree(ntu_dir, raw, ignore=shutil.ignore_patterns("*.txt", "*.gz"))
     (raw / "S001C001P001R001A107.skeleton").write_bytes(b"2\n1\n")  # a rejected file in the middle
-    opts = dict(size=32, shard=4, progress=False)
+    opts = dict(size=32, shard=4, progress=False, workers=1)  # in this process, where the patch applies
     convert("ntu120", raw, tmp_path / "full.zarr", **opts)
 
     real_write = store.write_shard
@@ -265,38 +272,96 @@ def test_resume_after_crash_equals_uninterrupted(ntu_dir, tmp_path, monkeypatch)
     with pytest.raises(store.StoreError, match="unfinished"):
         store.open_store(tmp_path / "resumed.zarr")
     report = convert("ntu120", raw, tmp_path / "resumed.zarr", resume=True, **opts)
-    assert report.resumed_from == 8
+    assert report.resumed_from == 7  # shards 0 and 1: 8 slots, one of them the rejected A107
     assert_stores_equal(tmp_path / "full.zarr", tmp_path / "resumed.zarr")
 
 
-def test_resume_after_sigkill_equals_uninterrupted(ntu_dir, tmp_path):
-    """A real kill: SIGKILL a `s2i convert` process once some shards are written."""
-    import json
-    import subprocess
-    import sys
-    import time
-
-    raw = tmp_path / "raw"
+def replicated_raw(ntu_dir: Path, raw: Path, n: int = 96) -> Path:
+    """`n` links to the real files under distinct sample names."""
     raw.mkdir()
-    for k in range(96):  # the real files under distinct sample names
+    for k in range(n):
         src = sorted(ntu_dir.glob("*.skeleton"))[k % 16]
         (raw / f"S{1 + k % 32:03d}C001P{1 + k // 32:03d}R001{src.name[16:20]}.skeleton").symlink_to(src)
-    opts = ["--size", "32", "--shard-size", "2", "--workers", "1", "--no-progress"]
-    cmd = [sys.executable, "-m", "s2i_cli.cli", "convert", "ntu120", str(raw)]
-    proc = subprocess.Popen([*cmd, str(tmp_path / "killed.zarr"), *opts])
-    meta = tmp_path / "killed.zarr" / "zarr.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
+    return raw
+
+
+def done_records(out: Path) -> list[dict]:
+    """The per-shard done records written so far (a record being written is skipped)."""
+    import json
+
+    records = []
+    for meta in (out / "progress").glob("*/zarr.json"):
         try:
-            if json.loads(meta.read_text())["attributes"]["s2i"]["progress"]["samples_written"] >= 8:
-                break
+            records.append(json.loads(meta.read_text())["attributes"])
         except (OSError, ValueError, KeyError):
             pass
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    attrs = json.loads(meta.read_text())["attributes"]["s2i"]
-    assert not attrs["complete"] and attrs["progress"]["samples_written"] >= 8, "conversion was not killed midway"
-    assert subprocess.run([*cmd, str(tmp_path / "killed.zarr"), *opts, "--resume"]).returncode == 0
+    return records
+
+
+def start_and_kill(cmd: list[str], out: Path, kill) -> int:
+    """Start `s2i convert` into `out`, call `kill(proc, records)` once 4 shards are recorded;
+    returns the exit status."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        records = done_records(out)
+        if len(records) >= 4:
+            kill(proc, records)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate()
+    start_and_kill.stderr = err
+    return proc.returncode
+
+
+def test_resume_after_sigkill_equals_uninterrupted(ntu_dir, tmp_path):
+    """A real kill: SIGKILL the whole `s2i convert` once some shards are written."""
+    import subprocess
+    import sys
+
+    raw = replicated_raw(ntu_dir, tmp_path / "raw")
+    opts = ["--size", "32", "--shard-size", "2", "--workers", "1", "--no-progress"]
+    cmd = [sys.executable, "-m", "s2i_cli.cli", "convert", "ntu120", str(raw)]
+    out = tmp_path / "killed.zarr"
+    assert start_and_kill([*cmd, str(out), *opts], out, lambda proc, _: proc.kill()) == -9
+    assert 4 <= len(done_records(out)) < 48, "conversion was not killed midway"
+    with pytest.raises(store.StoreError, match="unfinished"):
+        store.open_store(out)
+    assert subprocess.run([*cmd, str(out), *opts, "--resume"]).returncode == 0
     assert subprocess.run([*cmd, str(tmp_path / "full.zarr"), *opts]).returncode == 0
-    assert_stores_equal(tmp_path / "full.zarr", tmp_path / "killed.zarr")
+    assert_stores_equal(tmp_path / "full.zarr", out)
+
+
+def test_sigkill_of_one_worker_fails_the_run_and_resume_completes_it(ntu_dir, tmp_path):
+    """kill -9 of one worker process: the run names a shard, exits 3 and leaves a store that
+    --resume completes equal to an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    raw = replicated_raw(ntu_dir, tmp_path / "raw")
+    opts = ["--size", "32", "--shard-size", "2", "--workers", "2", "--no-progress"]
+    cmd = [sys.executable, "-m", "s2i_cli.cli", "convert", "ntu120", str(raw)]
+    out = tmp_path / "killed.zarr"
+    pids = set()
+
+    def kill_worker(proc, records):
+        pid = records[0]["pid"]
+        assert pid != proc.pid  # a worker, not the run
+        pids.add(pid)
+        os.kill(pid, signal.SIGKILL)
+
+    assert start_and_kill([*cmd, str(out), *opts], out, kill_worker) == 3
+    err = start_and_kill.stderr.strip()
+    assert pids and "shard" in err and "worker process died" in err and "--resume" in err, err
+    # one line from s2i (Python's resource tracker may add a warning about the dead worker's semaphores)
+    assert err.splitlines()[0].startswith("error: shard") and "Traceback" not in err, err
+    with pytest.raises(store.StoreError, match="unfinished"):
+        store.open_store(out)
+    assert subprocess.run([*cmd, str(out), *opts, "--resume"]).returncode == 0
+    assert subprocess.run([*cmd, str(tmp_path / "full.zarr"), *opts, "--workers", "1"]).returncode == 0
+    assert_stores_equal(tmp_path / "full.zarr", out)

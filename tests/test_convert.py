@@ -1,0 +1,111 @@
+"""Conversion as shard tasks: resume with shards done out of order, a failing task named with
+its shard, rejected files' slots marked in `valid`, older stores refused with a one-line fix."""
+import errno
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from s2i_cli import convert as convert_mod
+from s2i_cli import store
+from s2i_cli.cli import app
+from s2i_cli.convert import ConvertFailed, convert
+from tests.test_ntu import assert_stores_equal
+
+OPTS = dict(size=32, shard=2, progress=False, workers=1)  # in this process, where patches apply
+
+
+@pytest.fixture
+def raw(ntu_dir, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(ntu_dir, raw, ignore=shutil.ignore_patterns("*.txt", "*.gz"))
+    (raw / "S001C001P001R001A107.skeleton").write_bytes(b"2\n1\n")  # rejected: slot 7, shard 3
+    return raw
+
+
+def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatch):
+    convert("ntu120", raw, tmp_path / "full.zarr", **OPTS)
+    out = tmp_path / "gaps.zarr"
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed before finalising")
+
+    monkeypatch.setattr(store, "finalize", crash)
+    with pytest.raises(KeyboardInterrupt):
+        convert("ntu120", raw, out, **OPTS)
+    monkeypatch.undo()
+    # shards 3 and 5 were in flight when the run died: no record, half-written arrays
+    root = store.open_group(out, mode="r+")
+    for k in (3, 5):
+        shutil.rmtree(out / "progress" / f"{k:06d}")
+        root["images"][2 * k:2 * k + 2] = 255
+        root["valid"][2 * k:2 * k + 2] = True
+        region = root.attrs["s2i"]["frame_region"]
+        root["skeleton/joints"][k * region:k * region + 10] = 7.0
+    redone = []
+    real = convert_mod.convert_shard
+
+    def spy(plan, task):
+        redone.append(task.index)
+        return real(plan, task)
+
+    monkeypatch.setattr(convert_mod, "convert_shard", spy)
+    report = convert("ntu120", raw, out, resume=True, **OPTS)
+    assert sorted(redone) == [3, 5]
+    assert report.written == 16 and report.resumed_from == 16 - 3  # shards 3 and 5: 4 slots, one rejected
+    assert_stores_equal(tmp_path / "full.zarr", out)
+    assert "progress" not in store.open_store(out)  # the records go once the store is complete
+
+
+def test_a_failing_task_names_its_shard_and_leaves_a_resumable_store(raw, tmp_path, monkeypatch):
+    convert("ntu120", raw, tmp_path / "full.zarr", **OPTS)
+    real = store.write_shard
+
+    def disk_full(root, start, block):
+        if start == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(root, start, block)
+
+    monkeypatch.setattr(store, "write_shard", disk_full)
+    with pytest.raises(ConvertFailed, match=r"shard 2 \(samples 4–5, from \S+\) failed: .*No space left.*--resume"):
+        convert("ntu120", raw, tmp_path / "o.zarr", **OPTS)
+    result = CliRunner().invoke(app, ["convert", "ntu120", str(raw), str(tmp_path / "o.zarr"), "--size", "32",
+                                      "--shard-size", "2", "--workers", "1", "--no-progress", "--resume"])
+    assert result.exit_code == 3 and "shard 2" in result.output and len(result.output.strip().splitlines()) == 1
+    with pytest.raises(store.StoreError, match="unfinished"):
+        store.open_store(tmp_path / "o.zarr")
+    monkeypatch.undo()
+    convert("ntu120", raw, tmp_path / "o.zarr", resume=True, **OPTS)
+    assert_stores_equal(tmp_path / "full.zarr", tmp_path / "o.zarr")
+
+
+def test_rejected_slots_are_marked_and_left_out(raw, tmp_path):
+    from s2i_cli.info import store_summary
+    from s2i_cli.show import load_sample
+
+    convert("ntu120", raw, tmp_path / "o.zarr", **OPTS)
+    root = store.open_store(tmp_path / "o.zarr")
+    valid = root["valid"][:]
+    assert len(valid) == 17 and list(np.flatnonzero(~valid)) == [7]
+    assert str(root["name"][7]) == "S001C001P001R001A107" and root["frames"][7] == 0
+    assert 7 not in store.split_indices(root, None, "train")
+    for protocol in ("xsub", "xset"):
+        for side in ("train", "test"):
+            assert 7 not in root[f"splits/{protocol}/{side}"][:]
+    summary = store_summary(root)
+    assert summary["samples"] == 16 and summary["slots"] == 17 and summary["frames"]["min"] > 0
+    with pytest.raises(store.StoreError, match="sample 7 .*rejected"):
+        load_sample(root, 7)
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_older_store_format_is_a_one_line_error_naming_the_command(raw, tmp_path):
+    convert("ntu120", raw, tmp_path / "o.zarr", command="s2i convert ntu120 raw o.zarr", **OPTS)
+    root = store.open_group(tmp_path / "o.zarr", mode="r+")
+    store.update_attrs(root, format_version=1)
+    import zarr
+    zarr.consolidate_metadata(root.store)
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "o.zarr")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "store format 1" in result.output and "s2i convert ntu120 raw o.zarr --overwrite" in result.output
