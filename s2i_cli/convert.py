@@ -124,11 +124,6 @@ def _format(dataset: str, options: tuple[tuple[str, str], ...]) -> DatasetFormat
     return get_format(dataset, **dict(options))
 
 
-@lru_cache(maxsize=4)
-def _root(location: str, options: tuple[tuple[str, str], ...]) -> zarr.Group:
-    return store.open_group(location, dict(options), mode="r+")
-
-
 def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema: dict
                  ) -> tuple[dict, list[tuple[int, Rejection]], int]:
     """Read, parse, select, centre and encode one shard's items into a block of every
@@ -167,7 +162,7 @@ def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
     worker process (or a Dask worker) with one Numba thread: parallelism is across tasks."""
     numba.set_num_threads(1)
     fmt = _format(plan.dataset, plan.reader_options)
-    root = _root(plan.store, plan.storage_options)
+    root = store.open_group(plan.store, dict(plan.storage_options), mode="r+")  # per task: a worker outlives runs
     start = task.index * plan.shard
     block, rejected, nbytes = encode_shard(plan, fmt, task.items, store.root_schema(root))
     slots = [(start + k, r) for k, r in rejected]

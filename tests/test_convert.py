@@ -109,3 +109,16 @@ def test_older_store_format_is_a_one_line_error_naming_the_command(raw, tmp_path
     result = CliRunner().invoke(app, ["info", str(tmp_path / "o.zarr")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "store format 1" in result.output and "s2i convert ntu120 raw o.zarr --overwrite" in result.output
+
+
+def test_dask_local_cluster_equals_a_local_run(raw, tmp_path):
+    """The same shard tasks submitted to a Dask LocalCluster of 2 worker processes (through
+    --scheduler's code path) give the store a local run gives, array for array."""
+    from distributed import LocalCluster
+
+    convert("ntu120", raw, tmp_path / "local.zarr", **OPTS)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        report = convert("ntu120", raw, tmp_path / "dask.zarr", size=32, shard=2, progress=False,
+                         scheduler=cluster.scheduler_address)
+    assert report.written == 16 and len(report.rejected) == 1
+    assert_stores_equal(tmp_path / "local.zarr", tmp_path / "dask.zarr")
