@@ -135,10 +135,11 @@ def synth(
 # --- info / show (issue 6) ---
 @app.command()
 def info(
-    store: Annotated[Path, typer.Argument(help="An s2i store (the OUT of `s2i convert`)")],
+    store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL")],
     all_: Annotated[bool, typer.Option("--all", help="List every class and every rejected file")] = False,
     top: Annotated[int, typer.Option(help="Classes listed (most samples first) unless --all")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables")] = False,
+    storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL (as for convert)")] = None,
 ) -> None:
     """Summarise a store: dataset, layout, persons, image size, samples per split and class,
     rejected files (reason, line), ignored files, bytes on disk and compression, the command that made it."""
@@ -148,7 +149,7 @@ def info(
     from .store import StoreError, open_store
 
     try:
-        summary = store_summary(open_store(store))
+        summary = store_summary(open_store(store, key_values(storage_option, "--storage-option")))
     except StoreError as exc:
         fail(str(exc))
     if as_json:
@@ -203,7 +204,7 @@ def _parse_crop(text: Optional[str]) -> Optional[tuple[float, float]]:
 
 @app.command()
 def pretrain(
-    store: Annotated[Optional[Path], typer.Argument(help="The Zarr store made by `s2i convert` (optional with --resume: the run's)")] = None,
+    store: Annotated[Optional[str], typer.Argument(help="The Zarr store made by `s2i convert`, a directory or a URL (s3://...; credentials from AWS_* variables) (optional with --resume: the run's)")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/DATASET-DATE-TIME; with --resume: the newest run under runs/)")] = None,
     model: Annotated[str, typer.Option(help="Encoder: vit_tiny, vit_small or vit_base (patch 16)")] = "vit_base",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs; the cosine schedule spans them (default 100, or the resumed run's)")] = None,

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
@@ -58,10 +57,10 @@ class ConvertReport:
 
 @dataclass(frozen=True)
 class Plan:
-    """What every shard task shares: plain values, sent to worker processes and Dask workers."""
+    """What every shard task shares, sent to worker processes and Dask workers: the reader as
+    discovery left it (importers learn their skeleton and fields from the file), plain values."""
 
-    dataset: str
-    reader_options: tuple[tuple[str, str], ...]
+    fmt: DatasetFormat
     store: str
     storage_options: tuple[tuple[str, str], ...]
     size: int
@@ -119,11 +118,6 @@ def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], siz
     return images, norm, centred
 
 
-@lru_cache(maxsize=4)
-def _format(dataset: str, options: tuple[tuple[str, str], ...]) -> DatasetFormat:
-    return get_format(dataset, **dict(options))
-
-
 def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema: dict
                  ) -> tuple[dict, list[tuple[int, Rejection]], int]:
     """Read, parse, select, centre and encode one shard's items into a block of every
@@ -138,8 +132,9 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
     block = store.empty_block(schema, len(items))
     block["name"][:] = [it.name for it in items]
     block["label"][:] = [it.label for it in items]
-    for field in fmt.meta_fields:
-        block[f"meta/{field}"][:] = [it.meta[field] for it in items]
+    for path in schema:
+        if path.startswith("meta/"):
+            block[path][:] = [it.meta[path[5:]] for it in items]
     good = [k for k, r in enumerate(results) if not isinstance(r, FormatError)]
     empty = np.zeros((0, 2, fmt.skeleton.num_joints, 3), dtype=np.float32)
     block["skeletons"] = [empty] * len(items)
@@ -161,7 +156,7 @@ def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
     """The task: encode one shard, write all its arrays, then record it as done. Runs in a
     worker process (or a Dask worker) with one Numba thread: parallelism is across tasks."""
     numba.set_num_threads(1)
-    fmt = _format(plan.dataset, plan.reader_options)
+    fmt = plan.fmt
     root = store.open_group(plan.store, dict(plan.storage_options), mode="r+")  # per task: a worker outlives runs
     start = task.index * plan.shard
     block, rejected, nbytes = encode_shard(plan, fmt, task.items, store.root_schema(root))
@@ -331,7 +326,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     resumed_from = sum(int(r.get("written", 0)) for r in done.values())
     tasks = [ShardTask(k, tuple(items[k * shard:(k + 1) * shard])) for k in range(-(-len(items) // shard))
              if k not in done]
-    plan = Plan(dataset, tuple(sorted((reader_options or {}).items())), out,
+    plan = Plan(fmt, out,
                 tuple(sorted(storage_options.items())), size, layout_name, persons, fill, norm, shard)
 
     workers = workers or os.cpu_count() or 1

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .augment import encode_augmented
 from .encoding import Encoding
 from .layout import actor_rows
-from .store import SHARD, read_skeletons
+from .store import SHARD, absolute, open_group, read_skeletons
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,7 +86,7 @@ class BlockDataset(IterableDataset):
                  batch_size: int = 1, block: int = SHARD, rank: int | None = None,
                  world_size: int | None = None, encoding: Encoding | None = None, augment: tuple[str, ...] = ()):
         super().__init__()
-        self.store = str(Path(store).absolute())
+        self.store = absolute(store)  # a directory or a URL (credentials from the AWS_* environment)
         self.indices = np.unique(np.asarray(indices, dtype=np.int64))  # sorted, once each
         if len(self.indices) != len(np.asarray(indices)):
             raise ValueError("indices must be distinct")
@@ -187,7 +186,7 @@ class BlockDataset(IterableDataset):
     # --- reading ---
     def _open(self):
         if self._pid != os.getpid():  # one handle per process (fork-safe for remote stores)
-            root = zarr.open_group(self.store, mode="r")
+            root = open_group(self.store)
             attrs = root.attrs.get("s2i", {})
             self._arrays = (root["images"], np.asarray(root["label"][:], dtype=np.int64),
                             attrs.get("persons", "stacked") == "stacked", root,

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from .data import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
-from .store import StoreError, open_store, split_indices
+from .store import StoreError, absolute, open_store, split_indices
 from .training import LossGuard, atomic_save, cosine_lr, rng_state, set_rng_state
 
 console = Console(stderr=True)
@@ -87,7 +87,7 @@ def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, mod
             raise ValueError("epochs, batch size and accum must be at least 1")
 
         # --- data ---
-        store = Path(store).absolute()
+        store = absolute(store)  # a directory or a URL
         root = open_store(store)
         attrs = root.attrs["s2i"]
         height, width = (int(v) for v in attrs["image_size"])

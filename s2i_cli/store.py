@@ -70,12 +70,19 @@ def frame_region(shard: int) -> int:
 def _store(location: Location, storage_options: dict | None, read_only: bool):
     text = str(location)
     if "://" in text:
-        return zarr.storage.FsspecStore.from_url(text, storage_options=storage_options or {}, read_only=read_only)
+        # no listings cache: other processes add shards' done records while this one runs
+        options = {"use_listings_cache": False, **(storage_options or {})}
+        return zarr.storage.FsspecStore.from_url(text, storage_options=options, read_only=read_only)
     return zarr.storage.LocalStore(text, read_only=read_only)
 
 
 def is_url(location: Location) -> bool:
     return "://" in str(location)
+
+
+def absolute(location: Location) -> str:
+    """A URL as it is, a local path made absolute: what a run records and workers open."""
+    return str(location) if is_url(location) else str(Path(location).absolute())
 
 
 def open_group(location: Location, storage_options: dict | None = None, mode: str = "r") -> zarr.Group:

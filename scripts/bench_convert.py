@@ -1,11 +1,17 @@
-"""Benchmark NTU conversion (not a test): parse MB/s of the Numba kernel against a plain
-Python `str.split` reader measured in the same run, end-to-end `s2i convert` files/s with
-all cores, and peak memory of a conversion of N and 4N files (it must not grow with N).
+"""Benchmark NTU conversion (not a test). Every ratio is against a baseline measured in the
+same run, on the same files:
+
+- parse MB/s of the Numba kernel against a plain-Python `str.split` reader;
+- end to end: `s2i convert` (all cores, one shard task per worker process) against the
+  plain-Python parse-only reader (read + parse every file, one process; target >= 3x);
+- `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores);
+- peak memory of a conversion of N and 4N files, the parent and the largest worker
+  (it must not grow with N).
 
 The real sample files in ../shared/data/ntu are replicated under new sample names (as
 symbolic links) to reach N files.
 
-    .venv/bin/python scripts/bench_convert.py [--files 500] [--size 224]
+    .venv/bin/python scripts/bench_convert.py [--files 1000] [--size 224] [--shard 256]
 """
 from __future__ import annotations
 
@@ -75,12 +81,24 @@ def bench_parse(files: list[Path], seconds: float = 3.0) -> tuple[float, float, 
             threaded)
 
 
-def convert_in_subprocess(raw: Path, out: Path, size: int) -> dict:
+def plain_read_all(raw: Path) -> float:
+    """Seconds for the baseline to read and parse every file under `raw` once."""
+    t0 = time.perf_counter()
+    for path in sorted(raw.iterdir()):
+        plain_python_read(path.read_bytes())
+    return time.perf_counter() - t0
+
+
+def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int) -> dict:
+    """One `convert` in a fresh process (cold start included, as a user runs it)."""
     code = (
         "import json, resource, sys, time; from pathlib import Path; from s2i_cli.convert import convert;"
-        f"t=time.perf_counter(); r=convert('ntu120', Path({str(raw)!r}), Path({str(out)!r}), size={size}, overwrite=True, progress=False);"
+        f"t=time.perf_counter(); r=convert('ntu120', Path({str(raw)!r}), Path({str(out)!r}), size={size}, "
+        f"workers={workers}, shard={shard}, overwrite=True, progress=False);"
         "print(json.dumps({'files': r.written, 'seconds': time.perf_counter()-t, 'store_bytes': r.store_bytes,"
-        " 'image_bytes': r.image_bytes, 'image_stored': r.image_stored, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"
+        " 'image_bytes': r.image_bytes, 'image_stored': r.image_stored,"
+        " 'parent_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
+        " 'worker_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -88,32 +106,47 @@ def convert_in_subprocess(raw: Path, out: Path, size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=500, help="N: files of the smaller conversion (the larger is 4N)")
+    parser.add_argument("--files", type=int, default=1000, help="N: files of the smaller conversion (the larger is 4N)")
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--shard", type=int, default=256, help="samples per shard (one task)")
     args = parser.parse_args()
     files = sorted(NTU.glob("*.skeleton"))
     if not files:
         sys.exit(f"no sample files in {NTU}")
+    cores = os.cpu_count() or 1
 
     plain, kernel, threaded = bench_parse(files)
     print(f"parse  plain-Python str.split reader:      {plain:7.1f} MB/s")
     print(f"parse  s2i Numba kernel, 1 thread:         {kernel:7.1f} MB/s   ratio {kernel / plain:.1f}x")
-    print(f"parse  s2i Numba kernel, {os.cpu_count()} threads:        {threaded:7.1f} MB/s   ratio {threaded / plain:.1f}x")
+    print(f"parse  s2i Numba kernel, {cores} threads:        {threaded:7.1f} MB/s   ratio {threaded / plain:.1f}x")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = {}
-        for n in (args.files, 4 * args.files):
-            raw = tmp / f"raw{n}"
-            replicate(files, n, raw)
-            results[n] = convert_in_subprocess(raw, tmp / f"out{n}.zarr", args.size)
-            r = results[n]
-            mb = sum(f.stat().st_size for f in raw.iterdir()) / 1e6
-            print(f"convert {n:5d} files ({mb:6.0f} MB, {os.cpu_count()} cores, size {args.size}): "
+        n = args.files
+        raw = tmp / f"raw{n}"
+        replicate(files, n, raw)
+        mb = sum(f.stat().st_size for f in raw.iterdir()) / 1e6
+        base = plain_read_all(raw)
+        print(f"baseline: plain-Python read + parse of {n} files ({mb:.0f} MB), 1 process: {base:6.2f} s "
+              f"({n / base:6.1f} files/s)")
+        one = convert_in_subprocess(raw, tmp / "one.zarr", args.size, 1, args.shard)
+        every = convert_in_subprocess(raw, tmp / "all.zarr", args.size, cores, args.shard)
+        for label, r in ((f"--workers 1", one), (f"--workers {cores}", every)):
+            print(f"convert {label:12s} {n} files, size {args.size}: {r['seconds']:6.2f} s  "
                   f"{r['files'] / r['seconds']:6.1f} files/s  {mb / r['seconds']:5.1f} MB/s  "
-                  f"peak RSS {r['peak_rss_mb']:6.0f} MB  image compression {r['image_bytes'] / r['image_stored']:.1f}x")
-        small, large = results[args.files], results[4 * args.files]
-        print(f"peak memory 4N / N: {large['peak_rss_mb'] / small['peak_rss_mb']:.2f} (flat in N means ~1.0)")
+                  f"peak RSS parent {r['parent_mb']:.0f} MB, largest worker {r['worker_mb']:.0f} MB")
+        print(f"end to end, --workers {cores} vs the plain-Python parse-only reader: {base / every['seconds']:.2f}x "
+              f"(target >= 3x)")
+        print(f"--workers {cores} vs --workers 1: {one['seconds'] / every['seconds']:.2f}x (target >= 1.7x on 2 cores)")
+        print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
+
+        raw4 = tmp / f"raw{4 * n}"
+        replicate(files, 4 * n, raw4)
+        large = convert_in_subprocess(raw4, tmp / "large.zarr", args.size, cores, args.shard)
+        print(f"convert --workers {cores} {4 * n} files: {large['files'] / large['seconds']:6.1f} files/s, peak RSS "
+              f"parent {large['parent_mb']:.0f} MB, largest worker {large['worker_mb']:.0f} MB")
+        print(f"peak memory 4N / N: parent {large['parent_mb'] / every['parent_mb']:.2f}, worker "
+              f"{large['worker_mb'] / max(every['worker_mb'], 1):.2f} (flat in N means ~1.0)")
 
     bench_formats = ROOT / "scripts" / "bench_formats.py"
     if bench_formats.exists():

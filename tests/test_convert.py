@@ -122,3 +122,70 @@ def test_dask_local_cluster_equals_a_local_run(raw, tmp_path):
                          scheduler=cluster.scheduler_address)
     assert report.written == 16 and len(report.rejected) == 1
     assert_stores_equal(tmp_path / "local.zarr", tmp_path / "dask.zarr")
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A local S3 (moto) on the loopback interface, a bucket `skel`, and AWS_* variables
+    pointing at it (what workers and the training loader inherit). Yields the endpoint."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    s3fs = pytest.importorskip("s3fs")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in dict(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                           AWS_ENDPOINT_URL=endpoint).items():
+        monkeypatch.setenv(key, value)
+    deadline = time.time() + 30
+    while True:
+        try:
+            s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=endpoint).mkdir("skel")
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    try:
+        yield endpoint
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, s3):
+    import json
+
+    import xarray as xr
+
+    from s2i_cli.data import make_loader
+
+    url = "s3://skel/ntu.zarr"
+    result = CliRunner().invoke(app, ["convert", "ntu120", str(raw), url, "--size", "32", "--shard-size", "4",
+                                      "--workers", "2", "--no-progress", "--storage-option", f"endpoint_url={s3}"])
+    assert result.exit_code == 1, result.output  # the one rejected file
+    convert("ntu120", raw, tmp_path / "local.zarr", size=32, shard=4, progress=False, workers=1)
+    assert_stores_equal(tmp_path / "local.zarr", url)
+
+    result = CliRunner().invoke(app, ["info", url, "--json", "--storage-option", f"endpoint_url={s3}"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["samples"] == 16 and summary["slots"] == 17 and len(summary["rejected"]) == 1
+
+    local = store.open_store(tmp_path / "local.zarr")
+    train = store.split_indices(store.open_store(url), "xsub", "train")
+    images, _, index = next(iter(make_loader(url, train, len(train), shuffle=False, workers=0)))
+    assert np.array_equal(images.numpy(), local["images"][:][index.numpy()])
+
+    ds = xr.open_zarr(url, storage_options={"endpoint_url": s3})
+    kept = ds.isel(sample=ds.valid.values)
+    assert kept.sizes["sample"] == 16
+    assert np.array_equal(kept.images.values, local["images"][:][store.valid_indices(local)])
