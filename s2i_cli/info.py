@@ -5,7 +5,6 @@ and ignored files, bytes on disk, and the command that made it (docs/design.md Â
 `print_info(summary)` draws it as rich tables."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +19,15 @@ from .store import store_bytes
 DEFAULT_TOP = 20  # classes listed unless --all
 
 
-def store_path(root: zarr.Group) -> Path | None:
-    """The directory a store lives in, when it is a local one."""
-    path = getattr(root.store, "root", None)
-    return Path(path) if path is not None else None
+def store_path(root: zarr.Group) -> str | None:
+    """Where a store lives: its directory, or its URL when it is in object storage."""
+    if getattr(root.store, "root", None) is not None:  # LocalStore
+        return str(root.store.root)
+    fs = getattr(root.store, "fs", None)  # FsspecStore
+    if fs is None:
+        return None
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    return f"{protocol}://{root.store.path}"
 
 
 def store_summary(root: zarr.Group) -> dict[str, Any]:
@@ -51,10 +55,10 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     image_bytes = int(images.nbytes)
     image_disk = int(images.nbytes_stored())
     path = store_path(root)
-    disk = store_bytes(path) if path is not None else None
+    disk = store_bytes(path) if path is not None else None  # None in object storage
     height, width = images.shape[2], images.shape[3]
     return {
-        "path": str(path) if path is not None else None,
+        "path": path,
         "dataset": attrs.get("dataset", "?"),
         "description": attrs.get("description", ""),
         "skeleton": attrs.get("skeleton") if isinstance(attrs.get("skeleton"), str) else None,

@@ -104,6 +104,40 @@ def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: 
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def slot_costs(store_dir: Path, tmp: Path, n: int = 100_000) -> None:
+    """Rejected files keep their slots (docs/design.md §1). Measure what that costs for n
+    samples (the `valid` array: bytes, and the read a loader does), against compacting: the
+    images shifted by one slot into a fresh store, as an early bad file would force."""
+    import zarr
+
+    from s2i_cli import store
+
+    valid = np.ones(n, dtype=bool)
+    valid[np.random.default_rng(0).choice(n, n // 300, replace=False)] = False
+    group = zarr.open_group(str(tmp / "valid.zarr"), mode="w")
+    arr = group.create_array("valid", shape=(n,), dtype="bool", chunks=(store.SHARD,),
+                             compressors=store._ARRAY_CODEC)
+    arr[:] = valid
+    t0 = time.perf_counter()
+    store.valid_indices(group)
+    read = time.perf_counter() - t0
+    print(f"slots: `valid` for {n} samples ({n // 300} rejected): {arr.nbytes_stored() / 1e3:.0f} KB on disk, "
+          f"read + indices {read * 1e3:.0f} ms")
+    root = store.open_store(store_dir)
+    images = root["images"]
+    m = images.shape[0] - 1
+    out = zarr.open_group(str(tmp / "compact.zarr"), mode="w").create_array(
+        "images", shape=(m, *images.shape[1:]), dtype="uint8", chunks=images.chunks, shards=images.shards,
+        compressors=store._IMAGE_CODEC)
+    t0 = time.perf_counter()
+    for a in range(0, m, store.SHARD):  # read shifted by one, write whole shards
+        b = min(m, a + store.SHARD)
+        out[a:b] = images[a + 1:b + 1]
+    per = (time.perf_counter() - t0) / m
+    print(f"compacting instead: images alone rewritten at {per * 1e3:.2f} ms per sample, "
+          f"{per * n:.0f} s for {n} samples")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=1000, help="N: files of the smaller conversion (the larger is 4N)")
@@ -139,6 +173,7 @@ def main() -> None:
               f"(target >= 3x)")
         print(f"--workers {cores} vs --workers 1: {one['seconds'] / every['seconds']:.2f}x (target >= 1.7x on 2 cores)")
         print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
+        slot_costs(tmp / "all.zarr", tmp)
 
         raw4 = tmp / f"raw{4 * n}"
         replicate(files, 4 * n, raw4)

@@ -179,6 +179,7 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, s3):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["samples"] == 16 and summary["slots"] == 17 and len(summary["rejected"]) == 1
+    assert summary["path"] == "s3://skel/ntu.zarr" and summary["bytes_on_disk"] is None
 
     local = store.open_store(tmp_path / "local.zarr")
     train = store.split_indices(store.open_store(url), "xsub", "train")
