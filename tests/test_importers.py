@@ -137,7 +137,7 @@ def test_npz_real_length_and_second_body():
     with pytest.raises(FormatError, match="all zeros"):
         real_frames(np.zeros((300, 150), np.float32))
     frames[3, 7] = np.nan
-    with pytest.raises(FormatError, match="non-finite"):
+    with pytest.raises(FormatError, match="not finite"):
         real_frames(frames)
 
 
@@ -350,7 +350,7 @@ def test_pyskl_bad_samples_are_rejected_with_their_reason(tmp_path):
         "S001C001P001R001A008": dict(ntu_annotation("S001C001P001R001A008"), label="8"),
     }
     reasons = {"S001C001P001R001A002": "disagrees with the name's action", "S001C001P001R001A003": "total_frames 99",
-               "S001C001P001R001A004": "M×T×25×3", "S001C001P001R001A005": "non-finite",
+               "S001C001P001R001A004": "M×T×25×3", "S001C001P001R001A005": "not finite",
                "S001C001P001R001A006": "all zeros", "S001C001P001R001A007": "'keypoint' is not a float array",
                "S001C001P001R001A008": "label '8'", "S001C001P001R001A001": "name seen before"}
     pkl = tmp_path / "bad.pkl"
@@ -404,7 +404,7 @@ def test_ctrgcn_bad_rows_are_rejected_and_bad_files_are_one_line_errors(tmp_path
     report = convert("ctrgcn", npz, tmp_path / "o.zarr", size=16, progress=False)
     assert report.written == 1 and report.splits == {"xset": (0, 1)}
     assert {r.name: r.reason for r in report.rejected} == {
-        "test_000001": "a non-finite value", "test_000002": "every frame is all zeros",
+        "test_000001": "a value is not finite or beyond ±1e+06", "test_000002": "every frame is all zeros",
         "test_000003": "y_test row 3 is not one-hot (or a label >= 0)"}
     root = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
     assert len(root.attrs["s2i"]["class_names"]) == 120 and root["frames"][0] == 30

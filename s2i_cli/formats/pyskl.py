@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import safe_pickle
 from ..layout import COCO17, NTU25, SKELETONS, Skeleton
-from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, duplicate
+from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate
 from .ntu import META_FIELDS as NTU_META_FIELDS
 from .ntu import parse_name
 from .ntu_names import NTU_CLASS_NAMES
@@ -68,8 +68,8 @@ def split_protocols(split: dict) -> dict[str, dict[str, set[str]]]:
 
 
 def sample_sequence(ann: dict, skeleton: Skeleton) -> tuple[np.ndarray, int]:
-    """One annotation -> (T, persons, V, C) of its kept frames (C = 3: xyz, or x, y, score)
-    in the file's float dtype, and the actor count; FormatError with the reason otherwise."""
+    """One annotation -> (T, actors, V, C) float32 of its kept frames (C = 3: xyz, or x, y,
+    score), and the actor count; FormatError with the reason otherwise."""
     kp = ann.get("keypoint")
     if not isinstance(kp, np.ndarray) or kp.dtype.kind != "f" or kp.ndim != 4:
         raise FormatError("'keypoint' is not a float array M×T×V×C")
@@ -92,14 +92,12 @@ def sample_sequence(ann: dict, skeleton: Skeleton) -> tuple[np.ndarray, int]:
     else:
         seq = kp
         present = np.any(kp != 0, axis=-1)
-    if not np.all(np.isfinite(seq)) or (two_d and np.any(score < 0)):
-        raise FormatError("a non-finite value" + (" or a negative score" if two_d else ""))
-    frames = np.any(present, axis=(0, 2))  # somebody is there
-    if not frames.any():
-        raise FormatError("every frame is all zeros" if not two_d else "nobody is detected in any frame")
+    if two_d and np.any(score < 0):
+        raise FormatError("a negative keypoint_score")
+    frames = np.any(present, axis=(0, 2))  # somebody is there (NaN != 0: present, for checked() to see)
     seq = seq[:, frames].transpose(1, 0, 2, 3)
     actors = 2 if len(present) > 1 and np.any(present[1, frames]) else 1
-    return np.ascontiguousarray(seq[:, :actors]), actors
+    return checked(seq[:, :actors].astype(np.float32), actors)  # float32: float16 cannot hold checked()'s bound
 
 
 def release_freed_memory() -> None:
