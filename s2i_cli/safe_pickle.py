@@ -17,6 +17,7 @@ from __future__ import annotations
 import _codecs
 import builtins
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,6 +35,8 @@ class PickleRefused(pickle.UnpicklingError):
 class _NDArrayType:
     """Stands for `numpy.ndarray` in a pickle: only `_reconstruct` may use it (calling the
     real class from a pickle could build arrays over arbitrary buffers and strides)."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return "numpy.ndarray"
@@ -59,8 +62,10 @@ def _check_dtype(dtype: np.dtype) -> None:
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    if subtype is not NDARRAY:
-        raise PickleRefused(f"_reconstruct of {subtype!r} (only numpy.ndarray is allowed)")
+    # ndarray.__reduce__ always writes an empty placeholder; the real shape and data come with
+    # __setstate__ (so a file cannot ask for a huge allocation here)
+    if subtype is not NDARRAY or shape != (0,):
+        raise PickleRefused(f"_reconstruct of {subtype!r}, shape {shape!r} (only numpy.ndarray, (0,) is allowed)")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
@@ -79,6 +84,16 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
 
 
+def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:
+    """bytearray as pickles write it (bytes, or str + 'latin-1' under protocol 2), never
+    `bytearray(n)`: a corrupt or hostile file would have it allocate n zero bytes."""
+    if isinstance(data, bytes) and encoding is None:
+        return bytearray(data)
+    if isinstance(data, str) and encoding in ("latin1", "latin-1"):
+        return bytearray(data, "latin-1")
+    raise PickleRefused(f"bytearray of {type(data).__name__} (only bytes, or str with 'latin-1')")
+
+
 def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
     """Protocol 2's spelling of a bytes object: `_codecs.encode(str, 'latin1')`."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -86,22 +101,49 @@ def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
     return _codecs.encode(text, "latin1")
 
 
-_NUMPY = {"_reconstruct": _reconstruct, "ndarray": NDARRAY, "dtype": _dtype, "scalar": _scalar}
+class _Call:
+    """An allowed function as the unpickler sees it: a pickle's BUILD opcode sets attributes
+    on whatever it is given, and must not change these (e.g. a function's __defaults__)."""
+
+    __slots__ = ("_func", "_name")
+
+    def __init__(self, func: Any, name: str):
+        object.__setattr__(self, "_func", func)
+        object.__setattr__(self, "_name", name)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise PickleRefused(f"refused to modify {self._name}")
+
+    def __call__(self, *args: Any) -> Any:
+        return self._func(*args)
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+_NUMPY = {"_reconstruct": _reconstruct, "dtype": _dtype, "scalar": _scalar}
 ALLOWED: dict[tuple[str, str], Any] = {
-    **{(mod, name): obj for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for name, obj in _NUMPY.items()},
-    **{(mod, "ndarray"): NDARRAY for mod in ("numpy", "numpy.core.numeric", "numpy._core.numeric")},
-    **{(mod, "dtype"): _dtype for mod in ("numpy",)},
-    **{(mod, "_frombuffer"): _frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("_codecs", "encode"): _latin1,
+    **{(mod, name): _Call(func, f"numpy.{name}") for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+       for name, func in _NUMPY.items()},
+    **{(mod, "ndarray"): NDARRAY for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray",
+                                             "numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "dtype"): _Call(_dtype, "numpy.dtype"),
+    **{(mod, "_frombuffer"): _Call(_frombuffer, "numpy._frombuffer")
+       for mod in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("_codecs", "encode"): _Call(_latin1, "_codecs.encode"),
+    # types are immutable, and protocol 2 builds some with NEWOBJ, which needs the type itself;
     # "__builtin__": protocol-2 files written by Python 2
     **{(mod, name): getattr(builtins, name) for mod in ("builtins", "__builtin__")
-       for name in ("set", "frozenset", "complex", "bytearray")},
+       for name in ("set", "frozenset", "complex")},
+    **{(mod, "bytearray"): _Call(_bytearray, "bytearray") for mod in ("builtins", "__builtin__")},
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """pickle.Unpickler (the C one) whose globals come only from `ALLOWED`."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler, its globals only from `ALLOWED`. Not the C one: its memo is
+    an array indexed by numbers read from the file, so a corrupt LONG_BINPUT index
+    (175,726,962, from one flipped byte) made it allocate 2.7 GB; this one's memo is a dict.
+    On pyskl's files it is about as fast: the time goes into decoding the arrays' bytes."""
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -125,17 +167,23 @@ def load_path(path: Path) -> Any:
     """`load` of a file, with a one-line ValueError for a file that is not a readable pickle."""
     try:
         with open(path, "rb") as f:
-            return load(f)
-    except PickleRefused as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError) as exc:
-        raise ValueError(f"{path}: not a complete pickle ({exc or 'ends early'})") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError, OverflowError) as exc:
-        raise ValueError(f"{path}: a malformed pickle ({type(exc).__name__}: {exc})") from None
-    except MemoryError:
-        raise ValueError(f"{path}: not enough memory to unpickle it") from None
+            return load_file(f, str(path))
     except OSError as exc:
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def load_file(file: BinaryIO, name: str) -> Any:
+    """`load`, with every way a bad file fails as a one-line ValueError starting with `name`."""
+    try:
+        return load(file)
+    except PickleRefused as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    except (pickle.UnpicklingError, EOFError, struct.error) as exc:
+        raise ValueError(f"{name}: not a complete pickle ({exc or 'ends early'})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError, OverflowError) as exc:
+        raise ValueError(f"{name}: a malformed pickle ({type(exc).__name__}: {exc})") from None
+    except MemoryError:
+        raise ValueError(f"{name}: not enough memory to unpickle it") from None
 
 
 def _check_arrays(obj: Any) -> None:

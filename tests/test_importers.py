@@ -94,7 +94,9 @@ def test_allowed_globals_refuse_arguments_they_do_not_expect():
     for bad in (Reduce(_codecs.encode, "abc", "zlib_codec"),  # only str -> latin1 bytes
                 Reduce(_reconstruct, np.ma.MaskedArray, (0,), b"b"),  # another class
                 Reduce(np.dtype, "O"),  # object dtype
-                Reduce(np.ndarray, (2,), "f4", b"\0" * 8)):  # the class called directly
+                Reduce(np.ndarray, (2,), "f4", b"\0" * 8),  # the class called directly
+                Reduce(_reconstruct, np.ndarray, (10**12,), b"b"),  # a huge placeholder
+                Reduce(bytearray, 10**10)):  # ten gigabytes of zeros
         with pytest.raises(safe_pickle.PickleRefused):
             safe_pickle.load(io.BytesIO(pickle.dumps(bad, protocol=2)))
 
@@ -453,3 +455,45 @@ def test_discovered_items_are_read_in_another_process(tmp_path):
             assert name == "ctrgcn" or (skeleton, fields) == ("coco17", ("release",))
             assert [a for _, a in there] == [a for _, a in here]
             assert all(np.array_equal(s, t) for (s, _), (t, _) in zip(here, there)), name
+
+
+def test_every_truncation_and_byte_flip_of_a_pickle_is_an_error_or_plain_data():
+    """Bad bytes anywhere give ValueError (one line) or data of the allowed kinds, nothing else."""
+    blob = pickle.dumps({"split": {"xsub_train": ["a"]}, "annotations": [
+        {"frame_dir": "a", "label": 3, "keypoint": np.ones((1, 4, 25, 3), np.float16)}]}, protocol=2)
+    rng = np.random.default_rng(0)
+    mutants = [blob[:k] for k in range(len(blob))]
+    for k in rng.integers(0, len(blob), 400):
+        mutant = bytearray(blob)
+        mutant[k] = int(rng.integers(0, 256))
+        mutants.append(bytes(mutant))
+    for mutant in mutants:
+        try:
+            safe_pickle.load_file(io.BytesIO(mutant), "x.pkl")
+        except ValueError as exc:
+            assert str(exc).startswith("x.pkl: ") and "\n" not in str(exc)
+
+
+def test_every_truncation_of_an_npz_is_a_one_line_error(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, x_train=np.ones((2, 300, 150), np.float32), y_train=np.eye(60)[:2])
+    data = good.read_bytes()
+    path = tmp_path / "cut.npz"
+    for k in [*range(0, len(data), 9973), *range(len(data) - 400, len(data), 7)]:  # the directory is at the end
+        path.write_bytes(data[:k])
+        with pytest.raises(ValueError) as info:
+            npz_members(path)
+        assert "\n" not in str(info.value)
+
+
+def test_a_huge_memo_index_allocates_nothing():
+    """One flipped byte can turn a memo index into 268 million: the C unpickler then grows its
+    memo array to 2 GB. The restricted unpickler's memo is a dict."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        assert safe_pickle.load(io.BytesIO(b"\x80\x02Nr\xff\xff\xff\x0f.")) is None
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000
+    finally:
+        tracemalloc.stop()
