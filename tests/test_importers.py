@@ -497,3 +497,31 @@ def test_a_huge_memo_index_allocates_nothing():
         assert tracemalloc.get_traced_memory()[1] < 10_000_000
     finally:
         tracemalloc.stop()
+
+
+def test_importers_convert_in_worker_processes_as_in_one(tmp_path):
+    """Shard tasks in two worker processes give the same store as one process."""
+    rng = np.random.default_rng(5)
+    pkl = tmp_path / "a.pkl"
+    pkl.write_bytes(pickle.dumps({"split": {"train": [f"v{k}" for k in range(6)], "val": ["v6", "v7", "v8"]},
+                                  "annotations": [coco_annotation(rng, f"v{k}", k % 4) for k in range(9)]},
+                                 protocol=2))
+    npz = tmp_path / "NTU60_CV.npz"
+    x = np.zeros((9, 300, 150), np.float32)
+    x[:, :15] = rng.normal(size=(9, 15, 150))
+    np.savez(npz, x_train=x[:5], y_train=np.eye(60)[:5], x_test=x[5:], y_test=np.eye(60)[5:9])
+    for name, path in (("pyskl", pkl), ("ctrgcn", npz)):
+        stores = []
+        for workers in (1, 2):
+            out = tmp_path / f"{name}{workers}.zarr"
+            report = convert(name, path, out, size=16, shard=4, workers=workers, progress=False)
+            assert report.written == 9 and not report.rejected, (name, workers)
+            stores.append(zarr.open_group(str(out), mode="r"))
+        one, two = stores
+        assert one["name"][:].tolist() == two["name"][:].tolist()
+        for key in ("images", "label", "frames", "actors", "norm"):
+            assert np.array_equal(one[key][:], two[key][:]), (name, key)
+        for i in range(9):
+            assert np.array_equal(store.read_skeleton(one, i), store.read_skeleton(two, i)), (name, i)
+        assert one.attrs["s2i"]["protocols"] == two.attrs["s2i"]["protocols"] == [
+            "release" if name == "pyskl" else "xview"]
