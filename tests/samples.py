@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from s2i_cli.formats import FormatError, Item, Sequence, get_format
+from s2i_cli.formats.kinetics import kinetics_class_names, read_labels
 from s2i_cli.formats.pkummd import read_label_lines
 from tests.test_formats import toyota_doc
 
@@ -80,6 +81,14 @@ def read_pkummd_labels(data: bytes) -> list | FormatError:
         return exc
 
 
+def read_kinetics_labels(data: bytes) -> dict | FormatError:
+    """A Kinetics label JSON as discovery reads it: id -> entry or reason, or the FormatError."""
+    try:
+        return read_labels(data, kinetics_class_names())
+    except FormatError as exc:
+        return exc
+
+
 def read_nwucla(data: bytes) -> list[Sequence | FormatError]:
     return get_format("nwucla").read_items(Path("a01_s01_e01_v01.json"), data, [_item("a01_s01_e01_v01")])
 
@@ -104,6 +113,9 @@ def seeds(rng: np.random.Generator) -> dict[str, tuple[bytes, Callable[[bytes], 
         "pkummd labels": (b"1,0,1,2\r\n12,2,3,1\r\n", read_pkummd_labels),
         "nwucla": (nwucla_bytes(rng.normal(size=(3, 20, 3)).round(4)), read_nwucla),
         "kinetics": (json.dumps(kinetics_doc(rng)).encode(), read_kinetics),
+        "kinetics labels": (json.dumps({"vid1": {"has_skeleton": True, "label": "abseiling", "label_index": 0},
+                                        "vid2": {"has_skeleton": False, "label_index": 399}}).encode(),
+                            read_kinetics_labels),
         "toyota": (json.dumps(toyota).encode(), read_toyota),
     }
 

@@ -210,3 +210,29 @@ def test_a_body_id_beyond_64_bits_is_not_a_number_on_its_line():
     with pytest.raises(FormatError, match="not a number") as exc:
         parse_skeleton(ntu_bytes(ntu_joints(np.random.default_rng(4)), body_ids=(2**63,)))
     assert exc.value.line == 3
+
+
+# --------------------------------------------------------------------------- found by the fuzz suite
+
+def test_kinetics_label_file_nested_too_deeply_is_a_one_line_error(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "kinetics_val").mkdir(parents=True)
+    (raw / "kinetics_val" / "vid1.json").write_text(json.dumps(kinetics_doc(np.random.default_rng(5))))
+    (raw / "kinetics_val_label.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(ValueError, match="kinetics_val_label.json: line 1: bad JSON"):
+        get_format("kinetics").discover(raw)
+    (raw / "kinetics_val_label.json").write_text(json.dumps({"vid1": {"label_index": 0, "has_skeleton": "no"}}))
+    _, rejected, _ = get_format("kinetics").discover(raw)
+    assert [r.reason for r in rejected] == ["kinetics_val_label.json: has_skeleton 'no' is not true or false"]
+
+
+def test_ctrgcn_rows_beyond_the_bound_are_rejected_like_raw_files():
+    from s2i_cli.formats.ctrgcn import real_frames
+
+    row = np.zeros((300, 150), dtype=np.float32)
+    with pytest.raises(FormatError, match=ALL_ZERO):
+        real_frames(row)
+    row[:10] = 0.5
+    row[3, 7] = 3e38  # finite in float32, overflows when centred
+    with pytest.raises(FormatError, match="beyond"):
+        real_frames(row)

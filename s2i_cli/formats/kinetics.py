@@ -11,7 +11,6 @@ format (G means "up" in every image); a joint with confidence 0 is missing and
 gets x = y = 0 (as in ST-GCN); frames with nobody are dropped; frame_index is 1-based."""
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -97,6 +96,28 @@ def _people_arrays(poses: list, scores: list, frame_index: list, frame_of: list)
     return pose, score
 
 
+def read_labels(data: bytes, class_names: tuple[str, ...]) -> dict[str, tuple[int, bool] | str]:
+    """A label JSON's bytes -> id -> (label_index, has_skeleton), or the reason the entry is
+    unusable; FormatError when the file itself is not a JSON object keyed by video id."""
+    doc = parse_json(data)
+    if not isinstance(doc, dict):
+        raise FormatError("not a JSON object keyed by video id")
+    out: dict[str, tuple[int, bool] | str] = {}
+    for vid, entry in doc.items():
+        index = entry.get("label_index") if isinstance(entry, dict) else None
+        has_skeleton = entry.get("has_skeleton", True) if isinstance(entry, dict) else True
+        if type(index) is not int or not 0 <= index < len(class_names):
+            out[vid] = f"label_index {index!r} is not in 0-{len(class_names) - 1}"
+        elif entry.get("label") not in (None, class_names[index]):
+            out[vid] = (f"label {entry.get('label')!r} disagrees with label_index {index} "
+                        f"({class_names[index]!r} in label_name.txt)")
+        elif not isinstance(has_skeleton, bool):
+            out[vid] = f"has_skeleton {has_skeleton!r} is not true or false"
+        else:
+            out[vid] = (index, has_skeleton)
+    return out
+
+
 def _label_file(raw: Path, split: str, given: str | None) -> Path | None:
     if given:
         path = Path(given)
@@ -167,24 +188,12 @@ class KineticsFormat(DatasetFormat):
         return items, rejected, {k: v for k, v in ignored.items() if v}
 
     def _read_labels(self, path: Path) -> dict[str, tuple[int, bool] | str]:
-        """id -> (label_index, has_skeleton), or the reason the entry is unusable."""
         try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read label file {path}: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"label file {path} is not a JSON object keyed by video id")
-        out: dict[str, tuple[int, bool] | str] = {}
-        for vid, entry in doc.items():
-            index = entry.get("label_index") if isinstance(entry, dict) else None
-            if type(index) is not int or not 0 <= index < len(self.class_names):
-                out[vid] = f"label_index {index!r} is not in 0-{len(self.class_names) - 1}"
-            elif entry.get("label") not in (None, self.class_names[index]):
-                out[vid] = (f"label {entry.get('label')!r} disagrees with label_index {index} "
-                            f"({self.class_names[index]!r} in label_name.txt)")
-            else:
-                out[vid] = (index, bool(entry.get("has_skeleton", True)))
-        return out
+            return read_labels(path.read_bytes(), self.class_names)
+        except OSError as exc:
+            raise ValueError(f"cannot read label file {path}: {exc.strerror or exc}") from None
+        except FormatError as exc:
+            raise ValueError(f"label file {path}: {exc}") from None
 
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
         try:
