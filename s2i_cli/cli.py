@@ -3,11 +3,14 @@
 Heavy imports (numba, zarr, torch) happen inside the commands so `s2i --help` is fast."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+
+from .config import DEFAULT_EPOCHS, MODE_DEFAULTS, EvalConfig, PretrainConfig
 
 app = typer.Typer(
     name="s2i",
@@ -36,7 +39,7 @@ def key_values(pairs: Optional[list[str]], option: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs or [])
 
 
-# --- convert / synth / info / show (lead) ---
+# --- convert / synth / info / show ---
 DATASET_HELP = (
     "ntu60 | ntu120: NTU RGB+D .skeleton files (protocols xsub, xview / xsub, xset). "
     "pkummd: PKU-MMD phase 1, skeleton + label NNNN-V.txt, one sample per labelled interval (xsub, xview from the "
@@ -132,7 +135,7 @@ def synth(
     console.print(f"wrote {len(paths)} files to {out_dir}")
 
 
-# --- info / show (issue 6) ---
+# --- info / show ---
 @app.command()
 def info(
     store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL")],
@@ -187,7 +190,21 @@ def show(
     console.print(f"wrote {written}" + (f" and {animate}" if animate else ""))
 
 
-# --- pretrain (issue 4) ---
+# --- pretrain, evaluate ---
+def _defaults(name: str) -> str:
+    """'256 linear, 64 finetune': a per-mode default for --help, from config.MODE_DEFAULTS."""
+    return ", ".join(f"{d[name]} {mode}" for mode, d in MODE_DEFAULTS.items() if name in d)
+
+
+
+P, E = PretrainConfig, EvalConfig  # the options' defaults; the parameters below are named as their fields
+
+
+def _options(config: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The command's values that are fields of the `config` dataclass, by name."""
+    return {f.name: values[f.name] for f in fields(config) if f.name in values}
+
+
 def _parse_crop(text: Optional[str]) -> Optional[tuple[float, float]]:
     if not text:
         return None
@@ -204,29 +221,33 @@ def _parse_crop(text: Optional[str]) -> Optional[tuple[float, float]]:
 
 @app.command()
 def pretrain(
-    store: Annotated[Optional[str], typer.Argument(help="The Zarr store made by `s2i convert`, a directory or a URL (s3://...; credentials from AWS_* variables) (optional with --resume: the run's)")] = None,
+    store: Annotated[Optional[str], typer.Argument(help="The Zarr store made by `s2i convert`, a directory or a URL (s3://...; credentials from AWS_* variables) (optional with --resume: the run's)")] = P.store,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/DATASET-DATE-TIME; with --resume: the newest run under runs/)")] = None,
-    model: Annotated[str, typer.Option(help="Encoder: vit_tiny, vit_small or vit_base (patch 16)")] = "vit_base",
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs; the cosine schedule spans them (default 100, or the resumed run's)")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per step per process (GPU)")] = 64,
-    accum: Annotated[int, typer.Option(help="Gradient accumulation steps: effective batch = batch size x accum x processes")] = 1,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: --blr x effective batch / 256)")] = None,
-    blr: Annotated[float, typer.Option(help="Base learning rate, scaled by effective batch / 256 when --lr is not given")] = 1.5e-4,
-    min_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cosine decay")] = 0.0,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases, norms, tokens)")] = 0.05,
-    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up (at most half the run)")] = 5.0,
-    mask_ratio: Annotated[float, typer.Option(help="Fraction of patches removed")] = 0.75,
-    protocol: Annotated[Optional[str], typer.Option(help="Train on this protocol's train side only (e.g. xsub); default every sample")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from these weights: MAE release .pth, timm .pth/.safetensors, or a run's checkpoint-last.pt")] = None,
-    objective: Annotated[str, typer.Option(help="mae (pixel reconstruction) or diffmae (denoise the masked patches at a random diffusion step)")] = "mae",
-    decoder_dim: Annotated[int, typer.Option(help="Decoder width")] = 512,
-    decoder_depth: Annotated[int, typer.Option(help="Decoder blocks")] = 8,
-    decoder_heads: Annotated[int, typer.Option(help="Decoder attention heads")] = 16,
-    norm_pix_loss: Annotated[bool, typer.Option(help="Reconstruct per-patch normalised pixels (MAE's default)")] = True,
+    model: Annotated[str, typer.Option(help="Encoder: vit_tiny, vit_small or vit_base (patch 16)")] = P.model,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Epochs; the cosine schedule spans them (default {DEFAULT_EPOCHS}, or the resumed run's)")] = P.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per step per process (GPU)")] = P.batch_size,
+    accum: Annotated[int, typer.Option(help="Gradient accumulation steps: effective batch = batch size x accum x processes")] = P.accum,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: --blr x effective batch / 256)")] = P.lr,
+    blr: Annotated[float, typer.Option(help="Base learning rate, scaled by effective batch / 256 when --lr is not given")] = P.blr,
+    min_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cosine decay")] = P.min_lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases, norms, tokens)")] = P.weight_decay,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up (at most half the run)")] = P.warmup_epochs,
+    mask_ratio: Annotated[float, typer.Option(help="Fraction of patches removed")] = P.mask_ratio,
+    protocol: Annotated[Optional[str], typer.Option(help="Train on this protocol's train side only (e.g. xsub); default every sample")] = P.protocol,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights: MAE release .pth, timm .pth/.safetensors, or a run's checkpoint-last.pt")] = P.init,
+    objective: Annotated[str, typer.Option(help="mae (pixel reconstruction) or diffmae (denoise the masked patches at a random diffusion step)")] = P.objective,
+    decoder_dim: Annotated[int, typer.Option(help="Decoder width")] = P.decoder_dim,
+    decoder_depth: Annotated[int, typer.Option(help="Decoder blocks")] = P.decoder_depth,
+    decoder_heads: Annotated[int, typer.Option(help="Decoder attention heads")] = P.decoder_heads,
+    norm_pix_loss: Annotated[bool, typer.Option(help="Reconstruct per-patch normalised pixels (MAE's default)")] = P.norm_pix_loss,
     temporal_crop: Annotated[Optional[str], typer.Option(help="Augment: crop a random MIN..MAX fraction of the frames (rows), resized back, e.g. 0.5,1.0")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes per process (default: its share of the cores, at most 8; or the resumed run's)")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights, data order and masks")] = 0,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
+    buffer_blocks: Annotated[int, typer.Option(help="Shuffle buffer of the loader, in store shards")] = P.buffer_blocks,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes per process (default: its share of the cores, at most 8; or the resumed run's)")] = P.workers,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, data order and masks")] = P.seed,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = P.compile,
+    save_every: Annotated[Optional[int], typer.Option(help="Write checkpoint-last.pt every N epochs (default: when 5 minutes have passed since the last; always at the end)")] = P.save_every,
+    keep_every: Annotated[Optional[int], typer.Option(help="Also keep checkpoint-epochNNN.pt every N epochs (a hard link: no extra write)")] = P.keep_every,
+    recon_every: Annotated[int, typer.Option(help="Write recon-epochNNN.png every N epochs (and at the end)")] = P.recon_every,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the newest) exactly where its last checkpoint left it")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (checkpointed; the schedule still spans --epochs)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where new runs are created, and where --resume looks for the newest")] = Path("runs"),
@@ -234,85 +255,73 @@ def pretrain(
 ) -> None:
     """Pretrain a ViT masked autoencoder (MAE or DiffMAE) on the images of a store.
 
-    Writes config.json, checkpoint-last.pt (every epoch), metrics.jsonl and recon-epochNNN.png
-    into the run directory. For several GPUs launch with
+    Writes config.json, checkpoint-last.pt, metrics.jsonl and recon-epochNNN.png into the run
+    directory. For several GPUs launch with
     `torchrun --nproc_per_node N -m s2i_cli.cli pretrain STORE ...`.
     """
     from .store import StoreError, open_store
 
-    crop = _parse_crop(temporal_crop)
+    options = _options(PretrainConfig, {**locals(), "temporal_crop": _parse_crop(temporal_crop)})
     try:
         if store is not None:
             open_store(store)  # a bad store fails here, before torch is imported
         from .pretrain import pretrain as run_pretrain
 
-        run = run_pretrain(store, run_dir, model=model, epochs=epochs, batch_size=batch_size, accum=accum, lr=lr,
-                           blr=blr, min_lr=min_lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                           mask_ratio=mask_ratio, protocol=protocol, init=init, workers=workers, seed=seed,
-                           compile=compile, resume=resume, objective=objective, max_steps=max_steps,
-                           decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
-                           norm_pix_loss=norm_pix_loss, temporal_crop=crop, runs_root=runs_dir, progress=progress)
-    except (StoreError, ValueError) as exc:
+        run = run_pretrain(run_dir=run_dir, resume=resume, max_steps=max_steps, runs_root=runs_dir,
+                           progress=progress, **options)
+    except (StoreError, ValueError) as exc:  # RunError and TrainingError are ValueErrors
         fail(str(exc))
     console.print(f"run: {run}")
 
 
-
-# --- evaluate (issue 5) ---
 @app.command()
 def evaluate(
-    protocol: Annotated[Optional[str], typer.Option(help="split protocol of the store (xsub, xview, xset); default xsub, else the store's first")] = None,
-    run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="store to evaluate on (default: the one the run recorded); another one for transfer")] = None,
-    mode: Annotated[str, typer.Option(help="linear (frozen features + linear head), knn, or finetune")] = "linear",
-    fraction: Annotated[Optional[float], typer.Option(help="use this fraction of the train labels, class-balanced (semi-supervised)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of the labelled subset, head init and shuffling")] = 0,
-    init: Annotated[Optional[Path], typer.Option(help="evaluate these weights alone (e.g. ImageNet .pth/.safetensors), without a run")] = None,
-    model: Annotated[Optional[str], typer.Option(help="vit_tiny/vit_small/vit_base, for --run none or --init (default: the run's, else vit_base)")] = None,
-    pool: Annotated[Optional[str], typer.Option(help="token (class token) or avg (mean patch token); default token for linear/knn, avg for finetune")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="epochs of the linear head or of fine-tuning (default 100)")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="batch size (default 256 linear, 64 finetune)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="linear: SGD lr (default 0.1*batch/256); finetune: base lr, times batch/256 (default 5e-4)")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="weight decay (default 0 linear, 0.05 finetune)")] = None,
-    layer_decay: Annotated[float, typer.Option(help="finetune: layer-wise lr decay")] = 0.65,
-    drop_path: Annotated[float, typer.Option(help="finetune: stochastic depth rate")] = 0.1,
-    label_smoothing: Annotated[float, typer.Option(help="finetune: label smoothing")] = 0.1,
-    mixup: Annotated[float, typer.Option(help="finetune: mixup alpha (0 = off)")] = 0.0,
-    cutmix: Annotated[float, typer.Option(help="finetune: cutmix alpha (0 = off)")] = 0.0,
-    warmup_epochs: Annotated[int, typer.Option(help="finetune: linear warm-up epochs")] = 5,
-    temporal_crop: Annotated[Optional[float], typer.Option(help="finetune: crop a random F..1 of the frames (rows) and resize back")] = None,
-    k: Annotated[int, typer.Option(help="knn: neighbours")] = 20,
-    temperature: Annotated[float, typer.Option(help="knn: vote temperature")] = 0.07,
+    protocol: Annotated[Optional[str], typer.Option(help="split protocol of the store (xsub, xview, xset); default xsub, else the store's first")] = E.protocol,
+    run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = E.run,
+    store: Annotated[Optional[Path], typer.Option(help="store to evaluate on (default: the one the run recorded); another one for transfer")] = E.store,
+    mode: Annotated[str, typer.Option(help="linear (frozen features + linear head), knn, or finetune")] = E.mode,
+    fraction: Annotated[Optional[float], typer.Option(help="use this fraction of the train labels, class-balanced (semi-supervised)")] = E.fraction,
+    seed: Annotated[int, typer.Option(help="seed of the labelled subset, head init and shuffling")] = E.seed,
+    init: Annotated[Optional[Path], typer.Option(help="evaluate these weights alone (e.g. ImageNet .pth/.safetensors), without a run")] = E.init,
+    model: Annotated[Optional[str], typer.Option(help="vit_tiny/vit_small/vit_base, for --run none or --init (default: the run's, else vit_base)")] = E.model,
+    pool: Annotated[Optional[str], typer.Option(help=f"token (class token) or avg (mean patch token); default {_defaults('pool')}")] = E.pool,
+    epochs: Annotated[Optional[int], typer.Option(help=f"epochs of the linear head or of fine-tuning (default {_defaults('epochs')})")] = E.epochs,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"batch size (default {_defaults('batch_size')})")] = E.batch_size,
+    lr: Annotated[Optional[float], typer.Option(help=f"linear: SGD lr (default 0.1*batch/256); finetune: base lr, times batch/256 (default {MODE_DEFAULTS['finetune']['lr']:g})")] = E.lr,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"weight decay (default {_defaults('weight_decay')})")] = E.weight_decay,
+    layer_decay: Annotated[float, typer.Option(help="finetune: layer-wise lr decay")] = E.layer_decay,
+    drop_path: Annotated[float, typer.Option(help="finetune: stochastic depth rate")] = E.drop_path,
+    label_smoothing: Annotated[float, typer.Option(help="finetune: label smoothing")] = E.label_smoothing,
+    mixup: Annotated[float, typer.Option(help="finetune: mixup alpha (0 = off)")] = E.mixup,
+    cutmix: Annotated[float, typer.Option(help="finetune: cutmix alpha (0 = off)")] = E.cutmix,
+    warmup_epochs: Annotated[int, typer.Option(help="finetune: linear warm-up epochs")] = E.warmup_epochs,
+    temporal_crop: Annotated[Optional[float], typer.Option(help="finetune: crop a random F..1 of the frames (rows) and resize back")] = E.temporal_crop,
+    k: Annotated[int, typer.Option(help="knn: neighbours")] = E.k,
+    temperature: Annotated[float, typer.Option(help="knn: vote temperature")] = E.temperature,
     resume: Annotated[bool, typer.Option(help="finetune: continue this evaluation's fine-tuning checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="finetune: start again over an existing fine-tuning checkpoint")] = False,
-    max_steps: Annotated[Optional[int], typer.Option(help="finetune: stop after this many steps (smoke tests)")] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
-    device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, cpu (default: cuda when present)")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="finetune: stop after this many steps (checkpointed)")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = E.workers,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, cpu (default: cuda when present)")] = E.device,
     runs_dir: Annotated[Path, typer.Option(help="where runs live")] = Path("runs"),
     summary: Annotated[bool, typer.Option("--summary", help="print every run's results.json side by side and exit")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Evaluate a pretrained encoder on a protocol: linear probe, k-NN or fine-tuning; top-1/top-5,
     per-class accuracy and a confusion matrix, saved in the run's results.json."""
-    from s2i_cli.evaluate import EvaluateError, results_table, summary_table
-    from s2i_cli.evaluate import evaluate as run_evaluation
-    from s2i_cli.store import StoreError
-    from s2i_cli.training import TrainingError
+    from .evaluate import evaluate as run_evaluation
+    from .results import results_table, summary_table
+    from .store import StoreError
 
+    options = _options(EvalConfig, locals())
     out = Console()
     try:
         if summary:
             out.print(summary_table(runs_dir))
             return
-        entry = run_evaluation(protocol=protocol, run=run, store=store, mode=mode, fraction=fraction, seed=seed,
-                               init=init, model=model, runs_root=runs_dir, pool=pool, k=k, temperature=temperature,
-                               epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               layer_decay=layer_decay, drop_path=drop_path, label_smoothing=label_smoothing,
-                               mixup=mixup, cutmix=cutmix, warmup_epochs=warmup_epochs,
-                               temporal_crop=temporal_crop, workers=workers,
-                               device=device, resume=resume, overwrite=overwrite, max_steps=max_steps,
-                               progress=progress, console=console)
-    except (EvaluateError, StoreError, TrainingError) as exc:
+        entry = run_evaluation(runs_root=runs_dir, resume=resume, overwrite=overwrite, max_steps=max_steps,
+                               progress=progress, console=console, **options)
+    except (StoreError, ValueError) as exc:  # EvaluateError, RunError and TrainingError are ValueErrors
         fail(str(exc))
     out.print(results_table(entry))
     console.print(f"results: {Path(entry['out_dir']) / 'results.json'}")

@@ -107,8 +107,9 @@ class BlockDataset(IterableDataset):
         r, w = _dist_rank_world()
         self.rank = r if rank is None else int(rank)
         self.world_size = w if world_size is None else int(world_size)
-        self.epoch = 0
-        self.skip_batches = 0
+        # (epoch, batches to skip) in shared memory: persistent DataLoader workers see each new
+        # epoch's set_epoch without being respawned
+        self._order = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._pid = None
         self._arrays = None
 
@@ -120,9 +121,18 @@ class BlockDataset(IterableDataset):
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Choose the epoch's order; `skip_batches` drops the loader's first batches without reading
-        them (mid-epoch resume; needs the same batch size and worker count as the run resumed)."""
-        self.epoch = int(epoch)
-        self.skip_batches = int(skip_batches)
+        them (mid-epoch resume; needs the same batch size and worker count as the run resumed).
+        Call it before iterating the loader: its workers read it when the new epoch starts."""
+        self._order[0] = int(epoch)
+        self._order[1] = int(skip_batches)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._order[0])
+
+    @property
+    def skip_batches(self) -> int:
+        return int(self._order[1])
 
     def epoch_order(self) -> np.ndarray:
         """The epoch's sample sequence over all ranks: blocks (runs of indices in one shard) in a
@@ -272,12 +282,13 @@ def make_loader(store: str | Path, indices: np.ndarray, batch_size: int, *, shuf
                 seed: int = 0, temporal_crop: tuple[float, float] | None = None, drop_last: bool = False,
                 buffer_blocks: int = 4, encoding: Encoding | None = None, augment: tuple[str, ...] = ()) -> DataLoader:
     """A DataLoader over a BlockDataset (reach it as `loader.dataset`, call its set_epoch per epoch).
-    Batches are (images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,))."""
+    Batches are (images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,)). Its workers
+    persist from epoch to epoch (no respawn, the store stays open)."""
     if encoding is not None:  # compile (or load) the one-thread kernel here, not in every worker at once
         encode_augmented([np.zeros((2, 2, encoding.skeleton.num_joints, 3), np.float32)], [1], [0], encoding, (), 0, 0)
     dataset = BlockDataset(store, indices, shuffle=shuffle, seed=seed, buffer_blocks=buffer_blocks,
                            temporal_crop=temporal_crop, batch_size=batch_size, encoding=encoding, augment=augment)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, drop_last=drop_last,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed))  # workers' seeds: not from the global RNG

@@ -26,8 +26,12 @@ import numpy as np
 import timm
 import torch
 import torch.nn as nn
-from timm.layers import resample_abs_pos_embed
+from timm.layers import resample_abs_pos_embed, to_2tuple
+from timm.models import clean_state_dict
 from timm.models.vision_transformer import Block, VisionTransformer
+from timm.optim import param_groups_weight_decay
+
+from .training import load_checkpoint
 
 from .masking import mask_scores
 
@@ -38,29 +42,23 @@ _DECODER_KEYS = ("mask_token", "decoder_", "noise_embed", "time_embed")
 _layer_norm = partial(nn.LayerNorm, eps=1e-6)  # MAE's (and timm ViT's) eps, in the decoder too
 
 
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
-
-
 def build_encoder(model: str, img_size: int | Sequence[int], num_classes: int = 0, drop_path_rate: float = 0.0,
-                  global_pool: str = "token") -> VisionTransformer:
+                  global_pool: str = "token", fc_norm: bool | None = None) -> VisionTransformer:
     """A randomly initialised timm ViT for `img_size` (an int or (H, W), multiples of the patch size).
 
-    `model` is a short name from MODELS or any timm ViT name. Never downloads weights."""
+    `model` is a short name from MODELS or any timm ViT name; global_pool and fc_norm are timm's
+    (fc_norm None: a norm after average pooling instead of before, as MAE fine-tunes). Never downloads weights."""
     name = MODELS.get(model, model)
     if not name.startswith("vit_") or not timm.is_model(name):
         raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)} (or a timm vit_* name)")
-    h, w = _pair(img_size)
+    h, w = (int(v) for v in to_2tuple(img_size))
     patch = int(name.split("patch")[1].split("_")[0]) if "patch" in name else 16
     if h % patch or w % patch or h <= 0 or w <= 0:
         raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch}: "
                          f"re-convert the store with --size a multiple of {patch}")
     size = h if h == w else (h, w)
     return timm.create_model(name, pretrained=False, img_size=size, num_classes=num_classes,
-                             drop_path_rate=drop_path_rate, global_pool=global_pool)
+                             drop_path_rate=drop_path_rate, global_pool=global_pool, fc_norm=fc_norm)
 
 
 def sincos_pos_embed(dim: int, grid: tuple[int, int], cls_token: bool = True) -> torch.Tensor:
@@ -162,6 +160,15 @@ class MaskedAutoencoder(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.constant_(m.bias, 0)
             nn.init.constant_(m.weight, 1.0)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW leaves undecayed besides biases and norms: tokens and position tables (MAE)."""
+        return {f"encoder.{name}" for name in self.encoder.no_weight_decay()} | {"mask_token", "decoder_pos_embed"}
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups, timm's rule: no decay on biases, norms and no_weight_decay(). The decayed
+        group comes first, as in the checkpoints written before (their optimizer state stays loadable)."""
+        return param_groups_weight_decay(self, weight_decay, no_weight_decay_list=self.no_weight_decay())[::-1]
 
     # --- MAE methods ---
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -282,7 +289,7 @@ class MaskedAutoencoder(nn.Module):
 
 # --- weights ---
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _read_state_dict(path: Path, fix: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no weights file at {path}: pass a .pth/.pt/.safetensors file to --init")
@@ -290,36 +297,27 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
         sd = load_file(str(path), device="cpu")
     else:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickles with arbitrary objects are refused on purpose
-            raise ValueError(f"cannot read {path} as a weights-only torch checkpoint "
-                             f"({type(exc).__name__}): save a plain state dict") from exc
+        sd = load_checkpoint(path, fix)  # weights only: pickles with arbitrary objects are refused
     for key in ("model", "state_dict", "module"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} holds no state dict of tensors")
-    out = {}
-    for k, v in sd.items():
-        for prefix in ("module.", "_orig_mod."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out
+    return clean_state_dict(sd)  # DDP's "module." and torch.compile's "_orig_mod." prefixes go
 
 
 def _is_decoder_key(key: str) -> bool:
     return key.startswith(_DECODER_KEYS)
 
 
-def load_weights(module: nn.Module, path: Path) -> dict:
+def load_weights(module: nn.Module, path: Path, fix: str = "pass a complete weights file") -> dict:
     """Load MAE release .pth ({"model": sd}), timm .pth/.safetensors or our checkpoint-last.pt into a
     MaskedAutoencoder (ImageNet keys go to .encoder) or a bare timm encoder ("encoder." stripped).
     Position embeddings are resampled when grid sizes differ; shape mismatches are skipped.
-    Returns {"loaded", "missing", "unexpected", "mismatched"} key lists (module's key names)."""
-    src = _read_state_dict(path)
+    Returns {"loaded", "missing", "unexpected", "mismatched"} key lists (module's key names).
+    An unreadable file raises one line naming it, ending in `fix` (what to do)."""
+    src = _read_state_dict(path, fix)
     is_mae = isinstance(module, MaskedAutoencoder)
     ours = any(k.startswith("encoder.") for k in src)
     mapped: dict[str, torch.Tensor] = {}

@@ -6,264 +6,321 @@ torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment; nccl on GPUs, gloo on C
 
 Exact resume: the data order comes from (seed, epoch) (see data.BlockDataset), every micro-step
 draws its random numbers (mask, DiffMAE noise) from a generator seeded by (seed, rank, step,
-micro-step), outside the (possibly compiled) model, and the checkpoint holds
-the model, optimizer and step, so `--resume` continues with the same numbers an uninterrupted
-run would have produced (same world size, batch size and worker count; the run's config.json
-supplies them)."""
+micro-step), outside the (possibly compiled) model, and the checkpoint holds the model,
+optimizer and step, so `--resume` continues with the same numbers an uninterrupted run would
+have produced (same world size, batch size and worker count; the run's config.json supplies them).
+
+Epoch ends cost next to nothing: the checkpoint is written every `save_every` epochs (by default
+when a few minutes have passed) and always at the end, on a background thread; reconstructions
+every `recon_every` epochs; the loader's workers live for the whole run."""
 from __future__ import annotations
 
 import datetime
 import json
 import os
 import time
-from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
 
+from . import runs
+from .config import DEFAULT_EPOCHS, PretrainConfig
 from .data import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
+from .progress import progress_bar
 from .store import StoreError, absolute, open_store, split_indices
-from .training import LossGuard, atomic_save, cosine_lr, rng_state, set_rng_state
+from .training import (CheckpointWriter, LossGuard, Schedule, TrainingError, atomic_write, autocast, rng_state,
+                       set_lr, set_rng_state)
 
 console = Console(stderr=True)
-CHECKPOINT = "checkpoint-last.pt"
-DEFAULT_EPOCHS = 100
-# settings a resumed run takes from its config.json, whatever the call says
-RESUMED = ("model", "batch_size", "accum", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "mask_ratio",
-           "protocol", "seed", "objective", "decoder_dim", "decoder_depth", "decoder_heads", "norm_pix_loss",
-           "temporal_crop", "buffer_blocks", "workers")
-
-
-def pretrain(store: str | Path | None, run_dir: str | Path | None = None, *, model: str = "vit_base",
-             epochs: int | None = None, batch_size: int = 64, accum: int = 1, lr: float | None = None,
-             blr: float = 1.5e-4, min_lr: float = 0.0, weight_decay: float = 0.05, warmup_epochs: float = 5.0,
-             mask_ratio: float = 0.75, protocol: str | None = None, init: str | Path | None = None,
-             workers: int | None = None, seed: int = 0, compile: bool = False, resume: bool = False,
-             objective: str = "mae", max_steps: int | None = None, decoder_dim: int = 512,
-             decoder_depth: int = 8, decoder_heads: int = 16, norm_pix_loss: bool = True,
-             temporal_crop: tuple[float, float] | None = None, buffer_blocks: int = 4,
-             runs_root: str | Path = "runs", recon_every: int = 1, progress: bool = True) -> Path:
-    """Pretrain a masked autoencoder on the train side of `protocol` (None: every sample) and
-    return the run directory (config.json, checkpoint-last.pt, metrics.jsonl, recon-epochNNN.png).
-
-    lr None means blr * batch_size * accum * world_size / 256 (MAE's rule). epochs/workers None
-    mean 100 and this process's share of the cores (at most 8), or the resumed run's. max_steps stops early (after a checkpoint) without changing
-    the schedule, which is planned for `epochs`."""
-    # --- processes and devices ---
+SAVE_SECONDS = 300.0  # without --save-every, a checkpoint when this long has passed since the last one
+def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
+             max_steps: int | None = None, runs_root: str | Path = "runs", progress: bool = True,
+             **options: Any) -> Path:
+    """Pretrain a masked autoencoder on the train side of `protocol` (None: every sample) and return
+    the run directory (see runs.py). `options` are PretrainConfig fields. max_steps stops early (with
+    a checkpoint) without changing the schedule, which is planned for `epochs`."""
+    cfg = PretrainConfig(store=str(store) if store is not None else None, **options)
     ddp, rank, world, local_rank, owns_group = _setup_distributed()
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    master = rank == 0
-    bar = None
     try:
-        # --- run directory and settings ---
-        settings = dict(model=model, batch_size=batch_size, accum=accum, lr=lr, blr=blr, min_lr=min_lr,
-                        weight_decay=weight_decay, warmup_epochs=warmup_epochs, mask_ratio=mask_ratio,
-                        protocol=protocol, seed=seed, objective=objective, decoder_dim=decoder_dim,
-                        decoder_depth=decoder_depth, decoder_heads=decoder_heads, norm_pix_loss=norm_pix_loss,
-                        temporal_crop=list(temporal_crop) if temporal_crop else None,
-                        buffer_blocks=buffer_blocks, workers=workers)
-        checkpoint = None
+        # --- settings: the call's, or the resumed run's ---
+        old, checkpoint = {}, None
         if resume:
-            run_dir = _find_run(run_dir, runs_root)
-            old = json.loads((run_dir / "config.json").read_text())
-            settings.update({k: old[k] for k in RESUMED if k in old})
-            epochs = old["epochs"] if epochs is None else epochs
-            store = old["store"] if store is None else store
-            if old.get("world_size", 1) != world:
-                raise ValueError(f"run {run_dir} was trained with {old.get('world_size', 1)} processes, this is "
-                                 f"{world}: resume with the same torchrun --nproc_per_node")
-            checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-        elif store is None:
-            raise ValueError("no store given: pass the store made by `s2i convert` (or --resume a run)")
-        epochs = DEFAULT_EPOCHS if epochs is None else int(epochs)
-        workers = default_workers(world) if settings["workers"] is None else int(settings["workers"])
-        settings["workers"] = workers
-        s = settings
-        if epochs < 1 or s["batch_size"] < 1 or s["accum"] < 1:
-            raise ValueError("epochs, batch size and accum must be at least 1")
+            run_dir, old, checkpoint = _resumed_run(run_dir, runs_root, world)
+            cfg = cfg.resumed_from(old)
+        cfg = _resolve(cfg, world)
+        root, indices, img_size = _training_data(cfg, old, run_dir)
 
-        # --- data ---
-        store = absolute(store)  # a directory or a URL
-        root = open_store(store)
-        attrs = root.attrs["s2i"]
-        height, width = (int(v) for v in attrs["image_size"])
-        img_size = height if height == width else [height, width]
-        if resume and old["img_size"] != img_size:
-            raise ValueError(f"store {store} holds {height}x{width} images but run {run_dir} was trained on "
-                             f"{old['img_size']}: resume with the run's store ({old['store']}) or start a new run")
-        indices = split_indices(root, s["protocol"], "train")
-        if len(indices) == 0:
-            raise StoreError(f"{store} has no training samples for protocol {s['protocol']!r}")
-
-        # --- model (checks the image size against the patch size) ---
-        torch.manual_seed(s["seed"])
-        net = MaskedAutoencoder(s["model"], img_size, mask_ratio=s["mask_ratio"], decoder_dim=s["decoder_dim"],
-                                decoder_depth=s["decoder_depth"], decoder_heads=s["decoder_heads"],
-                                norm_pix_loss=s["norm_pix_loss"], objective=s["objective"])
-        if init is not None and checkpoint is None:
-            report = load_weights(net, Path(init))
-            if master:
-                console.print(f"init {init}: loaded {len(report['loaded'])} tensors, "
-                              f"{len(report['missing'])} missing, {len(report['unexpected'])} unexpected, "
-                              f"{len(report['mismatched'])} mismatched")
-            if not report["loaded"]:
-                raise ValueError(f"{init} shares no weights with {s['model']}: pass a checkpoint of the same model")
-
-        # --- data loader and schedule ---
-        crop = tuple(s["temporal_crop"]) if s["temporal_crop"] else None
-        loader = make_loader(store, indices, s["batch_size"], shuffle=True, workers=workers, seed=s["seed"],
-                             temporal_crop=crop, drop_last=True, buffer_blocks=s["buffer_blocks"])
-        micro_per_epoch = len(loader)
-        steps_per_epoch = micro_per_epoch // s["accum"]
-        if steps_per_epoch == 0:
-            raise ValueError(f"{len(loader.dataset)} training samples per process fill no optimizer step of "
-                             f"{s['batch_size']} x {s['accum']}: lower --batch-size or --accum")
-        total_steps = epochs * steps_per_epoch
-        # warm-up takes at most half the run, so a short run still decays
-        warmup_steps = min(total_steps // 2, int(round(s["warmup_epochs"] * steps_per_epoch)))
-        eff_batch = s["batch_size"] * s["accum"] * world
-        peak_lr = s["lr"] if s["lr"] is not None else s["blr"] * eff_batch / 256
-
-        # --- optimizer ---
+        # --- model (it checks the image size against the patch size), data loader, optimizer ---
+        torch.manual_seed(cfg.seed)
+        net = MaskedAutoencoder(cfg.model, img_size, mask_ratio=cfg.mask_ratio, decoder_dim=cfg.decoder_dim,
+                                decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads,
+                                norm_pix_loss=cfg.norm_pix_loss, objective=cfg.objective)
+        loader = make_loader(cfg.store, indices, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                             temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks)
+        schedule = _schedule(cfg, len(loader), world)
+        if checkpoint is None and cfg.init is not None:
+            _load_init(net, cfg, rank == 0)
         net.to(device)
-        decay, no_decay = [], []
-        for name, p in net.named_parameters():
-            if not p.requires_grad:
-                continue
-            skip = p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in ("pos_embed", "cls_token", "mask_token")
-            (no_decay if skip else decay).append(p)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": s["weight_decay"]},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=(0.9, 0.95),
+        optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay), lr=schedule.peak_lr, betas=(0.9, 0.95),
                                       fused=device.type == "cuda")
-        step = 0
-        if checkpoint is not None:
-            net.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            step = int(checkpoint["step"])
-            set_rng_state(checkpoint.get("rng"))
-        model_ = torch.compile(net) if compile else net
+        step = _restore(checkpoint, net, optimizer, run_dir)
+        model = torch.compile(net) if cfg.compile else net
         if ddp:
-            model_ = torch.nn.parallel.DistributedDataParallel(model_, device_ids=[local_rank] if device.type == "cuda" else None)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[local_rank] if device.type == "cuda" else None)
 
-        def lr_at(it: int) -> float:
-            return cosine_lr(it, total_steps, peak_lr, warmup=warmup_steps, min_lr=s["min_lr"])
-
-        # --- run directory ---
+        # --- the run directory, then the loop ---
         if not resume:
-            run_dir = _new_run_dir(run_dir, runs_root, attrs.get("dataset", "store"), ddp)
-        config = {"store": str(store), "dataset": attrs.get("dataset"), "class_names": list(attrs.get("class_names", [])),
-                  "img_size": img_size, "patch_size": net.patch, "epochs": epochs, "world_size": world,
-                  "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
-                  "peak_lr": peak_lr, "effective_batch": eff_batch, "train_samples": int(len(indices)),
-                  "init": old.get("init") if resume else (str(init) if init else None), **s}
-        if master:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config["created"] = old.get("created") if resume else datetime.datetime.now().isoformat(timespec="seconds")
-            _atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2))
-            params = sum(p.numel() for p in net.parameters()) / 1e6
-            console.print(f"pretrain {s['objective']} {s['model']} ({params:.1f} M params) on {device}"
-                          f"{f' x{world}' if ddp else ''}: {len(indices)} samples, {steps_per_epoch} steps/epoch x "
-                          f"{epochs} epochs, batch {eff_batch}, lr {peak_lr:.2e}, run {run_dir}"
-                          + (f", resuming at step {step}" if resume else ""))
-
-        # --- training loop ---
-        last_step = total_steps if max_steps is None else min(total_steps, int(max_steps))
-        generator = torch.Generator(device=device)
-        if step >= last_step and master:
-            console.print(f"nothing to do: {run_dir} is at step {step} of {last_step} (pass more --epochs to extend it)")
-        bar = _progress_bar(master and progress and step < last_step)
-        task = bar.add_task("pretrain", total=last_step, completed=step, loss=float("nan"), ips=0.0) if bar else None
-        images_per_step = s["batch_size"] * s["accum"] * world
-        timer_start, timer_step = None, step
-        guard = LossGuard(run_dir / CHECKPOINT, saved_step=step if checkpoint is not None else None)
-        while step < last_step:
-            epoch = step // steps_per_epoch
-            first = step - epoch * steps_per_epoch
-            loader.dataset.set_epoch(epoch, skip_batches=first * s["accum"])
-            batches = iter(loader)
-            model_.train()
-            loss_sum = torch.zeros((), device=device)
-            loss_count = 0
-            for _ in range(first, steps_per_epoch):
-                step_loss = torch.zeros((), device=device)
-                lr_now = lr_at(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_now
-                for micro in range(s["accum"]):
-                    images, _, _ = next(batches)
-                    imgs = normalize(images.to(device, non_blocking=True))
-                    generator.manual_seed(_step_seed(s["seed"], rank, step, micro))
-                    if ddp:
-                        model_.require_backward_grad_sync = micro == s["accum"] - 1
-                    with autocast:
-                        loss, _, _ = model_(imgs, noise=net.sample_noise(len(imgs), device, generator))
-                    (loss / s["accum"]).backward()
-                    step_loss += loss.detach()
-                    loss_count += 1
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                guard.step(step_loss, step)
-                loss_sum += step_loss
-                if timer_start is None:  # time from the end of the first step (start-up and compile excluded)
-                    timer_start, timer_step = time.perf_counter(), step
-                if bar:
-                    elapsed = time.perf_counter() - timer_start
-                    ips = (step - timer_step) * images_per_step / elapsed if elapsed > 0 else 0.0
-                    fields = {"ips": ips}
-                    if step % 10 == 0 or step == last_step or step == timer_step:
-                        fields["loss"] = loss.item()
-                    bar.update(task, completed=step, **fields)
-                if step >= last_step:
-                    break
-            del batches  # stops the loader's workers
-            guard.check()
-            # --- end of an epoch (or of the run): metrics, picture, checkpoint ---
-            totals = torch.stack([loss_sum, torch.tensor(float(loss_count), device=device)])
-            if ddp:
-                dist.all_reduce(totals)
-            epochs_done = step // steps_per_epoch
-            if master:
-                elapsed = time.perf_counter() - timer_start if timer_start else 0.0
-                record = {"epoch": epochs_done, "step": step, "loss": (totals[0] / totals[1].clamp(min=1)).item(),
-                          "lr": lr_now, "images_per_s": round((step - timer_step) * images_per_step / elapsed, 2)
-                          if elapsed > 0 else None, "time": datetime.datetime.now().isoformat(timespec="seconds")}
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                epoch_end = step % steps_per_epoch == 0
-                if (epoch_end and epochs_done % max(1, recon_every) == 0) or step >= last_step:
-                    save_reconstruction(net, root, indices[:4], run_dir / f"recon-epoch{epochs_done:03d}.png",
-                                        device, s["seed"])
-                state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scaler": None,
-                         "scheduler": {"kind": "warmup-cosine", "step": step, "warmup_steps": warmup_steps,
-                                       "total_steps": total_steps, "peak_lr": peak_lr, "min_lr": s["min_lr"]},
-                         "epoch": epochs_done, "step": step, "config": config, "rng": rng_state()}
-                atomic_save(state, run_dir / CHECKPOINT)
-                guard.saved_step = step
-                if not bar:
-                    console.print(f"epoch {epochs_done} step {step}/{total_steps} loss {record['loss']:.4f} "
-                                  f"lr {lr_now:.2e} {record['images_per_s'] or 0:.1f} img/s")
-            if ddp:
-                dist.barrier()
-        return Path(run_dir)
+            run_dir = _new_run_dir(run_dir, runs_root, root.attrs["s2i"].get("dataset", "store"), ddp)
+        run_dir = Path(run_dir)
+        config = _config_json(cfg, root, indices, img_size, net, schedule, world, old)
+        last_step = schedule.total_steps if max_steps is None else min(schedule.total_steps, int(max_steps))
+        loop = Loop(model, net, optimizer, loader, schedule, cfg, device, rank, ddp,
+                    LossGuard(run_dir / runs.CHECKPOINT, step if checkpoint is not None else None),
+                    Throughput(cfg.batch_size * cfg.accum * world))
+        if rank == 0:
+            runs.write_config(run_dir, config)
+            _announce(cfg, net, device, world, len(indices), schedule, run_dir, step, last_step, resume)
+        show_bar = rank == 0 and progress and step < last_step
+        with CheckpointWriter() as writer, progress_bar(show_bar, console) as bar:
+            task = bar.add_task("pretrain", total=last_step, completed=step, info="")
+            last_save = time.monotonic()
+            while step < last_step:
+                step, loss = train_one_epoch(loop, step, last_step, bar, task)
+                last_save = end_of_epoch(loop, step, last_step, loss, root, indices, run_dir, writer, last_save,
+                                         verbose=not show_bar)
+        return run_dir
     finally:
-        if bar:
-            bar.stop()
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-# --- helpers ---
+# --- the loop ---
+
+@dataclass
+class Loop:
+    """What one epoch of pretraining works with (net is the bare model, model may be compiled/DDP)."""
+    model: torch.nn.Module
+    net: MaskedAutoencoder
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    schedule: Schedule
+    cfg: PretrainConfig
+    device: torch.device
+    rank: int
+    ddp: bool
+    guard: LossGuard
+    meter: Throughput
+
+
+def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[int, float]:
+    """Optimizer steps from `step` to the end of its epoch (or `last_step`): (the step reached, mean loss)."""
+    cfg, per_epoch = loop.cfg, loop.schedule.steps_per_epoch
+    epoch, first = divmod(step, per_epoch)
+    loop.meter.start_epoch()
+    loop.loader.dataset.set_epoch(epoch, skip_batches=first * cfg.accum)
+    batches = iter(loop.loader)
+    loop.model.train()
+    generator = torch.Generator(device=loop.device)
+    loss_sum, loss_count = torch.zeros((), device=loop.device), 0
+    while step < min(last_step, (epoch + 1) * per_epoch):
+        set_lr(loop.optimizer, loop.schedule.lr(step))
+        step_loss = torch.zeros((), device=loop.device)
+        for micro in range(cfg.accum):
+            images, _, _ = next(batches)
+            imgs = normalize(images.to(loop.device, non_blocking=True))
+            generator.manual_seed(_step_seed(cfg.seed, loop.rank, step, micro))
+            if loop.ddp:
+                loop.model.require_backward_grad_sync = micro == cfg.accum - 1
+            with autocast(loop.device):
+                loss, _, _ = loop.model(imgs, noise=loop.net.sample_noise(len(imgs), loop.device, generator))
+            (loss / cfg.accum).backward()
+            step_loss += loss.detach()
+        loop.optimizer.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        step += 1
+        loop.guard.step(step_loss / cfg.accum, step)
+        loss_sum += step_loss
+        loss_count += cfg.accum
+        loop.meter.step_done()
+        bar.update(task, completed=step, info=f"loss {loop.guard.last:.4f}  {loop.meter.step_rate():.1f} img/s")
+    loop.guard.check()  # before anything is saved
+    totals = torch.stack([loss_sum, torch.tensor(float(loss_count), device=loop.device)])
+    if loop.ddp:
+        dist.all_reduce(totals)
+    loop.meter.end_epoch()
+    return step, (totals[0] / totals[1].clamp(min=1)).item()
+
+
+def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indices: np.ndarray, run_dir: Path,
+                 writer: CheckpointWriter, last_save: float, verbose: bool) -> float:
+    """Metrics every epoch; a checkpoint and reconstructions only when due (always at the run's end).
+    Returns when the last checkpoint was started (time.monotonic())."""
+    cfg, epochs_done = loop.cfg, step // loop.schedule.steps_per_epoch
+    done = step >= last_step
+    if loop.rank == 0:
+        if done or (cfg.recon_every > 0 and epochs_done % cfg.recon_every == 0 and step % loop.schedule.steps_per_epoch == 0):
+            save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done), loop.device, cfg.seed)
+        due = (epochs_done % cfg.save_every == 0) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
+        if done or due:
+            keep = cfg.keep_every and epochs_done % cfg.keep_every == 0 and step % loop.schedule.steps_per_epoch == 0
+            writer.save({"model": loop.net.state_dict(), "optimizer": loop.optimizer.state_dict(), "step": step,
+                         "epoch": epochs_done, "rng": rng_state()}, run_dir / runs.CHECKPOINT,
+                        keep=runs.kept_checkpoint(run_dir, epochs_done) if keep else None)
+            loop.guard.saved_step, last_save = step, time.monotonic()
+        record = {"epoch": epochs_done, "step": step, "loss": loss, "lr": loop.schedule.lr(step - 1),
+                  **loop.meter.record(), "time": datetime.datetime.now().isoformat(timespec="seconds")}
+        with open(run_dir / runs.METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if verbose:
+            console.print(f"epoch {epochs_done} step {step}/{loop.schedule.total_steps} loss {loss:.4f} "
+                          f"lr {record['lr']:.2e} {record['step_images_per_s'] or 0:.1f} img/s")
+    if loop.ddp:
+        dist.barrier()
+    return last_save
+
+
+class Throughput:
+    """Images per second inside epochs (steps and loader waits: `step`) and over the run's wall
+    clock (epoch ends included: `run`), both from the end of the run's first step, so start-up
+    and compilation count in neither. run / step is what epoch ends cost."""
+
+    def __init__(self, images_per_step: int):
+        self.images_per_step = images_per_step
+        self.run_start: float | None = None  # end of the first step
+        self.epoch_start = 0.0
+        self.inside = 0.0  # seconds inside epochs since run_start
+        self.steps = 0  # steps since run_start
+
+    def start_epoch(self) -> None:
+        self.epoch_start = time.perf_counter()
+
+    def step_done(self) -> None:
+        if self.run_start is None:
+            self.run_start = self.epoch_start = time.perf_counter()
+        else:
+            self.steps += 1
+
+    def end_epoch(self) -> None:
+        if self.run_start is not None:
+            self.inside += time.perf_counter() - self.epoch_start
+
+    def step_rate(self) -> float:
+        elapsed = self.inside + (time.perf_counter() - self.epoch_start if self.run_start is not None else 0.0)
+        return self.steps * self.images_per_step / elapsed if self.steps and elapsed > 0 else 0.0
+
+    def record(self) -> dict[str, float | None]:
+        run = time.perf_counter() - self.run_start if self.run_start is not None else 0.0
+        images = self.steps * self.images_per_step
+        return {"step_images_per_s": round(images / self.inside, 2) if self.steps and self.inside > 0 else None,
+                "run_images_per_s": round(images / run, 2) if self.steps and run > 0 else None}
+
+
+# --- settings, data, model: the steps of pretrain() ---
 
 def default_workers(world: int = 1) -> int:
     """DataLoader workers per process: this process's share of the cores, at most 8."""
     return max(1, min(8, (os.cpu_count() or 2) // world))
 
+
+def _resolve(cfg: PretrainConfig, world: int) -> PretrainConfig:
+    """The defaults that depend on the machine, filled in; impossible settings refused."""
+    if cfg.store is None:
+        raise ValueError("no store given: pass the store made by `s2i convert` (or --resume a run)")
+    epochs = DEFAULT_EPOCHS if cfg.epochs is None else int(cfg.epochs)
+    workers = default_workers(world) if cfg.workers is None else int(cfg.workers)
+    if epochs < 1 or cfg.batch_size < 1 or cfg.accum < 1:
+        raise ValueError("epochs, batch size and accum must be at least 1")
+    for name in ("save_every", "keep_every"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 epoch")
+    init = str(cfg.init) if cfg.init is not None else None
+    return PretrainConfig(**{**asdict(cfg), "store": absolute(cfg.store), "epochs": epochs,
+                             "workers": workers, "init": init})
+
+
+def _training_data(cfg: PretrainConfig, old: dict[str, Any], run_dir) -> tuple[Any, np.ndarray, int | list[int]]:
+    """(the store's root, the training indices, the image size as config.json writes it)."""
+    root = open_store(cfg.store)
+    height, width = (int(v) for v in root.attrs["s2i"]["image_size"])
+    img_size = height if height == width else [height, width]
+    if old and old["img_size"] != img_size:
+        raise ValueError(f"store {cfg.store} holds {height}x{width} images but run {run_dir} was trained on "
+                         f"{old['img_size']}: resume with the run's store ({old['store']}) or start a new run")
+    indices = split_indices(root, cfg.protocol, "train")
+    if len(indices) == 0:
+        raise StoreError(f"{cfg.store} has no training samples for protocol {cfg.protocol!r}")
+    return root, indices, img_size
+
+
+def _schedule(cfg: PretrainConfig, micro_per_epoch: int, world: int) -> Schedule:
+    steps_per_epoch = micro_per_epoch // cfg.accum
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training samples per process fill no optimizer step of {cfg.batch_size} x "
+                         f"{cfg.accum}: lower --batch-size or --accum")
+    total = cfg.epochs * steps_per_epoch
+    peak_lr = cfg.lr if cfg.lr is not None else cfg.blr * cfg.batch_size * cfg.accum * world / 256
+    # warm-up takes at most half the run, so a short run still decays
+    warmup = min(total // 2, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    return Schedule(peak_lr, steps_per_epoch, total, warmup, cfg.min_lr)
+
+
+def _load_init(net: MaskedAutoencoder, cfg: PretrainConfig, verbose: bool) -> None:
+    report = load_weights(net, Path(cfg.init))
+    if verbose:
+        console.print(f"init {cfg.init}: loaded {len(report['loaded'])} tensors, {len(report['missing'])} missing, "
+                      f"{len(report['unexpected'])} unexpected, {len(report['mismatched'])} mismatched")
+    if not report["loaded"]:
+        raise ValueError(f"{cfg.init} shares no weights with {cfg.model}: pass a checkpoint of the same model")
+
+
+def _restore(checkpoint: dict | None, net: MaskedAutoencoder, optimizer: torch.optim.Optimizer, run_dir) -> int:
+    """Load a resumed run's weights, optimizer and random state; the step to go on from (0 for a new run)."""
+    if checkpoint is None:
+        return 0
+    net.load_state_dict(checkpoint["model"])
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except ValueError as exc:  # parameter groups of another layout
+        raise TrainingError(f"{Path(run_dir) / runs.CHECKPOINT}: its optimizer state does not fit this version's "
+                            f"parameter groups ({exc}): start a new run from its weights with "
+                            f"--init {Path(run_dir) / runs.CHECKPOINT}") from exc
+    set_rng_state(checkpoint.get("rng"))
+    return int(checkpoint["step"])
+
+
+def _config_json(cfg: PretrainConfig, root, indices: np.ndarray, img_size, net: MaskedAutoencoder,
+                 schedule: Schedule, world: int, old: dict[str, Any]) -> dict[str, Any]:
+    """config.json: the settings, then what they came to on this store."""
+    attrs = root.attrs["s2i"]
+    created = old.get("created") or datetime.datetime.now().isoformat(timespec="seconds")
+    return {**asdict(cfg), "dataset": attrs.get("dataset"), "class_names": list(attrs.get("class_names", [])),
+            "img_size": img_size, "patch_size": net.patch, "world_size": world,
+            "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
+            "warmup_steps": schedule.warmup_steps, "peak_lr": schedule.peak_lr,
+            "effective_batch": cfg.batch_size * cfg.accum * world, "train_samples": int(len(indices)),
+            "created": created}
+
+
+def _announce(cfg: PretrainConfig, net, device, world: int, samples: int, schedule: Schedule, run_dir: Path,
+              step: int, last_step: int, resume: bool) -> None:
+    params = sum(p.numel() for p in net.parameters()) / 1e6
+    console.print(f"pretrain {cfg.objective} {cfg.model} ({params:.1f} M params) on {device}"
+                  f"{f' x{world}' if world > 1 else ''}: {samples} samples, {schedule.steps_per_epoch} steps/epoch "
+                  f"x {cfg.epochs} epochs, batch {cfg.batch_size * cfg.accum * world}, lr {schedule.peak_lr:.2e}, "
+                  f"run {run_dir}" + (f", resuming at step {step}" if resume else ""))
+    if step >= last_step:
+        console.print(f"nothing to do: {run_dir} is at step {step} of {last_step} (pass more --epochs to extend it)")
+
+
+# --- processes, run directories, random numbers ---
 
 def _setup_distributed() -> tuple[bool, int, int, int, bool]:
     """(ddp, rank, world_size, local_rank, we initialised the group) from torchrun's environment."""
@@ -283,45 +340,30 @@ def _step_seed(seed: int, rank: int, step: int, micro: int) -> int:
     return int(np.random.SeedSequence([seed, rank, step, micro]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _find_run(run_dir: str | Path | None, runs_root: str | Path) -> Path:
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if not (run_dir / CHECKPOINT).is_file() or not (run_dir / "config.json").is_file():
-            raise ValueError(f"{run_dir} has no {CHECKPOINT} and config.json to resume: check --run-dir")
-        return run_dir
-    runs = sorted(Path(runs_root).glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise ValueError(f"no run to resume under {runs_root}/: pass --run-dir, or drop --resume to start one")
-    return runs[-1].parent
+def _resumed_run(run_dir: str | Path | None, runs_root: str | Path, world: int) -> tuple[Path, dict, dict]:
+    """(the run to resume: --run-dir or the newest, its config.json, its checkpoint)."""
+    if run_dir is None:
+        run_dir = runs.newest_run(Path(runs_root))
+    elif not runs.is_run(Path(run_dir)):
+        raise ValueError(f"{run_dir} has no {runs.CHECKPOINT} and {runs.CONFIG} to resume: check --run-dir")
+    run_dir = Path(run_dir)
+    old = runs.read_config(run_dir)
+    if old.get("world_size", 1) != world:
+        raise ValueError(f"run {run_dir} was trained with {old.get('world_size', 1)} processes, this is "
+                         f"{world}: resume with the same torchrun --nproc_per_node")
+    return run_dir, old, runs.load_run_checkpoint(run_dir)
 
 
 def _new_run_dir(run_dir: str | Path | None, runs_root: str | Path, dataset: str, ddp: bool) -> Path:
     if run_dir is None:
-        name = [f"{dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"]
+        name = [runs.new_run_name(dataset)]
         if ddp:  # every rank must use rank 0's clock
             dist.broadcast_object_list(name, src=0)
         run_dir = Path(runs_root) / name[0]
     run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT).exists():
+    if (run_dir / runs.CHECKPOINT).exists():
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it or another --run-dir")
     return run_dir
-
-
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.1f} img/s"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-    bar.start()
-    return bar
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -338,7 +380,7 @@ def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path:
     generator.manual_seed(seed)
     x = normalize(images)
     timestep = None if net.objective == "mae" else len(net.alpha_bar) - 1
-    with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext():
+    with autocast(device):
         _, pred, mask = net(x, noise=net.sample_noise(len(x), device, generator, timestep))
     pred = pred.float()
     if net.norm_pix_loss:  # undo the per-patch normalisation with the input's patch statistics
@@ -355,7 +397,5 @@ def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path:
     scale = max(1, 128 // images.shape[2])
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    tmp = path.with_name(path.name + ".tmp.png")
-    picture.save(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
     net.train(was_training)

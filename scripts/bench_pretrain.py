@@ -1,15 +1,24 @@
-"""Throughput of pretraining: the block loader against naive per-sample reads, and MAE steps.
+"""Throughput of pretraining: the block loader against naive per-sample reads, MAE steps, and
+what epoch ends cost in a whole run.
 
     python scripts/bench_pretrain.py                       # synthetic 224px store, CPU here, < 2 min
     python scripts/bench_pretrain.py --store out.zarr      # a real store
-    python scripts/bench_pretrain.py --models vit_base --batch 128 --steps 20 --e2e   # on a GPU
+    python scripts/bench_pretrain.py --e2e --models vit_tiny --size 32 --batch 16 --workers 2   # CPU, ~2 min
+    python scripts/bench_pretrain.py --e2e --models vit_small --batch 256 --workers 8  # a GPU
 
 Loader: images/s over one epoch of `--n` samples for workers 0, 1, 2 (best of two epochs),
 for `make_loader` (shard-aligned block reads + shuffle buffer) and for a naive
 map-style Dataset reading one sample per `images[i]` with DataLoader(shuffle=True), in the
 same process on the same store; the ratio is block / naive. Training: images/s of
 fwd + bwd + AdamW steps of the MAE (decoder 512 x 8) on random batches, bf16 autocast on
-CUDA only. --e2e also runs `pretrain` for --steps steps and reports its measured images/s.
+CUDA only.
+
+--e2e instead runs `pretrain` itself for --epochs epochs of --steps steps on a synthetic store
+of exactly that many batches, and reads metrics.jsonl: step throughput (inside epochs) and run
+throughput (wall clock, epoch ends included) of the same run; run / step is what epoch ends
+cost (target >= 90 % for epochs of 20+ steps). Twice: with the default checkpoint cadence
+(every few minutes, and at the end) and with --save-every 1 (a checkpoint every epoch, the
+worst case).
 
 --augment: the loader that re-encodes the stored skeletons on the fly (augment.py: rotate,
 scale, crop, mirror; one-thread Numba kernel per worker) against the same loader reading the
@@ -141,6 +150,28 @@ def bench_steps(model: str, size: int, batch: int, steps: int, device: torch.dev
     return row
 
 
+def bench_e2e(model: str, size: int, batch: int, steps: int, epochs: int, workers: int, compile: bool,
+              tmp: Path) -> list[dict]:
+    """Run/step throughput of whole `pretrain` runs (see the module docstring)."""
+    from s2i_cli.pretrain import pretrain
+    from tests.stores import make_store
+
+    store = make_store(tmp / f"e2e-{size}.zarr", n=batch * steps, size=size, classes=10, noise=3.0)
+    rows = []
+    for label, save_every in (("default checkpoints", None), ("--save-every 1", 1)):
+        run = pretrain(store, tmp / f"e2e-{model}-{save_every}", model=model, epochs=epochs, batch_size=batch,
+                       workers=workers, compile=compile, warmup_epochs=0, save_every=save_every, progress=False)
+        last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+        ratio = last["run_images_per_s"] / last["step_images_per_s"]
+        rows.append({"model": model, "checkpoints": label, "epochs": epochs, "steps_per_epoch": steps,
+                     "step_img_s": last["step_images_per_s"], "run_img_s": last["run_images_per_s"],
+                     "run_over_step": round(ratio, 3)})
+        print(f"pretrain {model} batch {batch}, {epochs} epochs x {steps} steps, {label}: step "
+              f"{last['step_images_per_s']:.1f} img/s, run {last['run_images_per_s']:.1f} img/s, "
+              f"run/step {100 * ratio:.1f} %", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", type=Path, help="an s2i store (default: a synthetic one in a temporary folder)")
@@ -150,9 +181,11 @@ def main() -> None:
     p.add_argument("--workers", default="0,1,2", help="worker counts to measure, comma-separated")
     p.add_argument("--models", default="vit_tiny,vit_base", help="encoders to time, comma-separated ('' skips)")
     p.add_argument("--batch", type=int, help="training batch (default 8 on CPU, 64 on CUDA)")
-    p.add_argument("--steps", type=int, help="timed training steps (default 2 on CPU, 20 on CUDA)")
+    p.add_argument("--steps", type=int, help="timed training steps (default 2 on CPU, 20 on CUDA); --e2e: steps per "
+                                             "epoch (default 24)")
+    p.add_argument("--epochs", type=int, default=4, help="--e2e: epochs of each run")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--e2e", action="store_true", help="also run `pretrain` for --steps steps (loader + model)")
+    p.add_argument("--e2e", action="store_true", help="run whole `pretrain` runs: run / step throughput")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--augment", action="store_true", help="only the re-encoding loader against stored images")
     p.add_argument("--json", type=Path, help="write the numbers here")
@@ -164,18 +197,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name}); torch {torch.__version__}", flush=True)
     batch = args.batch or (64 if device.type == "cuda" else 8)
-    steps = args.steps or (20 if device.type == "cuda" else 2)
     tmp = tempfile.TemporaryDirectory(prefix="s2i-bench-")
-    store = args.store
-    if store is None:
-        from tests.stores import make_store
-
-        start = time.perf_counter()
-        store = make_store(Path(tmp.name) / "bench.zarr", n=args.n, size=args.size, classes=10, noise=3.0)
-        print(f"synthetic store: {args.n} x 3x{args.size}x{args.size} written in {time.perf_counter() - start:.1f} s",
-              flush=True)
     if args.augment:
-        if args.store is None:
+        store = args.store
+        if store is None:
             start = time.perf_counter()
             store = synth_store(Path(tmp.name), args.n, args.size)
             print(f"synthetic NTU60 store: {args.n} samples at {args.size} px in {time.perf_counter() - start:.1f} s",
@@ -185,21 +210,25 @@ def main() -> None:
             args.json.write_text(json.dumps({"device_name": name, "augment": rows}, indent=2))
         tmp.cleanup()
         return
-    size = int(open_store(store).attrs["s2i"]["image_size"][0])
-    results = {"device": str(device), "device_name": name, "store": str(store)}
-    results["loader"] = bench_loader(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
-    results["train"] = [bench_steps(m, size, batch, steps, device, args.compile)
-                        for m in args.models.split(",") if m]
+    results = {"device": str(device), "device_name": name}
     if args.e2e:
-        from s2i_cli.pretrain import pretrain
+        results["e2e"] = [bench_e2e(m, args.size, batch, args.steps or 24, args.epochs, int(args.workers.split(",")[-1]),
+                                    args.compile, Path(tmp.name)) for m in args.models.split(",") if m]
+    else:
+        steps = args.steps or (20 if device.type == "cuda" else 2)
+        store = args.store
+        if store is None:
+            from tests.stores import make_store
 
-        for m in [m for m in args.models.split(",") if m]:
-            run = pretrain(store, Path(tmp.name) / f"run-{m}", model=m, epochs=1, batch_size=batch,
-                           max_steps=steps + 1, workers=int(args.workers.split(",")[-1]), compile=args.compile,
-                           warmup_epochs=0, progress=False, recon_every=10**6)
-            last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-            print(f"pretrain {m}: {last['images_per_s']} img/s end to end (loader + model, {steps} steps)", flush=True)
-            results.setdefault("e2e", []).append({"model": m, "img_s": last["images_per_s"]})
+            start = time.perf_counter()
+            store = make_store(Path(tmp.name) / "bench.zarr", n=args.n, size=args.size, classes=10, noise=3.0)
+            print(f"synthetic store: {args.n} x 3x{args.size}x{args.size} written in "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+        size = int(open_store(store).attrs["s2i"]["image_size"][0])
+        results["store"] = str(store)
+        results["loader"] = bench_loader(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
+        results["train"] = [bench_steps(m, size, batch, steps, device, args.compile)
+                            for m in args.models.split(",") if m]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     tmp.cleanup()

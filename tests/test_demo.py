@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,8 +20,11 @@ def test_demo_runs_end_to_end(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = out / "runs" / "pretrain"
-    assert (out / "sample.png").stat().st_size > 0
+    sample = np.asarray(Image.open(out / "sample.png").convert("RGB"))
+    assert sample.shape[0] > 32 and sample.std() > 0  # a drawn picture, not an empty file
     assert list(run.glob("recon-*.png")) and list(run.glob("confusion-*.png"))
     results = json.loads((run / "results.json").read_text())["results"]
-    assert 0.0 <= results["xsub-linear"]["top1"] <= 1.0
+    baseline = json.loads((out / "runs" / "ntu120-scratch-vit_tiny" / "results.json").read_text())["results"]
+    # both probes scored the same test side of the xsub protocol
+    assert results["xsub-linear"]["n_test"] == baseline["xsub-linear"]["n_test"] > 0
     assert "Pictures:" in result.stdout and str(run) in result.stdout

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from s2i_cli.ensemble import EnsembleError, combine, find_scores, join, load_scores, parse_weights, save_scores
-from s2i_cli.evaluate import topk_accuracy
+from s2i_cli.metrics import topk_accuracy
 
 CLASSES = [f"class {c}" for c in range(6)]
 

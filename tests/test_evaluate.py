@@ -9,13 +9,26 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from s2i_cli import evaluate as ev
+from s2i_cli import metrics, probe
+from s2i_cli.runs import CHECKPOINT
 from s2i_cli.cli import app
+from s2i_cli.config import EvalConfig
 from tests.stores import make_store
 
 FAST = dict(workers=0, progress=False)  # worker processes cost more than they save on tiny stores
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads slow a tiny ViT step ten-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +57,24 @@ def test_topk_accuracy_hand_made():
         [0.1, 0.2, 0.9, 0.3, 0.0, 0.0],   # label 3: rank 2 -> top-5 hit
     ])
     labels = np.array([0, 1, 5, 3])
-    acc = ev.topk_accuracy(scores, labels, (1, 2, 5))
+    acc = metrics.topk_accuracy(scores, labels, (1, 2, 5))
     assert acc[1] == pytest.approx(1 / 4)
     assert acc[2] == pytest.approx(2 / 4)
     assert acc[5] == pytest.approx(3 / 4)
     # top-5 with fewer than 5 classes is every sample
-    assert ev.topk_accuracy(scores[:, :3], np.array([0, 1, 2, 2]), (5,))[5] == 1.0
+    assert metrics.topk_accuracy(scores[:, :3], np.array([0, 1, 2, 2]), (5,))[5] == 1.0
 
 
 def test_confusion_matrix_and_per_class(tmp_path):
     pred = np.array([0, 0, 1, 2, 2, 2])
     labels = np.array([0, 1, 1, 2, 2, 0])
-    m = ev.confusion_matrix(pred, labels, 4)
+    m = metrics.confusion_matrix(pred, labels, 4)
     assert m.tolist() == [[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
-    acc = ev.per_class_accuracy(m)
+    acc = metrics.per_class_accuracy(m)
     assert acc[:3].tolist() == [0.5, 0.5, 1.0] and np.isnan(acc[3])
-    png = ev.plot_confusion(m, ["a", "b", "c", "d"], tmp_path / "cm.png", "t")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = metrics.plot_confusion(m, ["a", "b", "c", "d"], tmp_path / "cm.png", "t")
+    picture = np.asarray(Image.open(png).convert("RGB"))
+    assert picture.shape[0] > 100 and picture.shape[1] > 100 and picture.std() > 0  # a drawn figure, not blank
 
 
 def test_balanced_subset_is_class_balanced_and_reproducible():
@@ -83,7 +97,7 @@ def test_knn_predict_votes_for_the_nearest_class():
     train_x = centres[train_y] + rng.normal(size=(90, 16))
     test_y = np.array([0, 1, 2, 2, 1, 0])
     test_x = centres[test_y] + rng.normal(size=(6, 16))
-    scores = ev.knn_predict(train_x, train_y, test_x, 3, k=20, temperature=0.07, chunk=4)
+    scores = probe.knn_predict(train_x, train_y, test_x, 3, k=20, temperature=0.07, chunk=4)
     assert scores.shape == (6, 3)
     assert scores.argmax(1).tolist() == test_y.tolist()
 
@@ -94,11 +108,11 @@ def test_linear_head_learns_features_not_shuffled_labels():
     y = np.repeat(np.arange(4), 40)
     x = centres[y] + rng.normal(size=(160, 32))
     train, test = np.arange(160) % 2 == 0, np.arange(160) % 2 == 1
-    head = ev.train_linear_head(x[train], y[train], 4, epochs=20, batch_size=32)
-    assert ev.topk_accuracy(ev.predict_linear(head, x[test]), y[test])[1] >= 0.95
+    head = probe.train_linear_head(x[train], y[train], 4, epochs=20, batch_size=32)
+    assert metrics.topk_accuracy(probe.predict_linear(head, x[test]), y[test])[1] >= 0.95
     shuffled = rng.permutation(y[train])
-    head = ev.train_linear_head(x[train], shuffled, 4, epochs=20, batch_size=32)
-    assert ev.topk_accuracy(ev.predict_linear(head, x[test]), y[test])[1] <= 0.6
+    head = probe.train_linear_head(x[train], shuffled, 4, epochs=20, batch_size=32)
+    assert metrics.topk_accuracy(probe.predict_linear(head, x[test]), y[test])[1] <= 0.6
 
 
 # ------------------------------------------------------------- on a pretrained run
@@ -120,8 +134,8 @@ def test_linear_probe_of_pretrained_run_is_accurate(run, store):
     with np.load(cache[0]) as f:
         train_x, train_y, test_x, test_y = f["train_x"], f["train_y"], f["test_x"], f["test_y"]
     shuffled = np.random.default_rng(0).permutation(train_y)
-    head = ev.train_linear_head(train_x, shuffled, 4, epochs=30)
-    assert ev.topk_accuracy(ev.predict_linear(head, test_x), test_y)[1] < 0.6
+    head = probe.train_linear_head(train_x, shuffled, 4, epochs=30)
+    assert metrics.topk_accuracy(probe.predict_linear(head, test_x), test_y)[1] < 0.6
 
     # knn and a semi-supervised linear probe reuse the cache
     knn = ev.evaluate(protocol="xsub", run=run, mode="knn", k=5, **FAST)
@@ -131,8 +145,8 @@ def test_linear_probe_of_pretrained_run_is_accurate(run, store):
     assert cache[0].stat().st_mtime_ns == stamp
 
     # a newer checkpoint gets fresh features, and the stale cache goes
-    later = (run / ev.CHECKPOINT).stat().st_mtime + 10
-    os.utime(run / ev.CHECKPOINT, (later, later))
+    later = (run / CHECKPOINT).stat().st_mtime + 10
+    os.utime(run / CHECKPOINT, (later, later))
     ev.evaluate(protocol="xsub", run=run, mode="knn", k=5, **FAST)
     fresh = list(run.glob("features-xsub-token-*.npz"))
     assert len(fresh) == 1 and fresh[0] != cache[0]
@@ -141,7 +155,7 @@ def test_linear_probe_of_pretrained_run_is_accurate(run, store):
 def test_finetune_checkpoints_and_resumes(run):
     args = dict(protocol="xview", run=run, mode="finetune", epochs=1, batch_size=32, warmup_epochs=1, **FAST)
     entry = ev.evaluate(**args)
-    assert 0.0 <= entry["top1"] <= 1.0 and entry["settings"]["epochs"] == 1
+    assert entry["settings"]["epochs"] == 1
     checkpoint = run / "finetune-xview-finetune-last.pt"
     state = torch.load(checkpoint, weights_only=False)
     assert (state["epoch"], state["step"]) == (0, 2)  # 64 train samples, batches of 32
@@ -158,13 +172,13 @@ def test_finetune_stopped_mid_epoch_resumes_mid_epoch(run, tmp_path):
     for name in ("whole", "part"):
         shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("results.json", "features-*", "finetune-*",
                                                                            "confusion-*"))
-    args = dict(protocol="xview", mode="finetune", epochs=2, batch_size=16, warmup_epochs=1, **FAST)  # 4 steps/epoch
+    args = dict(protocol="xview", mode="finetune", epochs=1, batch_size=16, warmup_epochs=1, **FAST)  # 4 steps
     ev.evaluate(run=tmp_path / "whole", **args)
-    ev.evaluate(run=tmp_path / "part", max_steps=2, **args)  # stopped half-way through epoch 0
+    ev.evaluate(run=tmp_path / "part", max_steps=2, **args)  # stopped half-way through the epoch
     ev.evaluate(run=tmp_path / "part", resume=True, **args)
     a = torch.load(tmp_path / "whole" / "finetune-xview-finetune-last.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "finetune-xview-finetune-last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 8
+    assert a["step"] == b["step"] == 4
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
 
@@ -180,7 +194,7 @@ def test_random_init_baseline_gets_its_own_directory(store, tmp_path):
 
 
 def test_init_weights_alone_and_transfer_to_another_store(run, store, tmp_path):
-    init = ev.evaluate(protocol="xsub", init=run / ev.CHECKPOINT, store=store, model="vit_tiny", mode="knn",
+    init = ev.evaluate(protocol="xsub", init=run / CHECKPOINT, store=store, model="vit_tiny", mode="knn",
                        runs_root=tmp_path / "runs", **FAST)
     assert init["out_dir"] == str(tmp_path / "runs" / "s-init-checkpoint-last-vit_tiny")
     assert init["top1"] >= 0.9
@@ -202,8 +216,8 @@ def test_cli_evaluate_takes_the_newest_run(run, tmp_path, monkeypatch):
     for name in ("older", "newer"):
         shutil.copytree(run, runs / name, ignore=shutil.ignore_patterns("results.json", "features-*", "finetune-*",
                                                                       "confusion-*"))
-    old = (runs / "older" / ev.CHECKPOINT).stat().st_mtime - 3600
-    os.utime(runs / "older" / ev.CHECKPOINT, (old, old))
+    old = (runs / "older" / CHECKPOINT).stat().st_mtime - 3600
+    os.utime(runs / "older" / CHECKPOINT, (old, old))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["evaluate", "--protocol", "xsub"])
     assert result.exit_code == 0, result.output
@@ -229,3 +243,10 @@ def test_cli_without_runs_says_to_pretrain(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["evaluate", "--protocol", "xsub"])
     assert result.exit_code == 2
     assert "s2i pretrain" in result.output
+
+
+def test_mode_defaults_fill_only_what_is_unset():
+    cfg = EvalConfig(mode="finetune", lr=0.0, weight_decay=0.0).for_mode()  # 0 is a value, not "unset"
+    assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.pool, cfg.epochs) == (0.0, 0.0, 64, "avg", 100)
+    linear = EvalConfig(mode="linear").for_mode()
+    assert (linear.lr, linear.batch_size, linear.pool, linear.weight_decay) == (None, 256, "token", 0.0)

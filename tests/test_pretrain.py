@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from s2i_cli.cli import app
@@ -19,6 +20,7 @@ from s2i_cli.data import BlockDataset, make_loader, normalize
 from s2i_cli.mae import MaskedAutoencoder, build_encoder, load_weights
 from s2i_cli.pretrain import pretrain
 from s2i_cli.store import StoreError, open_store, split_indices
+from s2i_cli.training import CheckpointWriter, Schedule, set_lr
 from tests.stores import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,7 +223,10 @@ def test_loss_falls_and_run_layout(store, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["store"] == str(store.absolute()) and config["img_size"] == 32 and config["model"] == "vit_tiny"
     assert config["dataset"] == "synthetic" and config["class_names"][0] == "class 0" and config["protocol"] is None
-    assert (run / "recon-epoch004.png").is_file()
+    recon = np.asarray(Image.open(run / "recon-epoch004.png"))  # rows: input, masked, reconstruction; x4 (32 px)
+    assert recon.shape == (3 * 32 * 4, 4 * 32 * 4, 3)
+    inputs = open_store(store)["images"][:4].transpose(0, 2, 3, 1)  # the first 4 training samples
+    assert np.array_equal(recon[:128:4, ::4], np.concatenate(list(inputs), axis=1))
     ckpt = torch.load(run / "checkpoint-last.pt", weights_only=True)
     assert ckpt["step"] == 16 and ckpt["epoch"] == 4
     enc = build_encoder(config["model"], config["img_size"])  # how evaluate reads a run
@@ -265,7 +270,8 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(store, tmp_path,
     monkeypatch.setattr(MaskedAutoencoder, "forward_loss", diverging)
     # 32 xsub train samples, batch 8: 4 steps per epoch; the 5th step diverges
     with pytest.raises(ValueError) as caught:
-        pretrain(store, tmp_path / "nan", epochs=2, batch_size=8, warmup_epochs=1, protocol="xsub", **TINY)
+        pretrain(store, tmp_path / "nan", epochs=2, batch_size=8, warmup_epochs=1, protocol="xsub", save_every=1,
+                 **TINY)
     message = str(caught.value)
     assert "\n" not in message and "step 5" in message
     assert str(tmp_path / "nan" / "checkpoint-last.pt") in message and "(step 4)" in message
@@ -314,3 +320,113 @@ def test_cli_not_a_store_and_bad_size(tmp_path):
     assert result.exit_code == 2 and "multiple of the patch size" in result.output
     with pytest.raises(StoreError, match="protocol"):
         pretrain(odd, tmp_path / "r2", protocol="xview", **TINY)
+
+
+# ------------------------------------------------------------------ run directories, damaged
+
+@pytest.fixture(scope="module")
+def small_run(store, tmp_path_factory):
+    """Two epochs of two steps (32 xsub train samples, batch 16), every checkpoint kept."""
+    return pretrain(store, tmp_path_factory.mktemp("runs") / "small", epochs=2, batch_size=16, protocol="xsub",
+                    save_every=1, keep_every=1, **TINY)
+
+
+def _copy_run(run: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, dest)
+    return dest
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert "Traceback" not in result.output and lines[-1].startswith("error:"), result.output
+    assert sum(line.startswith("error:") for line in lines) == 1
+    return lines[-1]
+
+
+def test_checkpoints_are_kept_and_the_last_is_always_written(small_run):
+    assert torch.load(small_run / "checkpoint-last.pt", weights_only=True)["step"] == 4
+    kept = sorted(p.name for p in small_run.glob("checkpoint-epoch*.pt"))
+    assert kept == ["checkpoint-epoch001.pt", "checkpoint-epoch002.pt"]
+    assert torch.load(small_run / kept[0], weights_only=True)["step"] == 2
+    records = _metrics(small_run)
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r["step_images_per_s"] > 0 and r["run_images_per_s"] > 0 for r in records[1:])
+
+
+def test_unparsable_config_is_one_line_naming_the_file(small_run, tmp_path):
+    run = _copy_run(small_run, tmp_path / "run")
+    (run / "config.json").write_text('{"store": "s.zarr", "model": ')  # cut short
+    for args in (["pretrain", "--resume", "--run-dir", str(run), "--no-progress"],
+                 ["evaluate", "--run", str(run), "--no-progress", "--workers", "0"]):
+        message = _one_line_error(args)
+        assert str(run / "config.json") in message and "does not parse" in message
+
+
+def test_truncated_checkpoint_says_so_and_what_to_do(small_run, tmp_path):
+    run = _copy_run(small_run, tmp_path / "run")
+    last = run / "checkpoint-last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    message = _one_line_error(["pretrain", "--resume", "--run-dir", str(run), "--no-progress"])
+    assert f"{last} is truncated or corrupt" in message
+    assert str(run / "checkpoint-epoch002.pt") in message and "--resume" in message  # the newest kept one
+    for kept in run.glob("checkpoint-epoch*.pt"):
+        kept.unlink()
+    message = _one_line_error(["pretrain", "--resume", "--run-dir", str(run), "--no-progress"])
+    assert f"{last} is truncated or corrupt" in message and "start the run again" in message
+    message = _one_line_error(["evaluate", "--run", str(run), "--protocol", "xsub", "--no-progress", "--workers", "0"])
+    assert f"{last} is truncated or corrupt" in message
+    # and the kept checkpoint really resumes: copied over the damaged one
+    run = _copy_run(small_run, tmp_path / "again")
+    (run / "checkpoint-epoch001.pt").replace(run / "checkpoint-last.pt")
+    assert torch.load(pretrain(None, run, resume=True, progress=False) / "checkpoint-last.pt",
+                      weights_only=True)["step"] == 4
+
+
+# ------------------------------------------------------------------ engine pieces
+
+def test_set_lr_honours_lr_scale_and_schedule():
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    optimizer = torch.optim.AdamW([{"params": [params[0]], "lr_scale": 0.25}, {"params": [params[1]]}], lr=1.0)
+    set_lr(optimizer, 0.4)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.4]
+    schedule = Schedule(peak_lr=1.0, steps_per_epoch=10, total_steps=100, warmup_steps=10, min_lr=0.0)
+    assert schedule.lr(0) == pytest.approx(0.1) and schedule.lr(9) == pytest.approx(1.0)
+    assert schedule.lr(55) == pytest.approx(0.5) and schedule.lr(100) == pytest.approx(0.0)
+
+
+def test_param_groups_decay_what_mae_decays():
+    net = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
+    decay, no_decay = net.param_groups(0.05)
+    names = {id(p): n for n, p in net.named_parameters()}
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert {"encoder.cls_token", "mask_token", "encoder.blocks.0.norm1.weight", "decoder_embed.bias"} <= undecayed
+    assert all(p.ndim >= 2 for p in decay["params"]) and "encoder.pos_embed" not in undecayed  # frozen: in neither
+
+
+def test_persistent_workers_take_each_epoch_order(big_store):
+    loader = make_loader(big_store, np.arange(700), 64, shuffle=True, workers=2, seed=5)
+    first = iter(loader)
+    loader.dataset.set_epoch(0)
+    a = torch.cat([b[2] for b in first])
+    loader.dataset.set_epoch(1)
+    second = iter(loader)
+    b = torch.cat([b[2] for b in second])
+    assert second is first  # the same workers, not respawned
+    fresh = make_loader(big_store, np.arange(700), 64, shuffle=True, workers=2, seed=5)  # workers started for epoch 1
+    fresh.dataset.set_epoch(1)
+    assert torch.equal(b, torch.cat([x[2] for x in fresh])) and not torch.equal(a, b)
+
+
+def test_checkpoint_writer_writes_off_thread_and_keeps(tmp_path):
+    weights = torch.ones(3)
+    with CheckpointWriter() as writer:
+        writer.save({"w": weights, "step": 1}, tmp_path / "last.pt", keep=tmp_path / "kept.pt")
+        weights += 1  # training goes on: the copy taken at save() is what gets written
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["w"], torch.ones(3))
+    assert (tmp_path / "kept.pt").samefile(tmp_path / "last.pt")
+    assert not list(tmp_path.glob("*.tmp"))
