@@ -170,7 +170,8 @@ def evaluate_ensemble(run_dirs: list[Path], *, protocol: str | None, mode: str |
                       runs_root: Path) -> dict[str, Any]:
     """Join the runs' test scores, sum their weighted softmax probabilities, and write the
     ensemble's results (top-1/top-5 of each run and of the ensemble) like an evaluation's."""
-    from .evaluate import topk_accuracy, write_results
+    from .metrics import topk_accuracy
+    from .results import write_results
 
     if len(run_dirs) < 2:
         raise EnsembleError("--ensemble needs two or more runs, e.g. --ensemble runs/A,runs/B")

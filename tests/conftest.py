@@ -23,3 +23,14 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def ntu_dir() -> Path:
     return shared_data("ntu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads slow a tiny ViT step ten-fold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -106,7 +106,7 @@ def test_other_modes_and_missing_scores_are_refused(tmp_path, sample):
 
 def test_ensemble_results_are_written_and_summarised(tmp_path, sample):
     from s2i_cli.ensemble import ensemble_table, evaluate_ensemble
-    from s2i_cli.evaluate import summary_table
+    from s2i_cli.results import summary_table
 
     names, labels, scores = sample
     noise = np.random.default_rng(2).normal(size=scores.shape).astype(np.float32)

@@ -22,13 +22,7 @@ from tests.stores import make_store
 FAST = dict(workers=0, progress=False)  # worker processes cost more than they save on tiny stores
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads slow a tiny ViT step ten-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(model="vit_tiny", decoder_dim=64, decoder_depth=1, decoder_heads=4, workers=0, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads slow a tiny ViT step ten-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
