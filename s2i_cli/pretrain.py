@@ -163,17 +163,21 @@ def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indic
                  writer: CheckpointWriter, last_save: float, verbose: bool) -> float:
     """Metrics every epoch; a checkpoint and reconstructions only when due (always at the run's end).
     Returns when the last checkpoint was started (time.monotonic())."""
-    cfg, epochs_done = loop.cfg, step // loop.schedule.steps_per_epoch
-    done = step >= last_step
+    cfg, done = loop.cfg, step >= last_step
+    epochs_done, into_epoch = divmod(step, loop.schedule.steps_per_epoch)
+
+    def every(n: int | None) -> bool:  # at the end of every n-th epoch
+        return bool(n) and into_epoch == 0 and epochs_done % n == 0
+
     if loop.rank == 0:
-        if done or (cfg.recon_every > 0 and epochs_done % cfg.recon_every == 0 and step % loop.schedule.steps_per_epoch == 0):
-            save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done), loop.device, cfg.seed)
-        due = (epochs_done % cfg.save_every == 0) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
+        if done or every(cfg.recon_every):
+            save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done), loop.device,
+                                cfg.seed)
+        due = every(cfg.save_every) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
         if done or due:
-            keep = cfg.keep_every and epochs_done % cfg.keep_every == 0 and step % loop.schedule.steps_per_epoch == 0
+            kept = runs.kept_checkpoint(run_dir, epochs_done) if every(cfg.keep_every) else None
             writer.save({"model": loop.net.state_dict(), "optimizer": loop.optimizer.state_dict(), "step": step,
-                         "epoch": epochs_done, "rng": rng_state()}, run_dir / runs.CHECKPOINT,
-                        keep=runs.kept_checkpoint(run_dir, epochs_done) if keep else None)
+                         "epoch": epochs_done, "rng": rng_state()}, run_dir / runs.CHECKPOINT, keep=kept)
             loop.guard.saved_step, last_save = step, time.monotonic()
         record = {"epoch": epochs_done, "step": step, "loss": loss, "lr": loop.schedule.lr(step - 1),
                   **loop.meter.record(), "time": datetime.datetime.now().isoformat(timespec="seconds")}
