@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import resource
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -53,6 +54,7 @@ class ConvertReport:
     store_bytes: int | None  # bytes on disk, everything (None for a store at a URL)
     seconds: float
     resumed_from: int = 0  # samples already in the store when a --resume started
+    worker_rss_mb: float = 0.0  # the largest peak resident memory of a process that ran a task
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ShardResult:
     written: int
     rejected: tuple[tuple[int, Rejection], ...]  # (slot, rejection)
     input_bytes: int
+    peak_rss_mb: float  # of the process that ran the task, so far
 
 
 def items_digest(items: list[Item]) -> str:
@@ -165,7 +168,8 @@ def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
     written = len(task.items) - len(rejected)
     store.mark_done(root, task.index, {"written": written, "input_bytes": nbytes, "pid": os.getpid(),
                                        "rejected": [{"item": i, **r.as_dict()} for i, r in slots]})
-    return ShardResult(task.index, len(task.items), written, tuple(slots), nbytes)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    return ShardResult(task.index, len(task.items), written, tuple(slots), nbytes, peak)
 
 
 # --------------------------------------------------------------------------- running the tasks
@@ -187,6 +191,8 @@ def run_processes(plan: Plan, tasks: list[ShardTask], workers: int) -> Iterator[
     Numba's OpenMP layer aborts in children forked from a process that ran a parallel kernel."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":  # import numba, zarr and s2i once, in the server
+        context.set_forkserver_preload([__name__])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         futures = {pool.submit(convert_shard, plan, task): task for task in tasks}
@@ -339,6 +345,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         outcomes = run_inline(plan, tasks)
     failed: list[tuple[ShardTask, BaseException]] = []
     input_bytes = files = 0
+    worker_rss = 0.0
     with _progress(progress) as bar:
         bar_task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=len(items) - sum(
             len(t.items) for t in tasks), mb=0.0, rate=0.0)
@@ -349,6 +356,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
                 break  # stops submitting; the tasks already running finish and record themselves
             input_bytes += result.input_bytes
             files += result.files
+            worker_rss = max(worker_rss, result.peak_rss_mb)
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(bar_task, advance=result.files, mb=input_bytes / elapsed / 1e6, rate=files / elapsed)
         outcomes.close()
@@ -376,7 +384,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
         input_bytes=input_bytes, image_bytes=int(root["images"].nbytes),
         image_stored=int(root["images"].nbytes_stored()), store_bytes=store.store_bytes(out),
-        seconds=time.perf_counter() - started, resumed_from=resumed_from)
+        seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss)
 
 
 def _only(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ def plain_read_all(raw: Path) -> float:
 
 
 def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int) -> dict:
-    """One `convert` in a fresh process (cold start included, as a user runs it)."""
+    """One `convert` in a fresh process (cold start included, as a user runs it). Peak memory:
+    the parent's, and the largest of the worker processes' (each reports its own)."""
     code = (
         "import json, resource, sys, time; from pathlib import Path; from s2i_cli.convert import convert;"
         f"t=time.perf_counter(); r=convert('ntu120', Path({str(raw)!r}), Path({str(out)!r}), size={size}, "
@@ -98,7 +99,7 @@ def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: 
         "print(json.dumps({'files': r.written, 'seconds': time.perf_counter()-t, 'store_bytes': r.store_bytes,"
         " 'image_bytes': r.image_bytes, 'image_stored': r.image_stored,"
         " 'parent_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
-        " 'worker_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
+        " 'worker_mb': r.worker_rss_mb}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
