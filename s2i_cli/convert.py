@@ -55,6 +55,7 @@ class ConvertReport:
     seconds: float
     resumed_from: int = 0  # samples already in the store when a --resume started
     worker_rss_mb: float = 0.0  # the largest peak resident memory of a process that ran a task
+    task_cpu_seconds: float = 0.0  # CPU time of this run's tasks, all processes together
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ShardResult:
     rejected: tuple[tuple[int, Rejection], ...]  # (slot, rejection)
     input_bytes: int
     peak_rss_mb: float  # of the process that ran the task, so far
+    cpu_seconds: float  # the task's own CPU time (a shared machine's wall time says little)
 
 
 def items_digest(items: list[Item]) -> str:
@@ -158,6 +160,7 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
 def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
     """The task: encode one shard, write all its arrays, then record it as done. Runs in a
     worker process (or a Dask worker) with one Numba thread: parallelism is across tasks."""
+    cpu = time.process_time()
     numba.set_num_threads(1)
     fmt = plan.fmt
     root = store.open_group(plan.store, dict(plan.storage_options), mode="r+")  # per task: a worker outlives runs
@@ -169,7 +172,7 @@ def convert_shard(plan: Plan, task: ShardTask) -> ShardResult:
     store.mark_done(root, task.index, {"written": written, "input_bytes": nbytes, "pid": os.getpid(),
                                        "rejected": [{"item": i, **r.as_dict()} for i, r in slots]})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    return ShardResult(task.index, len(task.items), written, tuple(slots), nbytes, peak)
+    return ShardResult(task.index, len(task.items), written, tuple(slots), nbytes, peak, time.process_time() - cpu)
 
 
 # --------------------------------------------------------------------------- running the tasks
@@ -345,7 +348,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         outcomes = run_inline(plan, tasks)
     failed: list[tuple[ShardTask, BaseException]] = []
     input_bytes = files = 0
-    worker_rss = 0.0
+    worker_rss = task_cpu = 0.0
     with _progress(progress) as bar:
         bar_task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=len(items) - sum(
             len(t.items) for t in tasks), mb=0.0, rate=0.0)
@@ -357,6 +360,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
             input_bytes += result.input_bytes
             files += result.files
             worker_rss = max(worker_rss, result.peak_rss_mb)
+            task_cpu += result.cpu_seconds
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(bar_task, advance=result.files, mb=input_bytes / elapsed / 1e6, rate=files / elapsed)
         outcomes.close()
@@ -384,7 +388,8 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
         input_bytes=input_bytes, image_bytes=int(root["images"].nbytes),
         image_stored=int(root["images"].nbytes_stored()), store_bytes=store.store_bytes(out),
-        seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss)
+        seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss,
+        task_cpu_seconds=task_cpu)
 
 
 def _only(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -81,12 +81,12 @@ def bench_parse(files: list[Path], seconds: float = 3.0) -> tuple[float, float, 
             threaded)
 
 
-def plain_read_all(raw: Path) -> float:
-    """Seconds for the baseline to read and parse every file under `raw` once."""
-    t0 = time.perf_counter()
+def plain_read_all(raw: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) for the baseline to read and parse every file under `raw` once."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for path in sorted(raw.iterdir()):
         plain_python_read(path.read_bytes())
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int) -> dict:
@@ -99,7 +99,8 @@ def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: 
         "print(json.dumps({'files': r.written, 'seconds': time.perf_counter()-t, 'store_bytes': r.store_bytes,"
         " 'image_bytes': r.image_bytes, 'image_stored': r.image_stored,"
         " 'parent_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
-        " 'worker_mb': r.worker_rss_mb}))"
+        " 'worker_mb': r.worker_rss_mb, 'task_cpu': r.task_cpu_seconds,"
+        " 'parent_cpu': resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -161,18 +162,26 @@ def main() -> None:
         raw = tmp / f"raw{n}"
         replicate(files, n, raw)
         mb = sum(f.stat().st_size for f in raw.iterdir()) / 1e6
-        base = plain_read_all(raw)
+        base, base_cpu = plain_read_all(raw)
         print(f"baseline: plain-Python read + parse of {n} files ({mb:.0f} MB), 1 process: {base:6.2f} s "
-              f"({n / base:6.1f} files/s)")
+              f"({n / base:6.1f} files/s), {base_cpu:.2f} CPU s")
         one = convert_in_subprocess(raw, tmp / "one.zarr", args.size, 1, args.shard)
         every = convert_in_subprocess(raw, tmp / "all.zarr", args.size, cores, args.shard)
         for label, r in ((f"--workers 1", one), (f"--workers {cores}", every)):
             print(f"convert {label:12s} {n} files, size {args.size}: {r['seconds']:6.2f} s  "
                   f"{r['files'] / r['seconds']:6.1f} files/s  {mb / r['seconds']:5.1f} MB/s  "
-                  f"peak RSS parent {r['parent_mb']:.0f} MB, largest worker {r['worker_mb']:.0f} MB")
+                  f"peak RSS parent {r['parent_mb']:.0f} MB, largest worker {r['worker_mb']:.0f} MB; CPU s: tasks "
+                  f"{r['task_cpu']:.2f}, parent {r['parent_cpu']:.2f}")
         print(f"end to end, --workers {cores} vs the plain-Python parse-only reader: {base / every['seconds']:.2f}x "
               f"(target >= 3x)")
         print(f"--workers {cores} vs --workers 1: {one['seconds'] / every['seconds']:.2f}x (target >= 1.7x on 2 cores)")
+        # on a machine shared with other work, wall time measures the neighbours too: the CPU
+        # seconds say what the same run would take on idle cores (tasks spread over the workers)
+        idle = every["parent_cpu"] + every["task_cpu"] / cores
+        print(f"CPU: tasks {every['task_cpu'] / n * 1e3:.2f} ms per file vs the plain reader's {base_cpu / n * 1e3:.2f}; "
+              f"on {cores} idle cores the run would take ~{idle:.1f} s: {base_cpu / idle:.2f}x the plain reader's CPU "
+              f"time, --workers {cores} vs 1 ~{one['parent_cpu'] / idle:.2f}x (--workers 1 runs its tasks in the parent)")
+        print(f"load average during the run (other processes share this machine): {os.getloadavg()[0]:.1f}")
         print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
         slot_costs(tmp / "all.zarr", tmp)
 
