@@ -163,7 +163,7 @@ def info(
 
 @app.command()
 def show(
-    store: Annotated[Path, typer.Argument(help="An s2i store (the OUT of `s2i convert`)")],
+    store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL (credentials from AWS_* variables)")],
     index: Annotated[Optional[int], typer.Option(help="Sample index (0-based; negative counts from the end). Default 0")] = None,
     name: Annotated[Optional[str], typer.Option(help="Sample name instead of --index, e.g. S001C001P001R001A001")] = None,
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (1600 x 900 px). Default: NAME.png")] = None,
@@ -278,7 +278,7 @@ def pretrain(
 def evaluate(
     protocol: Annotated[Optional[str], typer.Option(help="split protocol of the store (xsub, xview, xset); default xsub, else the store's first")] = E.protocol,
     run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = E.run,
-    store: Annotated[Optional[Path], typer.Option(help="store to evaluate on (default: the one the run recorded); another one for transfer")] = E.store,
+    store: Annotated[Optional[str], typer.Option(help="store to evaluate on, a directory or a URL (default: the one the run recorded); another one for transfer")] = E.store,
     mode: Annotated[str, typer.Option(help="linear (frozen features + linear head), knn, or finetune")] = E.mode,
     fraction: Annotated[Optional[float], typer.Option(help="use this fraction of the train labels, class-balanced (semi-supervised)")] = E.fraction,
     seed: Annotated[int, typer.Option(help="seed of the labelled subset, head init and shuffling")] = E.seed,

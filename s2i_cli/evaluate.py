@@ -31,7 +31,7 @@ from .finetune import finetuned_scores
 from .probe import frozen_scores
 from .progress import progress_bar
 from .results import result_key, write_results
-from .store import StoreError, open_store, split_indices
+from .store import StoreError, absolute, open_store, split_indices
 
 MODES = tuple(MODE_DEFAULTS)
 POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
@@ -158,7 +158,7 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     if MODELS.get(cfg.model, cfg.model) not in timm.list_models("vit_*"):
         raise EvaluateError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)} (or a timm vit_* name)")
     recorded_store = cfg.store is None
-    store_path = Path(cfg.store if cfg.store is not None else config["store"])
+    store_path = absolute(cfg.store if cfg.store is not None else config["store"])  # a directory or a URL
     try:
         root = open_store(store_path)
     except StoreError as exc:
@@ -178,12 +178,12 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     # 2. where results go
     out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights)
     if run_dir is None and not (out_dir / runs.CONFIG).exists():
-        runs.write_config(out_dir, {"kind": "baseline", "store": str(store_path.resolve()), "model": cfg.model,
+        runs.write_config(out_dir, {"kind": "baseline", "store": store_path, "model": cfg.model,
                                     "img_size": facts["img_size"], "dataset": facts["dataset"],
                                     "class_names": class_names, "init": str(weights.resolve()) if weights else None})
     transfer = None
-    if not recorded_store and config.get("store") and Path(config["store"]).resolve() != store_path.resolve():
-        transfer = f"{facts['dataset']}-{hashlib.sha1(str(store_path.resolve()).encode()).hexdigest()[:6]}"
+    if not recorded_store and config.get("store") and absolute(config["store"]) != store_path:
+        transfer = f"{facts['dataset']}-{hashlib.sha1(store_path.encode()).hexdigest()[:6]}"
     key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer)
     device = pick_device(cfg.device)
     console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
@@ -222,7 +222,7 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
 
     # 4. metrics, plot, results.json
     return write_results(out_dir, key, scores, test_y, class_names, facts, protocol=protocol, mode=cfg.mode,
-                         fraction=cfg.fraction, seed=cfg.seed, store=str(store_path.resolve()),
+                         fraction=cfg.fraction, seed=cfg.seed, store=store_path,
                          weights=str(weights) if weights else None, n_train=int(len(train_idx)),
                          n_test=int(len(test_idx)), settings={"model": cfg.model, "device": str(device), **settings},
                          seconds=round(time.time() - started, 1))

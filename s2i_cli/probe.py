@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import make_loader, normalize
 from .progress import progress_bar
-from .store import StoreError, split_indices
+from .store import StoreError, absolute, is_url, split_indices
 from .training import Schedule, atomic_write, autocast, set_lr
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def features_cache_path(out_dir: Path, *, store_path: Path, protocol: str, weigh
     The store hash names the store's path; the weights hash its modification time, the weights
     file and its modification time, the model (and the seed of a random init), so a newer
     checkpoint or a re-converted store is never served stale features."""
-    store_path = Path(store_path).resolve()
+    store_path = absolute(store_path)
 
     def mtime(p: Path) -> int:
         return p.stat().st_mtime_ns if p.exists() else 0
@@ -75,7 +75,7 @@ def features_cache_path(out_dir: Path, *, store_path: Path, protocol: str, weigh
     def digest(value: Any, n: int) -> str:
         return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:n]
 
-    state = {"store_mtime": mtime(store_path / "zarr.json"), "model": model,
+    state = {"store_mtime": 0 if is_url(store_path) else mtime(Path(store_path) / "zarr.json"), "model": model,
              "weights": str(Path(weights).resolve()) if weights else None,
              "weights_mtime": mtime(Path(weights)) if weights else None, "seed": None if weights else seed}
     return Path(out_dir) / f"features-{protocol}-{pool}-{digest(str(store_path), 6)}-{digest(state, 8)}.npz"

@@ -186,6 +186,12 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, s3):
     images, _, index = next(iter(make_loader(url, train, len(train), shuffle=False, workers=0)))
     assert np.array_equal(images.numpy(), local["images"][:][index.numpy()])
 
+    from s2i_cli import evaluate as ev  # evaluate (and pretrain, through the same loader) take the URL
+
+    entry = ev.evaluate(protocol="xsub", run="none", store=url, model="vit_tiny", mode="knn", workers=0,
+                        progress=False, runs_root=tmp_path / "runs")
+    assert entry["store"] == url and (tmp_path / "runs" / "ntu-scratch-vit_tiny" / "results.json").exists()
+
     ds = xr.open_zarr(url, storage_options={"endpoint_url": s3})
     kept = ds.isel(sample=ds.valid.values)
     assert kept.sizes["sample"] == 16
