@@ -7,8 +7,7 @@ The contract every reader fulfils (see `DatasetFormat`):
 - `read_items(path, data, items)` turns one file's bytes into, per item, either a
   selected sequence `(T, 2, V, C)` float32 with its actor count, or a `FormatError`
   (importers of one big file, `whole_files = False`, get no bytes and read only their
-  items' part of it, in whatever process the items were sent to, by a reader made there
-  afresh from the dataset name and options);
+  items' part of it, in whatever process the items and the reader were sent to);
 - `splits(meta)` gives each protocol's sides from the metadata columns: a boolean training
   mask (every other sample is test), or a pair of disjoint (train, test) masks when some
   samples belong to neither side (Toyota's cross-view protocols, PKU-MMD sequences on no
