@@ -52,33 +52,52 @@ def value_ranges_serial(joints, offsets, row_actor, used, norm):
 
 
 @njit(nogil=True, cache=True)
+def _level(v, lo, scale, p):
+    """One value's grey level: linear in [lo, hi], or the signed power law of quantise_batch."""
+    q = (v - lo) * scale
+    if p != 1.0:
+        u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
+        r = np.sqrt(abs(u)) if p == 0.5 else abs(u) ** p  # sqrt: ~5x faster than pow
+        q = (np.sign(u) * r + 1.0) * 127.5
+    return np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+
+
+@njit(nogil=True, cache=True)
 def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, out):
-    """One sample's (3, H, W) image; see quantise_batch."""
+    """One sample's (3, H, W) image; see quantise_batch. Row by row, the three channels together
+    (each tap's index and weight read once for all three)."""
     _, height, width = out.shape
     n_joints = joints.shape[2]
-    blended = np.empty(n_joints, dtype=np.float64)  # one output row's joints, time-interpolated
+    blended = np.empty((n_joints, 3), dtype=np.float64)  # one output row's joints, time-interpolated
+    lo = np.empty(3, dtype=np.float64)
+    scale = np.empty(3, dtype=np.float64)
+    p = np.empty(3, dtype=np.float64)
     for c in range(3):
-        lo = np.float64(norm[c, 0])
+        lo[c] = norm[c, 0]
         hi = np.float64(norm[c, 1])
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        p = np.float64(power[c])
-        for h in range(height):
-            a = row_actor[h]
-            f0 = base + row_f0[h]
-            f1 = base + row_f1[h]
-            rw = row_w[h]
-            for j in range(n_joints):
-                blended[j] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
-            for w in range(width):
-                v = 0.0
-                for k in range(col_idx.shape[1]):
-                    v += col_w[w, k] * blended[col_idx[w, k]]
-                q = (v - lo) * scale
-                if p != 1.0:
-                    u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
-                    r = np.sqrt(abs(u)) if p == 0.5 else abs(u) ** p  # sqrt: ~5x faster than pow
-                    q = (np.sign(u) * r + 1.0) * 127.5
-                out[c, h, w] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+        scale[c] = 255.0 / (hi - lo[c]) if hi > lo[c] else 0.0
+        p[c] = power[c]
+    for h in range(height):
+        a = row_actor[h]
+        f0 = base + row_f0[h]
+        f1 = base + row_f1[h]
+        rw = row_w[h]
+        for j in range(n_joints):
+            for c in range(3):
+                blended[j, c] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
+        for w in range(width):
+            v0 = 0.0
+            v1 = 0.0
+            v2 = 0.0
+            for k in range(col_idx.shape[1]):
+                t = col_w[w, k]
+                j = col_idx[w, k]
+                v0 += t * blended[j, 0]
+                v1 += t * blended[j, 1]
+                v2 += t * blended[j, 2]
+            out[0, h, w] = _level(v0, lo[0], scale[0], p[0])
+            out[1, h, w] = _level(v1, lo[1], scale[1], p[1])
+            out[2, h, w] = _level(v2, lo[2], scale[2], p[2])
 
 
 @njit(nogil=True, cache=True)

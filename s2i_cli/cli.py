@@ -66,7 +66,7 @@ def convert(
     layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); aligned: parts with band edges on the 16-px patch grid and equal limbs (part masking, mirroring); concat: the parts' joints side by side, resized as a whole")] = "parts",
     persons: Annotated[Optional[str], typer.Option(help="stacked: actor 1 in the top half, actor 2 in the bottom half; main: actor 1 only. Default: the dataset's (stacked for NTU)")] = None,
     fill: Annotated[str, typer.Option(help="stacked with one actor: repeat (actor 1 again in the bottom half) or zero (an empty body at the origin, as CTR-GCN/MAMP pad)")] = "repeat",
-    norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions). Either decodes back to metres")] = "channel",
+    norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions); dataset: fixed limits from the training split (central 99.9 %), the same scale for every sample. Each decodes back to metres")] = "channel",
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, each converting one shard at a time (default: all cores; 1: in this process)")] = None,
     dask: Annotated[Optional[int], typer.Option("--dask", help="Run the shard tasks on a local Dask cluster of N worker processes")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Run the shard tasks on the Dask cluster at this scheduler address, e.g. tcp://HOST:8786 (its workers must see RAW and OUT)")] = None,

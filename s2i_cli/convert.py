@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 import zarr
 
 from . import __version__, layout, store
-from .encoding import Encoding, encode
+from .encoding import Encoding, dataset_limits, encode
 from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
 
 
@@ -297,11 +297,8 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         raise ConvertError(f"unknown persons mode {persons!r}: choose one of {', '.join(layout.PERSONS)}")
     if size < 8:
         raise ConvertError(f"--size {size} is too small: use at least 8 (224 for ViT-B/16)")
-    if norm == "dataset":
-        raise ConvertError("--norm dataset needs the training split's limits before encoding: convert with "
-                           "channel or isotropic and train with `s2i pretrain --norm dataset` (re-encodes)")
-    try:
-        enc = Encoding(fmt.skeleton, layout_name, size, persons, fill, norm)
+    try:  # --norm dataset: shards are encoded per channel, then rescaled once the training split is known
+        enc = Encoding(fmt.skeleton, layout_name, size, persons, fill, "channel" if norm == "dataset" else norm)
     except ValueError as exc:
         raise ConvertError(str(exc)) from exc
     raw, out = Path(raw), str(out)
@@ -319,7 +316,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         items = items[:limit]
     if not items:
         raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
-    attrs = store_attrs(fmt, raw, items, enc, ignored, discovered, command)
+    attrs = {**store_attrs(fmt, raw, items, enc, ignored, discovered, command), "norm": norm}
 
     if resume and store.exists(out, storage_options):
         root = open_for_resume(out, storage_options, attrs)
@@ -336,7 +333,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     tasks = [ShardTask(k, tuple(items[k * shard:(k + 1) * shard])) for k in range(-(-len(items) // shard))
              if k not in done]
     plan = Plan(fmt, out,
-                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, norm, shard)
+                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, enc.norm, shard)
 
     workers = workers or os.cpu_count() or 1
     if scheduler or dask_workers:
@@ -382,6 +379,8 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
                           else (_only(m, valid), _only(~np.asarray(m, dtype=bool), valid))
                           for p, m in masks.items()})
     all_rejected = rejected + run_rejected
+    if norm == "dataset" and valid.any():
+        apply_dataset_limits(root, valid, splits, enc, shard)
     store.finalize(root, splits, [r.as_dict() for r in all_rejected])
     return ConvertReport(
         store=out, dataset=fmt.name, discovered=discovered, written=int(valid.sum()), rejected=all_rejected,
@@ -390,6 +389,34 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         image_stored=int(root["images"].nbytes_stored()), store_bytes=store.store_bytes(out),
         seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss,
         task_cpu_seconds=task_cpu)
+
+
+def apply_dataset_limits(root: zarr.Group, valid: np.ndarray, splits: dict, enc: Encoding, shard: int,
+                         most: int = 4096) -> None:
+    """`--norm dataset`: limits from the first protocol's training side (at most `most` samples),
+    then every valid slot's image re-encoded from its stored skeleton with them, shard by shard
+    (idempotent, so --resume of an interrupted pass redoes it), and the limits recorded in the
+    attributes (`norm_limits`)."""
+    train = next(iter(splits.values()))["train"] if splits else np.flatnonzero(valid)
+    chosen = np.sort(np.random.default_rng(0).choice(train, min(len(train), most), replace=False))
+    seqs = []
+    for lo in range(0, len(valid), shard):
+        wanted = chosen[(chosen >= lo) & (chosen < lo + shard)]
+        if len(wanted):
+            block = store.read_skeletons(root, int(wanted[0]), int(wanted[-1]) + 1)
+            seqs += [block[int(i - wanted[0])] for i in wanted]
+    limits = dataset_limits(seqs, enc.skeleton)
+    enc = replace(enc, norm="dataset", limits=tuple(map(tuple, limits.tolist())))
+    for lo in range(0, len(valid), shard):
+        hi = min(lo + shard, len(valid))
+        keep = np.flatnonzero(valid[lo:hi])
+        if not len(keep):
+            continue
+        block = store.read_skeletons(root, lo, hi)
+        images, norm = np.asarray(root["images"][lo:hi]), np.asarray(root["norm"][lo:hi])
+        images[keep], norm[keep] = encode([block[k] for k in keep], np.asarray(root["actors"][lo:hi])[keep], enc)
+        root["images"][lo:hi], root["norm"][lo:hi] = images, norm  # the whole shard, once
+    store.update_attrs(root, norm_limits=limits.tolist())
 
 
 def _only(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -84,4 +84,9 @@ def store_encoding(attrs: dict, *, fill: str | None = None, norm: str | None = N
         raise ValueError(f"re-encoding needs square images; the store has {height}x{width}")
     return Encoding(skel, layout_name or attrs.get("layout", "parts"), width, attrs.get("persons", "stacked"),
                     fill or attrs.get("fill", "repeat"), norm or attrs.get("norm", "channel"),
-                    None if limits is None else tuple(map(tuple, np.asarray(limits, dtype=float).tolist())))
+                    _limits(limits if limits is not None or norm not in (None, "dataset") else attrs.get("norm_limits")))
+
+
+def _limits(limits) -> tuple[tuple[float, float], ...] | None:
+    return None if limits is None else tuple(map(tuple, np.asarray(limits, dtype=float).tolist()))
+

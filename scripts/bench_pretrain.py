@@ -93,6 +93,20 @@ def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]
     return rows
 
 
+def cpu_rate(loader, epochs: int = 2) -> float:
+    """Best images per CPU-second of this process over `epochs` passes of a workers=0 loader: what
+    one worker can deliver, whatever else the machine runs (wall-clock rates on a shared machine
+    only say how busy it is)."""
+    best = 0.0
+    for epoch in range(epochs):
+        loader.dataset.set_epoch(epoch)
+        start, count = time.process_time(), 0
+        for batch in loader:
+            count += len(batch[0])
+        best = max(best, count / (time.process_time() - start))
+    return best
+
+
 def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict]:
     # images/s of the re-encoding loader (every augmentation) against reading the stored images
     root = open_store(store)
@@ -108,6 +122,15 @@ def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict
                      "ratio": round(made / stored, 2), "augmented_per_worker": round(per, 1)})
         print(f"augment workers {workers}: re-encoded + augmented {made:8.1f} img/s ({per:7.1f} per worker)   "
               f"stored images {stored:8.1f} img/s   ratio {made / stored:5.2f}x", flush=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker (torch gives each one thread)
+    stored = cpu_rate(make_loader(store, indices, batch, shuffle=True, workers=0))
+    made = cpu_rate(make_loader(store, indices, batch, shuffle=True, workers=0, encoding=enc, augment=AUGMENTS))
+    torch.set_num_threads(threads)
+    rows.append({"per_cpu_second": True, "augmented_img_per_cpu_s": round(made, 1),
+                 "stored_img_per_cpu_s": round(stored, 1), "ratio": round(made / stored, 2)})
+    print(f"augment per CPU-second (one worker's capacity): re-encoded + augmented {made:8.1f} img/s   "
+          f"stored images {stored:8.1f} img/s   ratio {made / stored:5.2f}x", flush=True)
     return rows
 
 

@@ -23,10 +23,13 @@ $S2I info "$OUT/ntu120.zarr"
 $S2I show "$OUT/ntu120.zarr" --index 0 --out "$OUT/sample.png"
 $S2I pretrain "$OUT/ntu120.zarr" --model vit_tiny --epochs "$EPOCHS" --batch-size "$BATCH" \
     --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --blr 1.5e-3 --protocol xsub --run-dir "$RUN"
-$S2I evaluate --protocol xsub --run "$RUN" --mode linear --epochs "$LINEAR_EPOCHS"
-# the same probe on a randomly initialised encoder: what pretraining adds
-$S2I evaluate --protocol xsub --run none --store "$OUT/ntu120.zarr" --model vit_tiny --mode linear \
-    --epochs "$LINEAR_EPOCHS" --runs-dir "$OUT/runs"
+# the linear probe with every label and with 10 % of them (where pretraining shows first)
+for FRACTION in 1 0.1; do
+    $S2I evaluate --protocol xsub --run "$RUN" --mode linear --epochs "$LINEAR_EPOCHS" --fraction "$FRACTION"
+    # the same probe on a randomly initialised encoder: what pretraining adds
+    $S2I evaluate --protocol xsub --run none --store "$OUT/ntu120.zarr" --model vit_tiny --mode linear \
+        --epochs "$LINEAR_EPOCHS" --fraction "$FRACTION" --runs-dir "$OUT/runs"
+done
 $S2I evaluate --summary --runs-dir "$OUT/runs"
 
 echo

@@ -27,4 +27,7 @@ def test_demo_runs_end_to_end(tmp_path):
     baseline = json.loads((out / "runs" / "ntu120-scratch-vit_tiny" / "results.json").read_text())["results"]
     # both probes scored the same test side of the xsub protocol
     assert results["xsub-linear"]["n_test"] == baseline["xsub-linear"]["n_test"] > 0
+    # and the 10 %-label probe beside the full one, for both
+    assert results["xsub-linear-f0.1-s0"]["n_train"] < results["xsub-linear"]["n_train"]
+    assert baseline["xsub-linear-f0.1-s0"]["n_train"] == results["xsub-linear-f0.1-s0"]["n_train"]
     assert "Pictures:" in result.stdout and str(run) in result.stdout

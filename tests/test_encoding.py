@@ -126,3 +126,20 @@ def test_kinetics_y_points_up():
     seen = (nose[:, 2] > 0) & (hips[:, :, 2] > 0).all(axis=1)
     assert seen.sum() > 5
     assert np.mean(nose[seen, 1] > hips[seen, :, 1].mean(axis=1)) > 0.9  # G means "up", as NTU's y
+
+
+def test_convert_with_dataset_limits(ntu_dir, tmp_path):
+    convert("ntu60", ntu_dir, tmp_path / "d.zarr", size=32, norm="dataset", progress=False)
+    root = store.open_store(tmp_path / "d.zarr")
+    attrs = root.attrs["s2i"]
+    limits = np.asarray(attrs["norm_limits"], dtype=np.float32)
+    assert attrs["norm"] == "dataset" and limits.shape == (3, 2)
+    norms = root["norm"][:]
+    assert np.all(norms == limits[None])  # one scale for every sample
+    train = root["splits/xsub/train"][:]
+    want = dataset_limits([store.read_skeleton(root, int(i)) for i in train], layout.NTU25)
+    assert np.allclose(limits, want)
+    i = int(root["splits/xsub/test"][0])
+    enc = Encoding(layout.NTU25, "parts", 32, "stacked", norm="dataset", limits=tuple(map(tuple, limits.tolist())))
+    image, _ = encode([store.read_skeleton(root, i)], [int(root["actors"][i])], enc)
+    assert np.array_equal(root["images"][i], image[0])
