@@ -66,7 +66,7 @@ def convert(
     layout: Annotated[str, typer.Option(help="parts: each body part resized into its own band of columns (formats interchangeable); aligned: parts with band edges on the 16-px patch grid and equal limbs (part masking, mirroring); concat: the parts' joints side by side, resized as a whole")] = "parts",
     persons: Annotated[Optional[str], typer.Option(help="stacked: actor 1 in the top half, actor 2 in the bottom half; main: actor 1 only. Default: the dataset's (stacked for NTU)")] = None,
     fill: Annotated[str, typer.Option(help="stacked with one actor: repeat (actor 1 again in the bottom half) or zero (an empty body at the origin, as CTR-GCN/MAMP pad)")] = "repeat",
-    norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions); dataset: fixed limits from the training split (central 99.9 %), the same scale for every sample. Each decodes back to metres")] = "channel",
+    norm: Annotated[str, typer.Option(help="channel: each of x, y, z min-max scaled per sample; isotropic: one per-sample scale for x, y, z (keeps the body's proportions); dataset: fixed limits from the training split (central 99.9 %), the same scale for every sample. Each decodes back to metres. Default isotropic: the ablation (README)")] = "isotropic",
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, each converting one shard at a time (default: all cores; 1: in this process)")] = None,
     dask: Annotated[Optional[int], typer.Option("--dask", help="Run the shard tasks on a local Dask cluster of N worker processes")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Run the shard tasks on the Dask cluster at this scheduler address, e.g. tcp://HOST:8786 (its workers must see RAW and OUT)")] = None,
@@ -233,6 +233,8 @@ def pretrain(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases, norms, tokens)")] = P.weight_decay,
     warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear learning-rate warm-up (at most half the run)")] = P.warmup_epochs,
     mask_ratio: Annotated[float, typer.Option(help="Fraction of patches removed")] = P.mask_ratio,
+    masking: Annotated[str, typer.Option(help="Which patches are removed: random (MAE's); tube (whole joint columns through all of time); frames (a block of whole rows: a stretch of time); parts (whole body-part bands over a block of rows; best with a store converted with --layout aligned). The ratio is exact for each")] = P.masking,
+    augment: Annotated[str, typer.Option(help="Skeleton-space augmentation, re-encoded on the fly from the stored skeletons: none, all, or a comma list of rotate (±0.3 rad), scale (±10 %), crop (50-100 % of the frames), mirror (swap left/right, negate x)")] = "none",
     protocol: Annotated[Optional[str], typer.Option(help="Train on this protocol's train side only (e.g. xsub); default every sample")] = P.protocol,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights: MAE release .pth, timm .pth/.safetensors, or a run's checkpoint-last.pt")] = P.init,
     objective: Annotated[str, typer.Option(help="mae (pixel reconstruction) or diffmae (denoise the masked patches at a random diffusion step)")] = P.objective,
@@ -280,8 +282,10 @@ def evaluate(
     run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = E.run,
     store: Annotated[Optional[str], typer.Option(help="store to evaluate on, a directory or a URL (default: the one the run recorded); another one for transfer")] = E.store,
     mode: Annotated[str, typer.Option(help="linear (frozen features + linear head), knn, or finetune")] = E.mode,
-    fraction: Annotated[Optional[float], typer.Option(help="use this fraction of the train labels, class-balanced (semi-supervised)")] = E.fraction,
+    fraction: Annotated[Optional[float], typer.Option(help="semi-supervised: a random int(N x F) of the train labels, as MAMP (--balanced: F of each class)")] = E.fraction,
+    balanced: Annotated[bool, typer.Option("--balanced", help="with --fraction: the same fraction of every class instead of a random subset")] = E.balanced,
     seed: Annotated[int, typer.Option(help="seed of the labelled subset, head init and shuffling")] = E.seed,
+    seeds: Annotated[int, typer.Option(help="run seeds SEED..SEED+K-1 (other label subsets and initialisations) and report mean ± std")] = 1,
     init: Annotated[Optional[Path], typer.Option(help="evaluate these weights alone (e.g. ImageNet .pth/.safetensors), without a run")] = E.init,
     model: Annotated[Optional[str], typer.Option(help="vit_tiny/vit_small/vit_base, for --run none or --init (default: the run's, else vit_base)")] = E.model,
     pool: Annotated[Optional[str], typer.Option(help=f"token (class token) or avg (mean patch token); default {_defaults('pool')}")] = E.pool,
@@ -296,6 +300,7 @@ def evaluate(
     cutmix: Annotated[float, typer.Option(help="finetune: cutmix alpha (0 = off)")] = E.cutmix,
     warmup_epochs: Annotated[int, typer.Option(help="finetune: linear warm-up epochs")] = E.warmup_epochs,
     temporal_crop: Annotated[Optional[float], typer.Option(help="finetune: crop a random F..1 of the frames (rows) and resize back")] = E.temporal_crop,
+    augment: Annotated[str, typer.Option(help="finetune: skeleton-space augmentation re-encoded from the stored skeletons (none, all, or rotate,scale,crop,mirror); linear and knn probe cached features of the stored images, never augmented")] = E.augment,
     k: Annotated[int, typer.Option(help="knn: neighbours")] = E.k,
     temperature: Annotated[float, typer.Option(help="knn: vote temperature")] = E.temperature,
     resume: Annotated[bool, typer.Option(help="finetune: continue this evaluation's fine-tuning checkpoint")] = False,
@@ -319,12 +324,22 @@ def evaluate(
         if summary:
             out.print(summary_table(runs_dir))
             return
-        entry = run_evaluation(runs_root=runs_dir, resume=resume, overwrite=overwrite, max_steps=max_steps,
-                               progress=progress, console=console, **options)
+        if seeds < 1:
+            fail("--seeds must be at least 1")
+        entries = [run_evaluation(runs_root=runs_dir, resume=resume, overwrite=overwrite, max_steps=max_steps,
+                                  progress=progress, console=console, **{**options, "seed": options["seed"] + k})
+                   for k in range(seeds)]
     except (StoreError, ValueError) as exc:  # EvaluateError, RunError and TrainingError are ValueErrors
         fail(str(exc))
-    out.print(results_table(entry))
-    console.print(f"results: {Path(entry['out_dir']) / 'results.json'}")
+    for entry in entries:
+        out.print(results_table(entry))
+        console.print(f"results: {Path(entry['out_dir']) / 'results.json'}")
+    if seeds > 1:
+        import statistics
+        for name, metric in (("top-1", "top1"), ("mean per-class", "mean_class")):
+            values = [100 * e[metric] for e in entries]
+            out.print(f"{name} over seeds {options['seed']}..{options['seed'] + seeds - 1}: "
+                      f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} %")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class PretrainConfig:
     decoder_heads: int = field(default=16, metadata=ALWAYS)
     norm_pix_loss: bool = field(default=True, metadata=ALWAYS)
     temporal_crop: tuple[float, float] | None = field(default=None, metadata=ALWAYS)
+    masking: str = field(default="random", metadata=ALWAYS)  # masking.STRATEGIES
+    augment: tuple[str, ...] | str = field(default=(), metadata=ALWAYS)  # augment.AUGMENTS, "all" or "none"
     buffer_blocks: int = field(default=4, metadata=ALWAYS)
     workers: int | None = field(default=None, metadata=ALWAYS)  # None: default_workers()
     init: str | None = field(default=None, metadata=ALWAYS)
@@ -53,6 +55,8 @@ class PretrainConfig:
             (f.metadata.get("resume") == "unless given" and getattr(self, f.name) is None))}
         if taken.get("temporal_crop") is not None:
             taken["temporal_crop"] = tuple(taken["temporal_crop"])
+        if taken.get("augment") is not None:
+            taken["augment"] = tuple(taken["augment"])
         return PretrainConfig(**{**asdict(self), **taken})
 
 
@@ -80,6 +84,8 @@ class EvalConfig:
     cutmix: float = 0.0
     warmup_epochs: int = 5
     temporal_crop: float | None = None
+    augment: str = "none"  # finetune: skeleton-space augmentation (augment.py), re-encoded from the stored skeletons
+    balanced: bool = False  # --fraction: class-balanced subset instead of MAMP's random int(N * fraction)
     k: int = 20
     temperature: float = 0.07
     workers: int = 2

@@ -282,7 +282,7 @@ def open_for_resume(out: str, storage_options: dict, attrs: dict) -> zarr.Group:
 
 
 def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout_name: str = "parts",
-            persons: str | None = None, fill: str = "repeat", norm: str = "channel", workers: int | None = None,
+            persons: str | None = None, fill: str = "repeat", norm: str = "isotropic", workers: int | None = None,
             resume: bool = False,
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
             shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,

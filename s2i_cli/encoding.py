@@ -90,3 +90,19 @@ def store_encoding(attrs: dict, *, fill: str | None = None, norm: str | None = N
 def _limits(limits) -> tuple[tuple[float, float], ...] | None:
     return None if limits is None else tuple(map(tuple, np.asarray(limits, dtype=float).tolist()))
 
+
+
+def training_view(attrs: dict, masking: str, augment: Sequence[str]) -> tuple[Encoding | None, list[int] | None]:
+    """What pretraining needs from a store besides its images: the Encoding to re-encode its
+    skeletons with when augmenting (None: read the stored images) and, for parts masking, the
+    body part of every patch column."""
+    encoding = store_encoding(attrs) if augment else None
+    if masking != "parts":
+        return encoding, None
+    from .show import find_skeleton
+
+    skel = find_skeleton(attrs)
+    if skel is None:
+        raise ValueError(f"parts masking needs the body parts of skeleton {attrs.get('skeleton')!r}, which s2i "
+                         "does not define: choose another --masking")
+    return encoding, layout.patch_column_parts(skel, attrs.get("layout", "parts"), int(attrs["image_size"][1]))

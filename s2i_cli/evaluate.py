@@ -96,6 +96,15 @@ def balanced_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nd
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
+def random_subset(n: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted positions of a random int(n * fraction) of n samples (at least one), as MAMP's
+    semi-supervised protocol draws them; the same n, fraction and seed give the same subset."""
+    if not 0.0 < fraction <= 1.0:
+        raise EvaluateError(f"--fraction must be in (0, 1], got {fraction}")
+    count = min(n, max(1, int(n * fraction)))
+    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+
+
 def pick_device(device: str | None) -> torch.device:
     if device:
         return torch.device(device)
@@ -173,7 +182,8 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     labels = np.asarray(root["label"][:], dtype=np.int64)
     class_names = facts["class_names"]
     if cfg.fraction is not None:
-        train_idx = train_idx[balanced_subset(labels[train_idx], cfg.fraction, cfg.seed)]
+        train_idx = train_idx[balanced_subset(labels[train_idx], cfg.fraction, cfg.seed) if cfg.balanced
+                              else random_subset(len(train_idx), cfg.fraction, cfg.seed)]
 
     # 2. where results go
     out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights)
@@ -184,7 +194,8 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     transfer = None
     if not recorded_store and config.get("store") and absolute(config["store"]) != store_path:
         transfer = f"{facts['dataset']}-{hashlib.sha1(store_path.encode()).hexdigest()[:6]}"
-    key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer)
+    key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer) + ("-balanced" if cfg.balanced and
+                                                                              cfg.fraction is not None else "")
     device = pick_device(cfg.device)
     console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
                   f"{escape(str(weights or 'random init'))}) on {escape(str(store_path))}, protocol {protocol}, "

@@ -12,7 +12,10 @@ from rich.progress import Progress
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from .augment import parse_augment
 from .data import make_loader, normalize
+from .encoding import store_encoding
+from .store import open_store
 from .probe import run_over_store
 from .training import (CheckpointWriter, LossGuard, Schedule, TrainingError, autocast, load_checkpoint, rng_state,
                        set_lr, set_rng_state)
@@ -49,8 +52,11 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                   num_classes=num_classes) if use_mix else None
     criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    augment = parse_augment(cfg.augment)
+    encoding = store_encoding(open_store(store_path).attrs["s2i"]) if augment else None
     loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                         drop_last=True, temporal_crop=(cfg.temporal_crop, 1.0) if cfg.temporal_crop else None)
+                         drop_last=True, temporal_crop=(cfg.temporal_crop, 1.0) if cfg.temporal_crop else None,
+                         encoding=encoding, augment=augment)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)
     last_step = total if max_steps is None else min(total, max_steps)

@@ -30,7 +30,9 @@ from rich.console import Console
 
 from . import runs
 from .config import DEFAULT_EPOCHS, PretrainConfig
+from .augment import parse_augment
 from .data import denormalize, make_loader, normalize
+from .encoding import training_view
 from .mae import MaskedAutoencoder, load_weights
 from .progress import progress_bar
 from .store import StoreError, absolute, open_store, split_indices
@@ -56,14 +58,18 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
             cfg = cfg.resumed_from(old)
         cfg = _resolve(cfg, world)
         root, indices, img_size = _training_data(cfg, old, run_dir)
+        # stored images, or (--augment) the stored skeletons augmented and re-encoded; parts masking's columns
+        encoding, column_parts = training_view(root.attrs["s2i"], cfg.masking, cfg.augment)
 
         # --- model (it checks the image size against the patch size), data loader, optimizer ---
         torch.manual_seed(cfg.seed)
         net = MaskedAutoencoder(cfg.model, img_size, mask_ratio=cfg.mask_ratio, decoder_dim=cfg.decoder_dim,
                                 decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads,
-                                norm_pix_loss=cfg.norm_pix_loss, objective=cfg.objective)
+                                norm_pix_loss=cfg.norm_pix_loss, objective=cfg.objective, masking=cfg.masking,
+                                column_parts=column_parts)
         loader = make_loader(cfg.store, indices, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                             temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks)
+                             temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks,
+                             encoding=encoding, augment=cfg.augment)
         schedule = _schedule(cfg, len(loader), world)
         if checkpoint is None and cfg.init is not None:
             _load_init(net, cfg, rank == 0)
@@ -247,7 +253,7 @@ def _resolve(cfg: PretrainConfig, world: int) -> PretrainConfig:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1 epoch")
     init = str(cfg.init) if cfg.init is not None else None
     return PretrainConfig(**{**asdict(cfg), "store": absolute(cfg.store), "epochs": epochs,
-                             "workers": workers, "init": init})
+                             "workers": workers, "init": init, "augment": parse_augment(cfg.augment)})
 
 
 def _training_data(cfg: PretrainConfig, old: dict[str, Any], run_dir) -> tuple[Any, np.ndarray, int | list[int]]:

@@ -53,7 +53,9 @@ def write_results(out_dir: Path, key: str, scores: np.ndarray, test_y: np.ndarra
     per_class = per_class_accuracy(matrix)
     png = plot_confusion(matrix, class_names, out_dir / f"confusion-{key}.png",
                          f"{out_dir.name} {key}: top-1 {100 * acc[1]:.1f} %")
+    present = per_class[~np.isnan(per_class)]
     entry = {"key": key, "run": out_dir.name, "dataset": facts["dataset"], **fields, "top1": acc[1], "top5": acc[5],
+             "mean_class": float(present.mean()) if len(present) else float("nan"),  # Toyota's headline metric
              "per_class": {name: (None if np.isnan(a) else float(a)) for name, a in zip(class_names, per_class)},
              "confusion": matrix.tolist(), "confusion_png": png.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_result(out_dir, key, entry)
@@ -67,6 +69,8 @@ def results_table(entry: dict[str, Any], worst: int = 5) -> Table:
     table.add_column("value", justify="right")
     table.add_row("top-1", f"{100 * entry['top1']:.2f} %")
     table.add_row("top-5", f"{100 * entry['top5']:.2f} %")
+    if "mean_class" in entry:
+        table.add_row("mean per-class accuracy", f"{100 * entry['mean_class']:.2f} %")
     table.add_row("train / test samples", f"{entry['n_train']} / {entry['n_test']}")
     table.add_row("weights", escape(str(entry["weights"] or "random init")))
     per_class = [(acc, name) for name, acc in entry["per_class"].items() if acc is not None]
@@ -82,7 +86,7 @@ def summary_table(runs_root: Path) -> Table:
     if not found:
         raise RunError(f"no results under {runs_root}/: run `s2i evaluate` first")
     keys = sorted({key for results in found.values() for key in results})
-    table = Table(title=escape(f"results under {runs_root}/ (top-1 / top-5 %)"))
+    table = Table(title=escape(f"results under {runs_root}/ (top-1 / top-5 / mean per-class %)"))
     table.add_column("evaluation")
     for run in found:
         table.add_column(escape(run), justify="right")
@@ -90,6 +94,7 @@ def summary_table(runs_root: Path) -> Table:
         cells = []
         for results in found.values():
             entry = results.get(key)
-            cells.append(f"{100 * entry['top1']:.1f} / {100 * entry['top5']:.1f}" if entry else "-")
+            mean_class = f" / {100 * entry['mean_class']:.1f}" if entry and "mean_class" in entry else ""
+            cells.append(f"{100 * entry['top1']:.1f} / {100 * entry['top5']:.1f}{mean_class}" if entry else "-")
         table.add_row(key, *cells)
     return table

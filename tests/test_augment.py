@@ -137,3 +137,28 @@ def test_augmented_loader_is_reproducible(ntu_store, workers):
     assert torch.equal(first[i], torch.from_numpy(want[0]))
     with pytest.raises(ValueError, match="encoding"):
         BlockDataset(ntu_store, np.arange(n), shuffle=False, augment=("rotate",))
+
+
+def test_pretrain_with_parts_masking_and_augmentation(ntu_dir, tmp_path):
+    import json
+
+    from s2i_cli.pretrain import pretrain
+    convert("ntu60", ntu_dir, tmp_path / "a.zarr", size=80, layout_name="aligned", fill="zero", progress=False)
+    run = pretrain(tmp_path / "a.zarr", tmp_path / "run", model="vit_tiny", decoder_dim=32, decoder_depth=1,
+                   decoder_heads=4, workers=0, progress=False, epochs=1, batch_size=4, masking="parts",
+                   augment="all", recon_every=1)
+    config = json.loads((run / "config.json").read_text())
+    assert config["masking"] == "parts" and config["augment"] == list(AUGMENTS)
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        pretrain(tmp_path / "a.zarr", tmp_path / "bad", model="vit_tiny", augment="jitter", progress=False)
+
+
+def test_finetune_with_augmentation(ntu_store, tmp_path):
+    from s2i_cli.evaluate import evaluate
+    entry = evaluate(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", augment="all",
+                     epochs=1, batch_size=4, workers=0, progress=False, runs_root=tmp_path / "runs")
+    assert entry["mode"] == "finetune" and entry["n_train"] > 0 and 0 <= entry["mean_class"] <= 1
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        evaluate(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", augment="blur",
+                 epochs=1, batch_size=4, workers=0, progress=False, runs_root=tmp_path / "runs2")

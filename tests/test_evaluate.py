@@ -244,3 +244,30 @@ def test_mode_defaults_fill_only_what_is_unset():
     assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.pool, cfg.epochs) == (0.0, 0.0, 64, "avg", 100)
     linear = EvalConfig(mode="linear").for_mode()
     assert (linear.lr, linear.batch_size, linear.pool, linear.weight_decay) == (None, 256, "token", 0.0)
+
+
+def test_random_subset_is_mamps_int_n_ratio_and_reproducible():
+    pick = ev.random_subset(101, 0.1, seed=3)
+    assert len(pick) == 10 and len(set(pick.tolist())) == 10 and np.all(np.diff(pick) > 0)  # int(101 * 0.1)
+    assert np.array_equal(pick, ev.random_subset(101, 0.1, seed=3))
+    assert not np.array_equal(pick, ev.random_subset(101, 0.1, seed=4))
+    assert len(ev.random_subset(5, 0.01)) == 1
+    with pytest.raises(ev.EvaluateError, match="fraction"):
+        ev.random_subset(10, 1.5)
+
+
+def test_cli_seeds_report_mean_and_std_with_mean_class_accuracy(store, tmp_path):
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["evaluate", "--run", "none", "--store", str(store), "--model", "vit_tiny",
+                                      "--protocol", "xsub", "--fraction", "0.25", "--seeds", "2", "--epochs", "5",
+                                      "--workers", "0", "--no-progress", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert "top-1 over seeds 0..1:" in result.output and "mean per-class over seeds 0..1:" in result.output
+    results = json.loads(next(runs.glob("*/results.json")).read_text())["results"]
+    assert set(results) == {"xsub-linear-f0.25-s0", "xsub-linear-f0.25-s1"}
+    entry = results["xsub-linear-f0.25-s0"]
+    per_class = [a for a in entry["per_class"].values() if a is not None]
+    assert entry["mean_class"] == pytest.approx(np.mean(per_class)) and entry["n_train"] == 16
+    balanced = ev.evaluate(protocol="xsub", run="none", store=store, model="vit_tiny", fraction=0.25, balanced=True,
+                           epochs=5, runs_root=runs, **FAST)
+    assert balanced["key"] == "xsub-linear-f0.25-s0-balanced"
