@@ -66,16 +66,18 @@ class PerSample(Dataset):
         return torch.from_numpy(self.images[i]), i
 
 
-def rate(loader, epochs: int = 2) -> float:
-    """Best images/s of `epochs` passes (a busy shared machine only ever makes a pass slower)."""
+def rate(loader, epochs: int = 2, clock=time.perf_counter) -> float:
+    """Best images/s of `epochs` passes (a busy shared machine only ever makes a pass slower).
+    clock=time.process_time with a workers=0 loader gives images per CPU-second: what one worker
+    can deliver, whatever else the machine runs (wall-clock rates there only say how busy it is)."""
     best = 0.0
     for epoch in range(epochs):
         if hasattr(loader.dataset, "set_epoch"):
             loader.dataset.set_epoch(epoch)
-        start, count = time.perf_counter(), 0
+        start, count = clock(), 0
         for batch in loader:
             count += len(batch[0])
-        best = max(best, count / (time.perf_counter() - start))
+        best = max(best, count / (clock() - start))
     return best
 
 
@@ -91,20 +93,6 @@ def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]
         print(f"loader  workers {workers}: block {block:8.1f} img/s   naive per-sample {naive:8.1f} img/s   "
               f"ratio {block / naive:5.2f}x", flush=True)
     return rows
-
-
-def cpu_rate(loader, epochs: int = 2) -> float:
-    """Best images per CPU-second of this process over `epochs` passes of a workers=0 loader: what
-    one worker can deliver, whatever else the machine runs (wall-clock rates on a shared machine
-    only say how busy it is)."""
-    best = 0.0
-    for epoch in range(epochs):
-        loader.dataset.set_epoch(epoch)
-        start, count = time.process_time(), 0
-        for batch in loader:
-            count += len(batch[0])
-        best = max(best, count / (time.process_time() - start))
-    return best
 
 
 def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict]:
@@ -124,8 +112,9 @@ def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict
               f"stored images {stored:8.1f} img/s   ratio {made / stored:5.2f}x", flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker (torch gives each one thread)
-    stored = cpu_rate(make_loader(store, indices, batch, shuffle=True, workers=0))
-    made = cpu_rate(make_loader(store, indices, batch, shuffle=True, workers=0, encoding=enc, augment=AUGMENTS))
+    stored = rate(make_loader(store, indices, batch, shuffle=True, workers=0), clock=time.process_time)
+    made = rate(make_loader(store, indices, batch, shuffle=True, workers=0, encoding=enc, augment=AUGMENTS),
+                clock=time.process_time)
     torch.set_num_threads(threads)
     rows.append({"per_cpu_second": True, "augmented_img_per_cpu_s": round(made, 1),
                  "stored_img_per_cpu_s": round(stored, 1), "ratio": round(made / stored, 2)})

@@ -120,7 +120,8 @@ CASES = {  # dataset, raw folder, file names (None: all), skeleton, published pa
 def stored(request, tmp_path_factory):
     dataset, raw, names, skel, parent = CASES[request.param]
     out = tmp_path_factory.mktemp(request.param) / "s.zarr"
-    convert(dataset, shared_data(*raw), out, size=SIZE, layout_name="concat", persons="stacked", progress=False)
+    convert(dataset, shared_data(*raw), out, size=SIZE, layout_name="concat", persons="stacked", norm="channel",
+            progress=False)  # the reference scales the joint stream per channel
     root = store.open_store(out)
     all_names = [str(n) for n in root["name"][:]]
     index = [all_names.index(n) for n in names] if names else list(range(len(all_names)))
