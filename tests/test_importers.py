@@ -324,11 +324,14 @@ def test_pyskl_2d_coco17_file_keeps_two_persons_and_drops_empty_frames(tmp_path)
 
 def test_split_names_pair_into_protocols():
     got = split_protocols({"xsub_train": ["a"], "xsub_val": ["b"], "xview_train": [], "xview_val": ["a"],
-                           "train": ["c"], "val": ["d"], "train3": ["e"], "test3": ["f"]})
+                           "train": ["c"], "val": ["d"], "train3": ["e"], "test3": ["f"], "xval_train": ["g"]})
     assert got == {"xsub": {"train": {"a"}, "test": {"b"}}, "xview": {"train": set(), "test": {"a"}},
-                   "release": {"train": {"c"}, "test": {"d"}}, "split3": {"train": {"e"}, "test": {"f"}}}
+                   "release": {"train": {"c"}, "test": {"d"}}, "split3": {"train": {"e"}, "test": {"f"}},
+                   "xval": {"train": {"g"}, "test": set()}}
     with pytest.raises(ValueError, match="'fold'"):
         split_protocols({"fold": ["a"]})
+    with pytest.raises(ValueError, match="'xsub_val' and 'xsub_test' are both the test side of xsub"):
+        split_protocols({"xsub_val": [], "xsub_test": ["a"]})
 
 
 def ntu_annotation(name: str, frames: int = 20, persons: int = 1) -> dict:

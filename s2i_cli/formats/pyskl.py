@@ -43,7 +43,7 @@ from .ntu_names import NTU_CLASS_NAMES
 
 OPTIONS = {"cache_dir": "folder for the spill file of unpacked keypoints (default: a new folder in the system's "
                         "temporary folder, removed at exit); needs about the keypoints' size in the pickle"}
-SPLIT_KEY = re.compile(r"^(?P<a>.*?)_?(?P<side>train|val|test)(?P<b>.*)$")
+SPLIT_KEY = re.compile(r"^(?P<a>.*)(?P<side>train|val|test)(?P<b>.*)$")  # the last train/val/test
 PERSONS = 2
 STATE = "reader.json"  # beside the spill file: the skeleton, fields and classes discovery found
 KINDS = {(25, 3, False): NTU25, (17, 2, True): COCO17}  # (joints, channels, has scores) -> skeleton
@@ -53,17 +53,18 @@ def split_protocols(split: dict) -> dict[str, dict[str, set[str]]]:
     """pyskl's split lists -> {protocol: {"train": names, "test": names}}; ValueError for a
     key that is no `<p>_train`, `<p>_val` or `<p>_test` (or `train<n>` ...)."""
     protocols: dict[str, dict[str, set[str]]] = {}
+    seen: dict[tuple[str, str], str] = {}
     for key, names in split.items():
         m = SPLIT_KEY.match(str(key))
         if m is None or not isinstance(names, (list, tuple)):
             raise ValueError(f"split {key!r} is not a list named <protocol>_train, <protocol>_val or <protocol>_test")
-        protocol = (m["a"] + m["b"]) or "release"
+        protocol = (m["a"].rstrip("_") + m["b"]) or "release"
         protocol = f"split{protocol}" if protocol.isdigit() else protocol
         side = "train" if m["side"] == "train" else "test"
-        sides = protocols.setdefault(protocol, {"train": set(), "test": set()})
-        if sides[side] and side == "test":
-            raise ValueError(f"protocol {protocol} has two test lists (val and test)")
-        sides[side] = {str(n) for n in names}
+        if (protocol, side) in seen:
+            raise ValueError(f"splits {seen[(protocol, side)]!r} and {key!r} are both the {side} side of {protocol}")
+        seen[(protocol, side)] = key
+        protocols.setdefault(protocol, {"train": set(), "test": set()})[side] = {str(n) for n in names}
     return protocols
 
 
