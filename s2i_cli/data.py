@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .augment import encode_augmented
 from .encoding import Encoding
 from .layout import actor_rows
-from .store import SHARD, absolute, open_group, read_skeletons
+from .store import SHARD, absolute, open_group, read_skeletons, stream_arrays
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,13 +79,16 @@ class BlockDataset(IterableDataset):
     make_loader) lets the worker split hand out whole batches; rank/world_size default to the
     torch.distributed process group, if any. encoding: re-encode the stored skeletons with it
     (another fill, normalisation or layout than the store's), augmented by `augment` (augment.py
-    op names) drawn from (seed, epoch, index)."""
+    op names) drawn from (seed, epoch, index). stream: which stored stream's images to read
+    (`store.stream_paths`: joint, bone, motion, bone-motion)."""
 
     def __init__(self, store: str | Path, indices: np.ndarray, *, shuffle: bool, seed: int = 0,
                  buffer_blocks: int = 4, temporal_crop: tuple[float, float] | None = None,
                  batch_size: int = 1, block: int = SHARD, rank: int | None = None,
-                 world_size: int | None = None, encoding: Encoding | None = None, augment: tuple[str, ...] = ()):
+                 world_size: int | None = None, encoding: Encoding | None = None, augment: tuple[str, ...] = (),
+                 stream: str = "joint"):
         super().__init__()
+        self.stream = stream
         self.store = absolute(store)  # a directory or a URL (credentials from the AWS_* environment)
         self.indices = np.unique(np.asarray(indices, dtype=np.int64))  # sorted, once each
         if len(self.indices) != len(np.asarray(indices)):
@@ -198,7 +201,7 @@ class BlockDataset(IterableDataset):
         if self._pid != os.getpid():  # one handle per process (fork-safe for remote stores)
             root = open_group(self.store)
             attrs = root.attrs.get("s2i", {})
-            self._arrays = (root["images"], np.asarray(root["label"][:], dtype=np.int64),
+            self._arrays = (stream_arrays(root, self.stream)[0], np.asarray(root["label"][:], dtype=np.int64),
                             attrs.get("persons", "stacked") == "stacked", root,
                             np.asarray(root["actors"][:], dtype=np.int64))
             self._pid = os.getpid()
@@ -280,14 +283,19 @@ class BlockDataset(IterableDataset):
 
 def make_loader(store: str | Path, indices: np.ndarray, batch_size: int, *, shuffle: bool, workers: int,
                 seed: int = 0, temporal_crop: tuple[float, float] | None = None, drop_last: bool = False,
-                buffer_blocks: int = 4, encoding: Encoding | None = None, augment: tuple[str, ...] = ()) -> DataLoader:
+                buffer_blocks: int = 4, encoding: Encoding | None = None, augment: tuple[str, ...] = (),
+                stream: str = "joint") -> DataLoader:
     """A DataLoader over a BlockDataset (reach it as `loader.dataset`, call its set_epoch per epoch).
     Batches are (images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,)). Its workers
-    persist from epoch to epoch (no respawn, the store stays open)."""
+    persist from epoch to epoch (no respawn, the store stays open). A `stream` the store lacks
+    is a StoreError here, in the calling process, naming `s2i encode`."""
+    if stream != "joint" and encoding is None:
+        stream_arrays(open_group(absolute(store)), stream)
     if encoding is not None:  # compile (or load) the one-thread kernel here, not in every worker at once
         encode_augmented([np.zeros((2, 2, encoding.skeleton.num_joints, 3), np.float32)], [1], [0], encoding, (), 0, 0)
     dataset = BlockDataset(store, indices, shuffle=shuffle, seed=seed, buffer_blocks=buffer_blocks,
-                           temporal_crop=temporal_crop, batch_size=batch_size, encoding=encoding, augment=augment)
+                           temporal_crop=temporal_crop, batch_size=batch_size, encoding=encoding, augment=augment,
+                           stream=stream)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None,

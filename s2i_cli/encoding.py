@@ -46,9 +46,16 @@ def encode(seqs: Sequence[np.ndarray], actors: Sequence[int], enc: Encoding,
     """Encode centred (T, 2, V, C) sequences as `enc` says: (N, 3, S, S) uint8 images and the
     (N, 3, 2) float32 (lo, hi) per channel that decode them back to metres (streams.py).
     parallel=False runs on one thread (DataLoader workers: no OpenMP pool in a forked child)."""
+    return encode_many(seqs, actors, enc, (enc.stream,), parallel)[enc.stream]
+
+
+def encode_many(seqs: Sequence[np.ndarray], actors: Sequence[int], enc: Encoding, streams: Sequence[str],
+                parallel: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`encode` for several streams of the same sequences at once ({stream: (images, lo-hi)}),
+    `enc.stream` aside: the maps and the joint ranges are made once."""
     limits = None if enc.limits is None else np.asarray(enc.limits, dtype=np.float32)
-    return encode_streams(enc.skeleton, list(seqs), list(actors), enc.size, enc.layout, enc.persons, (enc.stream,),
-                          enc.fill, enc.norm, limits, parallel)[enc.stream]
+    return encode_streams(enc.skeleton, list(seqs), list(actors), enc.size, enc.layout, enc.persons, tuple(streams),
+                          enc.fill, enc.norm, limits, parallel)
 
 
 def dataset_limits(seqs: Sequence[np.ndarray], skeleton: layout.Skeleton, coverage: float = 0.999) -> np.ndarray:
