@@ -109,6 +109,29 @@ def convert(
 
 
 @app.command()
+def encode(
+    store: Annotated[str, typer.Argument(help="A finished s2i store (the OUT of `s2i convert`)")],
+    streams: Annotated[str, typer.Option(help="Streams to add, comma-separated: bone, motion, bone-motion (those the store has are left as they are)")] = "bone,motion,bone-motion",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Add streams to a store from its stored skeletons, without the raw files: bone (each joint
+    minus its parent), motion (frame t+1 minus frame t), bone-motion. Same arrays as
+    `s2i convert --streams`; train on one with `s2i pretrain STORE --stream bone`."""
+    from .encode import EncodeError, encode as run_encode
+    from .store import StoreError
+    from .streams import StreamError, parse_streams
+
+    try:
+        report = run_encode(store, parse_streams(streams), progress=progress)
+    except (EncodeError, StoreError, StreamError) as exc:
+        fail(str(exc))
+    if report.added:
+        console.print(f"added {', '.join(report.added)} to {store} ({report.samples} samples, {report.seconds:.1f} s)")
+    else:
+        console.print(f"{store} already has {', '.join(report.present)}: nothing to add")
+
+
+@app.command()
 def synth(
     dataset: Annotated[str, typer.Argument(help="ntu60 | ntu120: the naming and class range to imitate")],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write SsssCcccPpppRrrrAaaa.skeleton files into")],
