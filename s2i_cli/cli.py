@@ -77,6 +77,7 @@ def convert(
     missing_list: Annotated[Optional[Path], typer.Option(help="A missing-skeleton list to skip instead of the official one shipped with s2i (with or without its header)")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard: the unit of writing, resume and training reads")] = 256,
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the dataset's reader, repeatable: toyota vectors=planar|interleaved; kinetics train_labels=PATH, val_labels=PATH; pyskl cache_dir=DIR")] = None,
+    streams: Annotated[str, typer.Option(help="Streams to store side by side, from the one parse: joint (always), bone, motion, bone-motion, comma-separated")] = "joint",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Convert a raw skeleton dataset into an S2I Zarr store (images, labels, metadata, skeletons, splits).
@@ -98,7 +99,8 @@ def convert(
                              resume=resume, overwrite=overwrite, limit=limit, missing_list=missing_list,
                              shard=shard_size, reader_options=options, progress=progress,
                              command=" ".join(["s2i", *sys.argv[1:]]), scheduler=scheduler, dask_workers=dask,
-                             storage_options=key_values(storage_option, "--storage-option"))
+                             storage_options=key_values(storage_option, "--storage-option"),
+                             streams=tuple(streams.split(",")))
     except ConvertFailed as exc:
         fail(str(exc), 3)
     except (ConvertError, ValueError) as exc:
@@ -110,8 +112,9 @@ def convert(
 
 @app.command()
 def encode(
-    store: Annotated[str, typer.Argument(help="A finished s2i store (the OUT of `s2i convert`)")],
+    store: Annotated[str, typer.Argument(help="A finished s2i store (the OUT of `s2i convert`): a directory or a URL")],
     streams: Annotated[str, typer.Option(help="Streams to add, comma-separated: bone, motion, bone-motion (those the store has are left as they are)")] = "bone,motion,bone-motion",
+    storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL, repeatable (as for convert)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Add streams to a store from its stored skeletons, without the raw files: bone (each joint
@@ -122,7 +125,8 @@ def encode(
     from .streams import StreamError, parse_streams
 
     try:
-        report = run_encode(store, parse_streams(streams), progress=progress)
+        report = run_encode(store, parse_streams(streams), progress=progress,
+                            storage_options=key_values(storage_option, "--storage-option"))
     except (EncodeError, StoreError, StreamError) as exc:
         fail(str(exc))
     if report.added:

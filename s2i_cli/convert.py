@@ -27,8 +27,9 @@ import numpy as np
 import zarr
 
 from . import __version__, layout, store
-from .encoding import Encoding, dataset_limits, encode
+from .encoding import Encoding, dataset_limits, encode, encode_many
 from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
+from .streams import StreamError, parse_streams, stream_power
 
 
 class ConvertError(Exception):
@@ -72,6 +73,11 @@ class Plan:
     fill: str
     norm: str
     shard: int
+    streams: tuple[str, ...] = ("joint",)  # joint first, then bone, motion, bone-motion as asked
+
+    @property
+    def encoding(self) -> Encoding:
+        return Encoding(self.fmt.skeleton, self.layout_name, self.size, self.persons, self.fill, self.norm)
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,14 @@ def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], siz
                      persons: str, fill: str = "repeat", norm: str = "channel",
                      ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Centre each selected sequence and encode them all with one kernel call."""
-    skel = fmt.skeleton
-    centred = [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
-    images, norm = encode(centred, [a for _, a in seqs], Encoding(skel, layout_name, size, persons, fill, norm))
+    centred = centre_sequences(fmt, seqs)
+    images, norm = encode(centred, [a for _, a in seqs], Encoding(fmt.skeleton, layout_name, size, persons, fill, norm))
     return images, norm, centred
+
+
+def centre_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+    skel = fmt.skeleton
+    return [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]
 
 
 def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema: dict
@@ -144,9 +154,11 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
     empty = np.zeros((0, 2, fmt.skeleton.num_joints, 3), dtype=np.float32)
     block["skeletons"] = [empty] * len(items)
     if good:
-        images, norm, centred = encode_sequences(fmt, [results[k] for k in good], plan.size, plan.layout_name,
-                                                 plan.persons, plan.fill, plan.norm)
-        block["images"][good], block["norm"][good] = images, norm
+        centred = centre_sequences(fmt, [results[k] for k in good])
+        encoded = encode_many(centred, [results[k][1] for k in good], plan.encoding, plan.streams)
+        for stream, values in encoded.items():  # each stream's images and norm, from the one parse
+            for path, v in zip(store.stream_paths(stream), values):
+                block[path][good] = v
         block["valid"][good] = True
         block["frames"][good] = [len(s) for s in centred]
         block["actors"][good] = [results[k][1] for k in good]
@@ -248,7 +260,7 @@ def warm_kernels(fmt: DatasetFormat, items: list[Item], plan: Plan) -> None:
 
 
 def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
-                ignored: dict[str, int], discovered: int, command: str) -> dict:
+                ignored: dict[str, int], discovered: int, command: str, streams: tuple[str, ...]) -> dict:
     skel, size, layout_name, persons = fmt.skeleton, enc.size, enc.layout, enc.persons
     return {
         "dataset": fmt.name, "description": fmt.description, "skeleton": skel.name,
@@ -259,6 +271,7 @@ def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
         "class_names": list(fmt.class_names), "meta_fields": list(fmt.meta_fields),
         "command": command, "tool_version": __version__, "source_root": str(Path(raw).resolve()),
         "source_files": discovered, "ignored": ignored, "items_digest": items_digest(items),
+        "streams": {s: stream_power(s, skel.is_2d).tolist() for s in streams},
     }
 
 
@@ -272,7 +285,7 @@ def open_for_resume(out: str, storage_options: dict, attrs: dict) -> zarr.Group:
     if old.get("format_version") != store.FORMAT_VERSION:
         raise ConvertError(f"cannot resume {out}: it has store format {old.get('format_version')}, this s2i "
                            f"writes {store.FORMAT_VERSION}; use --overwrite to start again")
-    for key in ("dataset", "layout", "persons", "fill", "norm", "image_size", "items_digest"):
+    for key in ("dataset", "layout", "persons", "fill", "norm", "image_size", "items_digest", "streams"):
         if old.get(key) != attrs[key]:
             raise ConvertError(f"cannot resume {out}: its {key} differs from this run's "
                                "(other files or options); use --overwrite to start again")
@@ -287,8 +300,12 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
             shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
             command: str = "", scheduler: str | None = None, dask_workers: int | None = None,
-            storage_options: dict[str, str] | None = None) -> ConvertReport:
+            storage_options: dict[str, str] | None = None, streams: tuple[str, ...] = ("joint",)) -> ConvertReport:
     started = time.perf_counter()
+    try:  # joint always: its images set the store's size and are what a plain `s2i pretrain` reads
+        streams = parse_streams(",".join(("joint", *streams)))
+    except StreamError as exc:
+        raise ConvertError(str(exc)) from exc
     fmt = get_format(dataset, **(reader_options or {}))
     persons = persons or fmt.persons
     if layout_name not in layout.LAYOUTS:
@@ -316,7 +333,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         items = items[:limit]
     if not items:
         raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
-    attrs = {**store_attrs(fmt, raw, items, enc, ignored, discovered, command), "norm": norm}
+    attrs = {**store_attrs(fmt, raw, items, enc, ignored, discovered, command, streams), "norm": norm}
 
     if resume and store.exists(out, storage_options):
         root = open_for_resume(out, storage_options, attrs)
@@ -333,7 +350,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     tasks = [ShardTask(k, tuple(items[k * shard:(k + 1) * shard])) for k in range(-(-len(items) // shard))
              if k not in done]
     plan = Plan(fmt, out,
-                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, enc.norm, shard)
+                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, enc.norm, shard, streams)
 
     workers = workers or os.cpu_count() or 1
     if scheduler or dask_workers:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import store
 from .encoding import encode_many, store_encoding
@@ -49,11 +51,9 @@ def encode(location: store.Location, streams: tuple[str, ...], *, storage_option
     root = store.open_group(location, storage_options, mode="r+")
     store.create_stream_arrays(root, new)
     slots, shard = root["valid"].shape[0], int(attrs["shard"])
-    from .convert import _progress  # the conversion's bar: files -> samples
-
-    with _progress(progress) as bar:
-        task = bar.add_task(f"encoding {', '.join(new)}", total=slots, mb=0.0, rate=0.0)
-        t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task(f"encoding {', '.join(new)}", total=slots)
         for lo in range(0, slots, shard):
             hi = min(lo + shard, slots)
             good = np.flatnonzero(root["valid"][lo:hi])
@@ -62,7 +62,7 @@ def encode(location: store.Location, streams: tuple[str, ...], *, storage_option
                 actors = np.asarray(root["actors"][lo:hi], dtype=np.int64)
                 encoded = encode_many([seqs[k] for k in good], actors[good], enc, new)
                 store.write_streams(root, lo, hi - lo, good, encoded)
-            bar.update(task, completed=hi, rate=hi / max(time.perf_counter() - t0, 1e-9))
+            bar.update(task, completed=hi)
     store.record_streams(root, {s: stream_power(s, enc.skeleton.is_2d).tolist() for s in new})
     return EncodeReport(str(location), list(new), [s for s in streams if s in have], samples,
                         time.perf_counter() - started)

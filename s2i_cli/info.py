@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .report import human_bytes
-from .store import store_bytes
+from .store import store_bytes, stored_streams
 
 DEFAULT_TOP = 20  # classes listed unless --all
 
@@ -70,6 +70,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
         "persons": attrs.get("persons", "?"),
         "image_size": [int(height), int(width)],
         "image_dtype": str(images.dtype),
+        "streams": list(stored_streams(root)),
         "samples": n,
         "slots": int(valid.shape[0]),
         "attrs_samples": attrs.get("samples"),
@@ -138,6 +139,8 @@ def overview_table(summary: dict[str, Any]) -> Table:
     table.add_row("images", f"{s['slots']} × 3 × {h} × {w} {s['image_dtype']}" +
                   (f" ({s['slots'] - s['samples']} slots of rejected files, marked in `valid`)"
                    if s["slots"] != s["samples"] else ""))
+    table.add_row("streams", ", ".join(s["streams"]) + "  [dim](images, images_<stream>; train on one with "
+                  "`s2i pretrain --stream`)[/]")
     samples = f"{s['samples']}"
     if s["attrs_samples"] is not None and s["attrs_samples"] != s["samples"]:
         samples += f" [red](attributes say {s['attrs_samples']})[/]"

@@ -16,7 +16,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-FORMAT_VERSION = 2  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records
+FORMAT_VERSION = 3  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
+# 3: streams (images_<stream>, norm_<stream>, the `streams` attribute). A format-2 store reads as joint-only.
+OLDEST_READABLE = 2
 SHARD = 256  # samples per shard: the unit of a conversion task, of resume and of a training read block
 FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
 MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample on average
@@ -32,11 +34,19 @@ class StoreError(Exception):
 Location = str | Path  # a local directory or a URL such as s3://bucket/out.zarr
 
 
-def sample_schema(height: int, width: int, meta_fields: list[str]) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+def sample_schema(height: int, width: int, meta_fields: list[str], streams: tuple[str, ...] = ("joint",)
+                  ) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
     """Every per-sample array, slot i for discovered sample i: path -> (shape after the sample
     axis, dtype, dimension names). The one table that create, write_shard and the converter
     iterate: a new per-sample array is one line here. `valid` is False in the slot of a
-    rejected file (its name, label and metadata are kept, the rest is zero)."""
+    rejected file (its name, label and metadata are kept, the rest is zero). Each stream
+    besides joint adds its images and norm (`stream_paths`)."""
+    extra = {}
+    for stream in streams:
+        if stream != "joint":
+            images, norm = stream_paths(stream)
+            extra[images] = ((3, height, width), "uint8", ("sample", "channel", "row", "column"))
+            extra[norm] = ((3, 2), "float32", ("sample", "channel", "bound"))
     return {
         "images": ((3, height, width), "uint8", ("sample", "channel", "row", "column")),
         "valid": ((), "bool", ("sample",)),
@@ -47,12 +57,13 @@ def sample_schema(height: int, width: int, meta_fields: list[str]) -> dict[str, 
         "norm": ((3, 2), "float32", ("sample", "channel", "bound")),
         "skeleton/start": ((), "int64", ("sample",)),
         **{f"meta/{f}": ((), "int16", ("sample",)) for f in meta_fields},
+        **extra,
     }
 
 
 def root_schema(root: zarr.Group) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
     height, width = root["images"].shape[2:]
-    return sample_schema(height, width, list(root.attrs["s2i"].get("meta_fields") or []))
+    return sample_schema(height, width, list(root.attrs["s2i"].get("meta_fields") or []), tuple(stored_streams(root)))
 
 
 def empty_block(schema: dict, m: int) -> dict[str, np.ndarray]:
@@ -86,8 +97,10 @@ def absolute(location: Location) -> str:
 
 
 def open_group(location: Location, storage_options: dict | None = None, mode: str = "r") -> zarr.Group:
-    """The root group at a directory or URL (no checks: `open_store` is the checked way in)."""
-    return zarr.open_group(_store(location, storage_options, mode == "r"), mode=mode)
+    """The root group at a directory or URL (no checks: `open_store` is the checked way in).
+    For writing, the consolidated metadata is not used: it would hide arrays added since."""
+    return zarr.open_group(_store(location, storage_options, mode == "r"), mode=mode,
+                           **({} if mode == "r" else {"use_consolidated": False}))
 
 
 def exists(location: Location, storage_options: dict | None = None) -> bool:
@@ -103,17 +116,14 @@ def exists(location: Location, storage_options: dict | None = None) -> bool:
 def create_store(location: Location, *, n: int, height: int, width: int, joints: int, channels: int,
                  meta_fields: list[str], attrs: dict[str, Any], overwrite: bool = False,
                  shard: int = SHARD, storage_options: dict | None = None) -> zarr.Group:
-    """Create every array at its final size: `n` sample slots, and one frame region per shard."""
+    """Create every array at its final size: `n` sample slots, and one frame region per shard.
+    `attrs["streams"]` ({stream: power}, as `stored_streams`) says which streams get arrays."""
     if exists(location, storage_options) and not overwrite:
         raise StoreError(f"{location} already exists: pass --resume to continue it or --overwrite to replace it")
     root = zarr.open_group(_store(location, storage_options, False), mode="w", zarr_format=3)
-    for path, (tail, dtype, dims) in sample_schema(height, width, meta_fields).items():
-        if path == "images":  # one sample per inner chunk, `shard` samples per stored object
-            layout = dict(chunks=(1, *tail), shards=(shard, *tail), compressors=_IMAGE_CODEC)
-        else:
-            layout = dict(chunks=(shard, *tail), compressors=None if dtype == "str" else _ARRAY_CODEC)
-        root.create_array(path, shape=(n, *tail), dtype=str if dtype == "str" else dtype, dimension_names=dims,
-                          **layout)
+    streams = tuple(attrs.get("streams") or ("joint",))
+    for path, spec in sample_schema(height, width, meta_fields, streams).items():
+        _create_array(root, path, spec, n, shard)
     region = frame_region(shard)
     root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
                       chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_ARRAY_CODEC, fill_value=np.nan,
@@ -122,6 +132,43 @@ def create_store(location: Location, *, n: int, height: int, width: int, joints:
     root.attrs["s2i"] = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
                          "frame_region": region, "meta_fields": list(meta_fields), "rejected": []}
     return root
+
+
+def _create_array(root: zarr.Group, path: str, spec: tuple[tuple[int, ...], str, tuple[str, ...]], n: int,
+                  shard: int, overwrite: bool = False) -> None:
+    tail, dtype, dims = spec
+    if dtype == "uint8":  # images: one sample per inner chunk, `shard` samples per stored object
+        layout = dict(chunks=(1, *tail), shards=(shard, *tail), compressors=_IMAGE_CODEC)
+    else:
+        layout = dict(chunks=(shard, *tail), compressors=None if dtype == "str" else _ARRAY_CODEC)
+    root.create_array(path, shape=(n, *tail), dtype=str if dtype == "str" else dtype, dimension_names=dims,
+                      overwrite=overwrite, **layout)
+
+
+def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
+    """Add (or replace) the arrays of `streams` to a finished store, as `create_store` makes them."""
+    n, _, height, width = root["images"].shape
+    schema = sample_schema(height, width, [], streams)
+    for stream in streams:
+        for path in stream_paths(stream):
+            _create_array(root, path, schema[path], n, int(root.attrs["s2i"]["shard"]), overwrite=True)
+
+
+def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
+                  encoded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write slots [start, start + m) of each stream's images and norm: encoded[stream] holds
+    the samples of slots start + good; the other slots (rejected files) stay zero."""
+    for stream, values in encoded.items():
+        for path, v in zip(stream_paths(stream), values):
+            block = np.zeros((m, *v.shape[1:]), dtype=v.dtype)
+            block[good] = v
+            root[path][start:start + m] = block
+
+
+def record_streams(root: zarr.Group, streams: dict[str, list[float]]) -> None:
+    """List `streams` ({stream: power}) in the store's attributes, once their arrays are written."""
+    update_attrs(root, streams={**stored_streams(root), **streams}, format_version=FORMAT_VERSION)
+    consolidate(root)
 
 
 def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
@@ -190,6 +237,11 @@ def finalize(root: zarr.Group, splits: dict[str, dict[str, np.ndarray]],
     update_attrs(root, **changes, **({"rejected": rejected} if rejected is not None else {}))
     if "progress" in root:
         del root["progress"]
+    consolidate(root)
+
+
+def consolidate(root: zarr.Group) -> None:
+    """Write the consolidated metadata (xarray and dask open the store from it)."""
     with warnings.catch_warnings():  # v3 consolidated metadata works in zarr-python; the spec lags
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(root.store)
@@ -216,7 +268,7 @@ def open_store(location: Location, storage_options: dict | None = None) -> zarr.
     version = attrs["format_version"]
     if version > FORMAT_VERSION:
         raise StoreError(f"{location} has store format {version}, newer than this s2i ({FORMAT_VERSION}): upgrade s2i")
-    if version < FORMAT_VERSION:
+    if version < OLDEST_READABLE:
         again = attrs.get("command") or "s2i convert DATASET RAW OUT"
         raise StoreError(f"{location} has store format {version}, older than this s2i's ({FORMAT_VERSION}): "
                          f"convert it again with `{again} --overwrite`")
