@@ -6,12 +6,14 @@ same run, on the same files:
   plain-Python parse-only reader (read + parse every file, one process; target >= 3x);
 - `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores);
 - peak memory of a conversion of N and 4N files, the parent and the largest worker
-  (it must not grow with N).
+  (it must not grow with N);
+- `--streams joint,bone,motion,bone-motion` against joint alone, all cores (the extra
+  streams reuse the one parse; target < 2x); `--streams-only` runs just this comparison.
 
 The real sample files in ../shared/data/ntu are replicated under new sample names (as
 symbolic links) to reach N files.
 
-    .venv/bin/python scripts/bench_convert.py [--files 1000] [--size 224] [--shard 256]
+    .venv/bin/python scripts/bench_convert.py [--files 1000] [--size 224] [--shard 256] [--streams-only]
 """
 from __future__ import annotations
 
@@ -89,13 +91,14 @@ def plain_read_all(raw: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int) -> dict:
+def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int,
+                          streams: tuple[str, ...] = ("joint",)) -> dict:
     """One `convert` in a fresh process (cold start included, as a user runs it). Peak memory:
     the parent's, and the largest of the worker processes' (each reports its own)."""
     code = (
         "import json, resource, sys, time; from pathlib import Path; from s2i_cli.convert import convert;"
         f"t=time.perf_counter(); r=convert('ntu120', Path({str(raw)!r}), Path({str(out)!r}), size={size}, "
-        f"workers={workers}, shard={shard}, overwrite=True, progress=False);"
+        f"workers={workers}, shard={shard}, overwrite=True, progress=False, streams={streams!r});"
         "print(json.dumps({'files': r.written, 'seconds': time.perf_counter()-t, 'store_bytes': r.store_bytes,"
         " 'image_bytes': r.image_bytes, 'image_stored': r.image_stored,"
         " 'parent_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
@@ -140,16 +143,39 @@ def slot_costs(store_dir: Path, tmp: Path, n: int = 100_000) -> None:
           f"{per * n:.0f} s for {n} samples")
 
 
+def bench_streams(raw: Path, tmp: Path, args, cores: int, joint: dict | None = None) -> None:
+    """Four streams from the one parse against joint alone, same files, all cores."""
+    from s2i_cli.streams import STREAMS
+
+    joint = joint or convert_in_subprocess(raw, tmp / "joint.zarr", args.size, cores, args.shard)
+    four = convert_in_subprocess(raw, tmp / "streams.zarr", args.size, cores, args.shard, STREAMS)
+    n = four["files"]
+    print(f"convert --workers {cores} {n} files, joint only: {joint['seconds']:6.2f} s ({n / joint['seconds']:.1f} "
+          f"files/s); --streams {','.join(STREAMS)}: {four['seconds']:6.2f} s ({n / four['seconds']:.1f} files/s), "
+          f"largest worker {four['worker_mb']:.0f} MB vs {joint['worker_mb']:.0f} MB")
+    print(f"four streams vs joint alone: {four['seconds'] / joint['seconds']:.2f}x the wall time (target < 2x), "
+          f"{four['task_cpu'] / joint['task_cpu']:.2f}x the tasks' CPU time (what idle cores would see); "
+          f"store {four['store_bytes'] / joint['store_bytes']:.2f}x the bytes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=1000, help="N: files of the smaller conversion (the larger is 4N)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--shard", type=int, default=256, help="samples per shard (one task)")
+    parser.add_argument("--streams-only", action="store_true", help="only compare four streams with joint alone")
     args = parser.parse_args()
     files = sorted(NTU.glob("*.skeleton"))
     if not files:
         sys.exit(f"no sample files in {NTU}")
     cores = os.cpu_count() or 1
+
+    if args.streams_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "raw"
+            replicate(files, args.files, raw)
+            bench_streams(raw, Path(tmp), args, cores)
+        return
 
     plain, kernel, threaded = bench_parse(files)
     print(f"parse  plain-Python str.split reader:      {plain:7.1f} MB/s")
@@ -184,6 +210,7 @@ def main() -> None:
         print(f"load average during the run (other processes share this machine): {os.getloadavg()[0]:.1f}")
         print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
         slot_costs(tmp / "all.zarr", tmp)
+        bench_streams(raw, tmp, args, cores, joint=every)
 
         raw4 = tmp / f"raw{4 * n}"
         replicate(files, 4 * n, raw4)
