@@ -277,6 +277,7 @@ def pretrain(
     save_every: Annotated[Optional[int], typer.Option(help="Write checkpoint-last.pt every N epochs (default: when 5 minutes have passed since the last; always at the end)")] = P.save_every,
     keep_every: Annotated[Optional[int], typer.Option(help="Also keep checkpoint-epochNNN.pt every N epochs (a hard link: no extra write)")] = P.keep_every,
     recon_every: Annotated[int, typer.Option(help="Write recon-epochNNN.png every N epochs (and at the end)")] = P.recon_every,
+    stream: Annotated[str, typer.Option(help="Train on this stream's images: joint, bone, motion or bone-motion (`s2i encode` adds them to a store)")] = P.stream,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the newest) exactly where its last checkpoint left it")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (checkpointed; the schedule still spans --epochs)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where new runs are created, and where --resume looks for the newest")] = Path("runs"),
@@ -308,7 +309,7 @@ def evaluate(
     protocol: Annotated[Optional[str], typer.Option(help="split protocol of the store (xsub, xview, xset); default xsub, else the store's first")] = E.protocol,
     run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = E.run,
     store: Annotated[Optional[str], typer.Option(help="store to evaluate on, a directory or a URL (default: the one the run recorded); another one for transfer")] = E.store,
-    mode: Annotated[str, typer.Option(help="linear (frozen features + linear head), knn, or finetune")] = E.mode,
+    mode: Annotated[Optional[str], typer.Option(help=f"linear (frozen features + linear head), knn, or finetune (default {E.mode}; with --ensemble: the runs' one mode)")] = None,
     fraction: Annotated[Optional[float], typer.Option(help="semi-supervised: a random int(N x F) of the train labels, as MAMP (--balanced: F of each class)")] = E.fraction,
     balanced: Annotated[bool, typer.Option("--balanced", help="with --fraction: the same fraction of every class instead of a random subset")] = E.balanced,
     seed: Annotated[int, typer.Option(help="seed of the labelled subset, head init and shuffling")] = E.seed,
@@ -337,26 +338,40 @@ def evaluate(
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, cpu (default: cuda when present)")] = E.device,
     runs_dir: Annotated[Path, typer.Option(help="where runs live")] = Path("runs"),
     summary: Annotated[bool, typer.Option("--summary", help="print every run's results.json side by side and exit")] = False,
+    stream: Annotated[Optional[str], typer.Option(help="evaluate on this stream's images (default: the one the run was pretrained on; joint for a baseline)")] = E.stream,
+    ensemble: Annotated[Optional[str], typer.Option(help="runs to ensemble, comma-separated (runs/A,runs/B): their saved test scores of --protocol and --mode, joined by sample name; writes runs/ensemble-A+B/results.json")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="--ensemble: one weight per run, comma-separated (default equal), e.g. 0.6,0.6,0.4")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Evaluate a pretrained encoder on a protocol: linear probe, k-NN or fine-tuning; top-1/top-5,
     per-class accuracy and a confusion matrix, saved in the run's results.json."""
+    from .ensemble import EnsembleError
     from .evaluate import evaluate as run_evaluation
     from .results import results_table, summary_table
     from .store import StoreError
 
-    options = _options(EvalConfig, locals())
+    options = {**_options(EvalConfig, locals()), "mode": mode or E.mode}
     out = Console()
     try:
         if summary:
             out.print(summary_table(runs_dir))
             return
+        if ensemble is not None:
+            from .ensemble import ensemble_table, evaluate_ensemble
+
+            entry = evaluate_ensemble([Path(r) for r in ensemble.split(",") if r], protocol=protocol, mode=mode,
+                                      weights=weights, runs_root=runs_dir)
+            out.print(ensemble_table(entry))
+            console.print(f"results: {Path(entry['out_dir']) / 'results.json'}")
+            return
+        if weights is not None:
+            fail("--weights goes with --ensemble")
         if seeds < 1:
             fail("--seeds must be at least 1")
         entries = [run_evaluation(runs_root=runs_dir, resume=resume, overwrite=overwrite, max_steps=max_steps,
                                   progress=progress, console=console, **{**options, "seed": options["seed"] + k})
                    for k in range(seeds)]
-    except (StoreError, ValueError) as exc:  # EvaluateError, RunError and TrainingError are ValueErrors
+    except (StoreError, ValueError, EnsembleError) as exc:  # EvaluateError, RunError and TrainingError are ValueErrors
         fail(str(exc))
     for entry in entries:
         out.print(results_table(entry))

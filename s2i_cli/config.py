@@ -43,6 +43,7 @@ class PretrainConfig:
     buffer_blocks: int = field(default=4, metadata=ALWAYS)
     workers: int | None = field(default=None, metadata=ALWAYS)  # None: default_workers()
     init: str | None = field(default=None, metadata=ALWAYS)
+    stream: str = field(default="joint", metadata=ALWAYS)  # which stored stream's images (streams.py)
     compile: bool = False
     save_every: int | None = None  # epochs between checkpoints; None: when SAVE_SECONDS have passed
     keep_every: int | None = None  # also keep checkpoint-epochNNN.pt every this many epochs
@@ -90,6 +91,7 @@ class EvalConfig:
     temperature: float = 0.07
     workers: int = 2
     device: str | None = None
+    stream: str | None = None  # None: the stream the run was pretrained on (joint for a baseline)
 
     def for_mode(self) -> EvalConfig:
         """This config with its mode's defaults where a field is None (0 is a value, not "unset")."""

@@ -27,11 +27,12 @@ from rich.markup import escape
 
 from . import runs
 from .config import MODE_DEFAULTS, EvalConfig
+from .ensemble import save_scores
 from .finetune import finetuned_scores
 from .probe import frozen_scores
 from .progress import progress_bar
 from .results import result_key, write_results
-from .store import StoreError, absolute, open_store, split_indices
+from .store import StoreError, absolute, open_store, split_indices, stream_arrays
 
 MODES = tuple(MODE_DEFAULTS)
 POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
@@ -131,10 +132,11 @@ def resolve_weights(run: str | Path | None, init: str | Path | None, store: str 
     return run_dir, config, Path(weights) if weights else None
 
 
-def baseline_dir(runs_root: Path, store_path: Path, model: str, weights: Path | None) -> Path:
-    """Where a baseline's results go: runs/<store>-scratch-<model> or runs/<store>-init-<weights>-<model>."""
+def baseline_dir(runs_root: Path, store_path: Path, model: str, weights: Path | None, stream: str = "joint") -> Path:
+    """Where a baseline's results go: runs/<store>-scratch-<model> or runs/<store>-init-<weights>-<model>
+    (with -<stream> for a stream other than joint)."""
     tag = "scratch" if weights is None else f"init-{weights.stem}"
-    return Path(runs_root) / f"{Path(store_path).stem}-{tag}-{model}"
+    return Path(runs_root) / (f"{Path(store_path).stem}-{tag}-{model}" + ("" if stream == "joint" else f"-{stream}"))
 
 
 def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
@@ -163,7 +165,8 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     run_dir, config, weights = resolve_weights(cfg.run, cfg.init, cfg.store, runs_root)
     if cfg.model is not None and config.get("model") and cfg.model != config["model"]:
         raise EvaluateError(f"--model {cfg.model}, but run {run_dir} is a {config['model']}: drop --model")
-    cfg = replace(cfg, model=cfg.model or config.get("model") or "vit_base").for_mode()
+    run_stream = config.get("stream", "joint")
+    cfg = replace(cfg, model=cfg.model or config.get("model") or "vit_base", stream=cfg.stream or run_stream).for_mode()
     if MODELS.get(cfg.model, cfg.model) not in timm.list_models("vit_*"):
         raise EvaluateError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)} (or a timm vit_* name)")
     recorded_store = cfg.store is None
@@ -176,6 +179,7 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
         raise
     facts = store_facts(root)
     check_compatible(config, facts, store_path, recorded_store=recorded_store)
+    stream_arrays(root, cfg.stream)  # a stream the store lacks: one line naming `s2i encode`
     protocol = choose_protocol(cfg.protocol, facts)
     train_idx = split_indices(root, protocol, "train")
     test_idx = split_indices(root, protocol, "test")
@@ -186,16 +190,19 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
                               else random_subset(len(train_idx), cfg.fraction, cfg.seed)]
 
     # 2. where results go
-    out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights)
+    out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights, cfg.stream)
     if run_dir is None and not (out_dir / runs.CONFIG).exists():
         runs.write_config(out_dir, {"kind": "baseline", "store": store_path, "model": cfg.model,
                                     "img_size": facts["img_size"], "dataset": facts["dataset"],
-                                    "class_names": class_names, "init": str(weights.resolve()) if weights else None})
+                                    "class_names": class_names, "init": str(weights.resolve()) if weights else None,
+                                    "stream": cfg.stream})
     transfer = None
     if not recorded_store and config.get("store") and absolute(config["store"]) != store_path:
         transfer = f"{facts['dataset']}-{hashlib.sha1(store_path.encode()).hexdigest()[:6]}"
     key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer) + ("-balanced" if cfg.balanced and
                                                                               cfg.fraction is not None else "")
+    if run_dir is not None and cfg.stream != run_stream:  # a run evaluated on another stream than its own
+        key += f"-{cfg.stream}"
     device = pick_device(cfg.device)
     console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
                   f"{escape(str(weights or 'random init'))}) on {escape(str(store_path))}, protocol {protocol}, "
@@ -231,8 +238,12 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
                                                         len(class_names), checkpoint=checkpoint, resume=resume,
                                                         max_steps=max_steps, device=device, progress=bar)
 
-    # 4. metrics, plot, results.json
+    # 4. per-sample test scores (for ensembles), metrics, plot, results.json
+    saved = save_scores(out_dir, key, names=np.asarray(root["name"][:])[test_idx], labels=test_y,
+                        scores=np.log(np.maximum(scores, 1e-30)) if cfg.mode == "knn" else scores, protocol=protocol,
+                        mode=cfg.mode, dataset=facts["dataset"], stream=cfg.stream, class_names=class_names)
     return write_results(out_dir, key, scores, test_y, class_names, facts, protocol=protocol, mode=cfg.mode,
+                         stream=cfg.stream, scores_file=saved.name,
                          fraction=cfg.fraction, seed=cfg.seed, store=store_path,
                          weights=str(weights) if weights else None, n_train=int(len(train_idx)),
                          n_test=int(len(test_idx)), settings={"model": cfg.model, "device": str(device), **settings},

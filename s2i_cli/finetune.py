@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from rich.progress import Progress
@@ -53,10 +55,10 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
                   num_classes=num_classes) if use_mix else None
     criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = parse_augment(cfg.augment)
-    encoding = store_encoding(open_store(store_path).attrs["s2i"]) if augment else None
+    encoding = replace(store_encoding(open_store(store_path).attrs["s2i"]), stream=cfg.stream) if augment else None
     loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                          drop_last=True, temporal_crop=(cfg.temporal_crop, 1.0) if cfg.temporal_crop else None,
-                         encoding=encoding, augment=augment)
+                         encoding=encoding, augment=augment, stream=cfg.stream)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)
     last_step = total if max_steps is None else min(total, max_steps)
@@ -119,5 +121,5 @@ def finetuned_scores(cfg: EvalConfig, encoder: VisionTransformer, store_path: Pa
     encoder = finetune(encoder, store_path, train_idx, cfg, num_classes=num_classes, checkpoint=checkpoint,
                        resume=resume, max_steps=max_steps, device=device, progress=progress, settings=settings)
     scores = run_over_store(encoder, store_path, test_idx, batch_size=cfg.batch_size, device=device,
-                            workers=cfg.workers, progress=progress, what="test")
+                            workers=cfg.workers, progress=progress, what="test", stream=cfg.stream)
     return scores, labels[test_idx], settings

@@ -19,7 +19,7 @@ import datetime
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from .data import denormalize, make_loader, normalize
 from .encoding import training_view
 from .mae import MaskedAutoencoder, load_weights
 from .progress import progress_bar
-from .store import StoreError, absolute, open_store, split_indices
+from .store import StoreError, absolute, open_store, split_indices, stream_arrays
 from .training import (CheckpointWriter, LossGuard, Schedule, TrainingError, atomic_write, autocast, rng_state,
                        set_lr, set_rng_state)
 
@@ -60,6 +60,8 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
         root, indices, img_size = _training_data(cfg, old, run_dir)
         # stored images, or (--augment) the stored skeletons augmented and re-encoded; parts masking's columns
         encoding, column_parts = training_view(root.attrs["s2i"], cfg.masking, cfg.augment)
+        if encoding is not None:  # augmented images are made of the run's stream
+            encoding = replace(encoding, stream=cfg.stream)
 
         # --- model (it checks the image size against the patch size), data loader, optimizer ---
         torch.manual_seed(cfg.seed)
@@ -69,7 +71,7 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
                                 column_parts=column_parts)
         loader = make_loader(cfg.store, indices, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                              temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks,
-                             encoding=encoding, augment=cfg.augment)
+                             encoding=encoding, augment=cfg.augment, stream=cfg.stream)
         schedule = _schedule(cfg, len(loader), world)
         if checkpoint is None and cfg.init is not None:
             _load_init(net, cfg, rank == 0)
@@ -178,7 +180,7 @@ def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indic
     if loop.rank == 0:
         if done or every(cfg.recon_every):
             save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done), loop.device,
-                                cfg.seed)
+                                cfg.seed, cfg.stream)
         due = every(cfg.save_every) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
         if done or due:
             kept = runs.kept_checkpoint(run_dir, epochs_done) if every(cfg.keep_every) else None
@@ -378,12 +380,13 @@ def _new_run_dir(run_dir: str | Path | None, runs_root: str | Path, dataset: str
 
 @torch.no_grad()
 def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path: Path, device: torch.device,
-                        seed: int = 0) -> None:
+                        seed: int = 0, stream: str = "joint") -> None:
     """A PNG of three rows: the input, the masked input (grey = removed), the reconstruction with
     the visible patches pasted back (MAE's visualisation). DiffMAE decodes from pure noise."""
     from PIL import Image
 
-    images = torch.from_numpy(np.stack([root["images"][int(i)] for i in indices])).to(device)
+    stored = stream_arrays(root, stream)[0]
+    images = torch.from_numpy(np.stack([stored[int(i)] for i in indices])).to(device)
     was_training = net.training
     net.eval()
     generator = torch.Generator(device=device)

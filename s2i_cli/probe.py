@@ -24,13 +24,14 @@ if TYPE_CHECKING:
 
 
 def run_over_store(fn: Callable[[torch.Tensor], torch.Tensor], store_path: Path, indices: np.ndarray, *,
-                   batch_size: int, device: torch.device, workers: int, progress: Progress, what: str) -> np.ndarray:
-    """Apply `fn` to every normalised image of `indices`; rows come back in `indices` order."""
+                   batch_size: int, device: torch.device, workers: int, progress: Progress, what: str,
+                   stream: str = "joint") -> np.ndarray:
+    """Apply `fn` to every normalised image (of `stream`) of `indices`; rows come back in `indices` order."""
     indices = np.asarray(indices, dtype=np.int64)
     order = np.argsort(indices, kind="stable")
     sorted_idx = indices[order]
     out = None
-    loader = make_loader(store_path, indices, batch_size, shuffle=False, workers=workers)
+    loader = make_loader(store_path, indices, batch_size, shuffle=False, workers=workers, stream=stream)
     task = progress.add_task(what, total=len(indices), info="")
     with torch.no_grad():
         for images, _, index in loader:
@@ -50,19 +51,19 @@ def run_over_store(fn: Callable[[torch.Tensor], torch.Tensor], store_path: Path,
 
 def extract_features(encoder: VisionTransformer, store_path: Path, indices: np.ndarray, *, batch_size: int = 256,
                      device: torch.device | None = None, workers: int = 0,
-                     progress: Progress | None = None) -> np.ndarray:
+                     progress: Progress | None = None, stream: str = "joint") -> np.ndarray:
     """(len(indices), D) float32 features of the frozen encoder, in `indices` order, pooled the
     encoder's own way (its global_pool: class token or mean patch token)."""
     device = device or torch.device("cpu")
     encoder.eval().to(device)
     return run_over_store(lambda x: encoder.forward_head(encoder.forward_features(x), pre_logits=True), store_path,
                           indices, batch_size=batch_size, device=device, workers=workers,
-                          progress=progress or progress_bar(False), what="features")
+                          progress=progress or progress_bar(False), what="features", stream=stream)
 
 
 def features_cache_path(out_dir: Path, *, store_path: Path, protocol: str, weights: Path | None,
-                        model: str, pool: str, seed: int) -> Path:
-    """features-<protocol>-<pool>-<store hash>-<weights hash>.npz in the run directory.
+                        model: str, pool: str, seed: int, stream: str = "joint") -> Path:
+    """features-<protocol>-<pool>[-<stream>]-<store hash>-<weights hash>.npz in the run directory.
 
     The store hash names the store's path; the weights hash its modification time, the weights
     file and its modification time, the model (and the seed of a random init), so a newer
@@ -78,12 +79,13 @@ def features_cache_path(out_dir: Path, *, store_path: Path, protocol: str, weigh
     state = {"store_mtime": 0 if is_url(store_path) else mtime(Path(store_path) / "zarr.json"), "model": model,
              "weights": str(Path(weights).resolve()) if weights else None,
              "weights_mtime": mtime(Path(weights)) if weights else None, "seed": None if weights else seed}
-    return Path(out_dir) / f"features-{protocol}-{pool}-{digest(str(store_path), 6)}-{digest(state, 8)}.npz"
+    tag = "" if stream == "joint" else f"-{stream}"  # streams keep their own caches
+    return Path(out_dir) / f"features-{protocol}-{pool}{tag}-{digest(str(store_path), 6)}-{digest(state, 8)}.npz"
 
 
 def cached_features(encoder_fn: Callable[[], nn.Module], cache: Path, store_path: Path, sides: dict[str, np.ndarray],
                     labels: np.ndarray, *, batch_size: int, device: torch.device, workers: int,
-                    progress: Progress) -> dict[str, np.ndarray]:
+                    progress: Progress, stream: str = "joint") -> dict[str, np.ndarray]:
     """{"train_x", "train_y", "train_index", "test_x", ...}: from `cache` if it holds these indices, else extracted."""
     if cache.exists():
         with np.load(cache) as data:
@@ -94,7 +96,7 @@ def cached_features(encoder_fn: Callable[[], nn.Module], cache: Path, store_path
     found = {}
     for side, idx in sides.items():
         found[f"{side}_x"] = extract_features(encoder, store_path, idx, batch_size=batch_size, device=device,
-                                              workers=workers, progress=progress)
+                                              workers=workers, progress=progress, stream=stream)
         found[f"{side}_y"] = labels[idx].astype(np.int64)
         found[f"{side}_index"] = idx
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -177,9 +179,10 @@ def frozen_scores(cfg: EvalConfig, load_encoder: Callable[[], VisionTransformer]
     (test scores, test labels, settings)."""
     all_train = split_indices(root, protocol, "train")  # cache the whole side; a --fraction subset is cut from it
     cache = features_cache_path(out_dir, store_path=store_path, protocol=protocol, weights=weights, model=cfg.model,
-                                pool=cfg.pool, seed=cfg.seed)
+                                pool=cfg.pool, seed=cfg.seed, stream=cfg.stream)
     feats = cached_features(load_encoder, cache, store_path, {"train": all_train, "test": test_idx}, labels,
-                            batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=progress)
+                            batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=progress,
+                            stream=cfg.stream)
     keep = np.isin(all_train, train_idx)
     train_x, train_y = feats["train_x"][keep], feats["train_y"][keep]
     if cfg.mode == "linear":

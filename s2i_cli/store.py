@@ -365,6 +365,10 @@ def stored_streams(root: zarr.Group) -> dict[str, list[float]]:
 
 def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array, np.ndarray]:
     """(images, norm, power) of one stream, or StoreError naming the streams there are."""
+    from .streams import STREAMS
+
+    if stream not in STREAMS:
+        raise StoreError(f"unknown stream {stream!r}: choose from {', '.join(STREAMS)}")
     have = stored_streams(root)
     if stream not in have:
         raise StoreError(f"this store has no {stream} stream (it has {', '.join(have)}): "
