@@ -45,7 +45,7 @@ def encode(location: store.Location, streams: tuple[str, ...], *, storage_option
         return EncodeReport(str(location), [], list(streams), samples, time.perf_counter() - started)
     attrs = dict(root.attrs["s2i"])
     try:
-        enc = store_encoding(attrs)
+        enc = store_encoding(attrs, norm="channel")  # the joint stream's scaling plays no part in the others
     except ValueError as exc:
         raise EncodeError(str(exc)) from exc
     root = store.open_group(location, storage_options, mode="r+")
