@@ -148,13 +148,12 @@ def synth(
     Motions come from a small forward-kinematics skeleton with class-dependent movements,
     per-subject proportions, camera rotation and noise; two-person classes have two bodies.
     """
-    from rich.progress import Progress
-
+    from .progress import progress_bar
     from .synth import synthesize
 
     try:
-        with Progress(console=console) as bar:
-            task = bar.add_task(f"writing {dataset} files", total=samples)
+        with progress_bar(True, console) as bar:
+            task = bar.add_task(f"writing {dataset} files", total=samples, info="")
             paths = synthesize(dataset, out_dir, samples, seed=seed, classes=classes,
                                progress=lambda k: bar.advance(task, k))
     except ValueError as exc:

@@ -29,6 +29,7 @@ import zarr
 from . import __version__, layout, store
 from .encoding import Encoding, dataset_limits, encode, encode_many
 from .formats import DatasetFormat, FormatError, Item, Rejection, get_format, split_sides
+from .progress import progress_bar
 from .streams import StreamError, parse_streams, stream_power
 
 
@@ -363,9 +364,9 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     failed: list[tuple[ShardTask, BaseException]] = []
     input_bytes = files = 0
     worker_rss = task_cpu = 0.0
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         bar_task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=len(items) - sum(
-            len(t.items) for t in tasks), mb=0.0, rate=0.0)
+            len(t.items) for t in tasks), info="")
         t0 = time.perf_counter()
         for task, result in outcomes:
             if isinstance(result, BaseException):
@@ -376,7 +377,8 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
             worker_rss = max(worker_rss, result.peak_rss_mb)
             task_cpu += result.cpu_seconds
             elapsed = max(time.perf_counter() - t0, 1e-9)
-            bar.update(bar_task, advance=result.files, mb=input_bytes / elapsed / 1e6, rate=files / elapsed)
+            bar.update(bar_task, advance=result.files,
+                       info=f"{files / elapsed:.0f} files/s  {input_bytes / elapsed / 1e6:.1f} MB/s")
         outcomes.close()
     if failed:
         task, exc = failed[0]
@@ -439,14 +441,4 @@ def apply_dataset_limits(root: zarr.Group, valid: np.ndarray, splits: dict, enc:
 def _only(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """A split mask restricted to the slots that hold a sample."""
     return np.asarray(mask, dtype=bool) & valid
-
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:.0f} files/s  {task.fields[mb]:.1f} MB/s"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
 

@@ -3,7 +3,8 @@ what epoch ends cost in a whole run.
 
     python scripts/bench_pretrain.py                       # synthetic 224px store, CPU here, < 2 min
     python scripts/bench_pretrain.py --store out.zarr      # a real store
-    python scripts/bench_pretrain.py --e2e --models vit_tiny --size 32 --batch 16 --workers 2   # CPU, ~2 min
+    python scripts/bench_pretrain.py --e2e --models vit_tiny --size 32 --batch 16 --workers 2 --threads 1 \
+        --decoder 128x2x4                                  # CPU, ~2 min
     python scripts/bench_pretrain.py --e2e --models vit_small --batch 256 --workers 8  # a GPU
 
 Loader: images/s over one epoch of `--n` samples for workers 0, 1, 2 (best of two epochs),
@@ -163,7 +164,7 @@ def bench_steps(model: str, size: int, batch: int, steps: int, device: torch.dev
 
 
 def bench_e2e(model: str, size: int, batch: int, steps: int, epochs: int, workers: int, compile: bool,
-              tmp: Path) -> list[dict]:
+              decoder: tuple[int, int, int], tmp: Path) -> list[dict]:
     """Run/step throughput of whole `pretrain` runs (see the module docstring)."""
     from s2i_cli.pretrain import pretrain
     from tests.stores import make_store
@@ -172,7 +173,8 @@ def bench_e2e(model: str, size: int, batch: int, steps: int, epochs: int, worker
     rows = []
     for label, save_every in (("default checkpoints", None), ("--save-every 1", 1)):
         run = pretrain(store, tmp / f"e2e-{model}-{save_every}", model=model, epochs=epochs, batch_size=batch,
-                       workers=workers, compile=compile, warmup_epochs=0, save_every=save_every, progress=False)
+                       workers=workers, compile=compile, warmup_epochs=0, save_every=save_every, progress=False,
+                       decoder_dim=decoder[0], decoder_depth=decoder[1], decoder_heads=decoder[2])
         last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
         ratio = last["run_images_per_s"] / last["step_images_per_s"]
         rows.append({"model": model, "checkpoints": label, "epochs": epochs, "steps_per_epoch": steps,
@@ -196,6 +198,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="timed training steps (default 2 on CPU, 20 on CUDA); --e2e: steps per "
                                              "epoch (default 24)")
     p.add_argument("--epochs", type=int, default=4, help="--e2e: epochs of each run")
+    p.add_argument("--decoder", default="512x8x16", help="--e2e: decoder width x depth x heads (MAE's: 512x8x16)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--e2e", action="store_true", help="run whole `pretrain` runs: run / step throughput")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
@@ -224,8 +227,9 @@ def main() -> None:
         return
     results = {"device": str(device), "device_name": name}
     if args.e2e:
+        decoder = tuple(int(v) for v in args.decoder.split("x"))
         results["e2e"] = [bench_e2e(m, args.size, batch, args.steps or 24, args.epochs, int(args.workers.split(",")[-1]),
-                                    args.compile, Path(tmp.name)) for m in args.models.split(",") if m]
+                                    args.compile, decoder, Path(tmp.name)) for m in args.models.split(",") if m]
     else:
         steps = args.steps or (20 if device.type == "cuda" else 2)
         store = args.store
