@@ -76,12 +76,19 @@ def _scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """Protocol 5's spelling of an array: its bytes in a (bytearray / PickleBuffer) buffer."""
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> np.ndarray:
+    """Protocol 5's spelling of an array: its bytes in a (bytearray / PickleBuffer) buffer;
+    an array contiguous only in a permuted axis order (a transposed one) comes as order "K"
+    with that `axis_order`."""
     if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or not isinstance(dtype, np.dtype):
         raise PickleRefused("numpy _frombuffer: only a bytes buffer and a number dtype are allowed")
     _check_dtype(dtype)
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+    array = np.frombuffer(buf, dtype=dtype)
+    if order == "K" and axis_order is not None:
+        if not isinstance(axis_order, tuple) or sorted(axis_order) != list(range(len(shape))):
+            raise PickleRefused(f"numpy _frombuffer: axis order {axis_order!r} is not a permutation of the axes")
+        return array.reshape(shape, order="C").transpose(axis_order)
+    return array.reshape(shape, order="F" if order == "F" else "C")
 
 
 def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:

@@ -3,9 +3,12 @@ reader on raw bytes: the seeds that tests/test_bad_input.py and tests/test_fuzz.
 Nothing here needs the real sample data."""
 from __future__ import annotations
 
+import io
 import json
 import threading
+import zipfile
 from collections.abc import Callable
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +141,56 @@ def within(seconds: float, fn: Callable, *args):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+# --------------------------------------------------------------------------- importers (a whole file each)
+
+def pyskl_doc(rng: np.random.Generator) -> dict:
+    """A small pyskl 3D annotation dict (formats.md "Importers"): three NTU-named samples,
+    float16 camera coordinates, one with a second person, and a split pair."""
+    anns = []
+    for k, (name, persons) in enumerate((("S001C001P001R001A001", 1), ("S001C001P002R001A002", 2),
+                                         ("S002C001P001R001A003", 1))):
+        kp = (ntu_joints(rng, frames=4 + k, bodies=persons).transpose(1, 0, 2, 3) * 0.3 + 3).astype(np.float16)
+        anns.append({"frame_dir": name, "label": k, "total_frames": 4 + k, "keypoint": kp})
+    return {"split": {"xsub_train": [anns[0]["frame_dir"], anns[1]["frame_dir"]],
+                      "xsub_val": [anns[2]["frame_dir"]]}, "annotations": anns}
+
+
+def ctrgcn_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A small CTR-GCN .npz's arrays: (N, frames, 150) zero-padded rows, one-hot labels."""
+    x = np.zeros((3, 12, 150), np.float32)
+    x[0, :5, :75] = rng.normal(size=(5, 75))
+    x[1, :8] = rng.normal(size=(8, 150))  # two bodies
+    x[2, :3, :75] = rng.normal(size=(3, 75))
+    return {"x_train": x[:2], "y_train": np.eye(60, dtype=np.float32)[[4, 7]], "x_test": x[2:],
+            "y_test": np.eye(60, dtype=np.float32)[[9]]}
+
+
+def npz_bytes(arrays: dict[str, bytes | np.ndarray], compressed: bool = False) -> bytes:
+    """A .npz as np.savez(_compressed) writes it, from arrays or ready `.npy` bytes (which may lie)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            if isinstance(value, np.ndarray):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, value, allow_pickle=True)  # object arrays too: the reader refuses them
+                value = buf.getvalue()
+            zf.writestr(name + ".npy", value)
+    return out.getvalue()
+
+
+def import_bytes(dataset: str, data: bytes, folder: Path) -> str | tuple:
+    """An importer's whole run on one file of these bytes: the one-line ValueError discovery
+    raises, or (reader, items, rejections, each item's Sequence | FormatError)."""
+    path = folder / ("NTU60_CS.npz" if dataset == "ctrgcn" else "ntu60_3danno.pkl")
+    path.write_bytes(data)
+    fmt = get_format(dataset, **({"cache_dir": str(folder / "cache")} if dataset == "pyskl" else {}))
+    try:
+        items, rejected, _ = fmt.discover(path)
+    except ValueError as exc:
+        return str(exc)
+    results = []
+    for spill, group in groupby(items, key=lambda it: it.path):
+        results += fmt.read_items(spill, b"", list(group))
+    return fmt, items, rejected, results

@@ -40,12 +40,14 @@ class Reduce:
 def test_plain_data_and_numpy_arrays_load_under_every_protocol():
     doc = {"a": np.arange(12, dtype=np.float16).reshape(2, 3, 2), "f": np.asfortranarray(np.eye(3)),
            "mixed": [1, 2.5, "x", (None, True), {3, 4}, frozenset({5}), 1 + 2j, b"\xff\x00", bytearray(b"ab")],
-           "scalar": np.int64(7), "strings": np.array(["ab", "c"])}
+           "scalar": np.int64(7), "strings": np.array(["ab", "c"]),
+           "transposed": np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2)}  # protocol 5: order "K" + axis order
     for protocol in (2, 3, 4, 5):
         got = safe_pickle.load(io.BytesIO(pickle.dumps(doc, protocol=protocol)))
         assert got["a"].dtype == np.float16 and np.array_equal(got["a"], doc["a"])
         assert np.array_equal(got["f"], doc["f"]) and got["mixed"] == doc["mixed"]
         assert got["scalar"] == 7 and got["scalar"].dtype == np.int64 and got["strings"].tolist() == ["ab", "c"]
+        assert np.array_equal(got["transposed"], doc["transposed"])
 
 
 def test_numpy1_and_numpy2_module_spellings_both_load():
