@@ -4,6 +4,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from s2i_cli.formats.pyskl import split_protocols
 from s2i_cli.info import store_summary
 from s2i_kernels.ntu_select import select_actors
 from tests.conftest import shared_data
+from tests.samples import within
 from tests.ctrgcn_reference import two_actors
 
 # --------------------------------------------------------------------------- restricted unpickler
@@ -412,7 +414,7 @@ def test_ctrgcn_bad_rows_are_rejected_and_bad_files_are_one_line_errors(tmp_path
     assert report.written == 1 and report.splits == {"xset": (0, 1)}
     assert {r.name: r.reason for r in report.rejected} == {
         "test_000001": "a value is not finite or beyond ±1e+06", "test_000002": "every frame is all zeros",
-        "test_000003": "y_test row 3 is not one-hot (or a label >= 0)"}
+        "test_000003": "y_test row 3 is not one-hot (or a label in 0-9999)"}
     root = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
     assert len(root.attrs["s2i"]["class_names"]) == 120 and root["frames"][0] == 30
     cases = {"wrong.npz": {"x_train": np.zeros((2, 300, 75), np.float32), "y_train": np.eye(60)[:2]},
@@ -530,3 +532,134 @@ def test_importers_convert_in_worker_processes_as_in_one(tmp_path):
             assert np.array_equal(store.read_skeleton(one, i), store.read_skeleton(two, i)), (name, i)
         assert one.attrs["s2i"]["protocols"] == two.attrs["s2i"]["protocols"] == [
             "release" if name == "pyskl" else "xview"]
+
+
+# --------------------------------------------------------------------------- found by tests/test_fuzz_importers.py
+
+
+def deep_pickle(doc, sentinel: str = "<deep>", depth: int = 100_000) -> bytes:
+    """`doc` pickled with every `sentinel` string made a list nested `depth` deep."""
+    data = pickle.dumps(doc, protocol=2)
+    return data.replace(pickle.dumps(sentinel, protocol=2)[2:-3], b"(" * depth + b"l" * depth)
+
+
+@pytest.mark.parametrize("where, fragment", [
+    ("frame_dir", None), ("label", "label a list is not an integer"), ("total_frames", "total_frames a list"),
+    ("split name", "not a list of frame_dir strings"), ("split key", "split 7 is not named <protocol>_train"),
+])
+def test_pyskl_deeply_nested_values_are_reasons_not_recursion_errors(tmp_path, where, fragment):
+    ann = ntu_annotation("S001C001P001R001A001")
+    other = ntu_annotation("S001C001P001R001A002")
+    split = {"xsub_train": ["S001C001P001R001A001"]}
+    if where in ("frame_dir", "label", "total_frames"):
+        other[where] = "<deep>"
+    elif where == "split name":
+        split["xsub_train"].append("<deep>")
+    else:
+        split = {7: ["<deep>"]}
+    pkl = tmp_path / "in.pkl"
+    pkl.write_bytes(deep_pickle({"split": split, "annotations": [ann, other]}))
+    fmt = get_format("pyskl", cache_dir=str(tmp_path / "c"))
+    if where.startswith("split"):
+        with pytest.raises(ValueError, match=fragment) as info:
+            fmt.discover(pkl)
+        assert str(info.value).startswith(str(pkl)) and "\n" not in str(info.value)
+        return
+    items, rejected, _ = fmt.discover(pkl)
+    assert [it.name for it in items] == ["S001C001P001R001A001"] and len(rejected) == 1
+    assert fragment is None and "'frame_dir' string" in rejected[0].reason or fragment in rejected[0].reason
+
+
+def test_pyskl_labels_are_bounded_and_ntu_names_beyond_120_actions_are_plain_names(tmp_path):
+    """A label of 10**18 made discovery build 10**18 class names (it never ended); A500 in an
+    NTU-style name gave label 499 beside 120 NTU class names."""
+    anns = [dict(coco_annotation(np.random.default_rng(k), f"v{k}", k)) for k in range(3)]
+    anns[2]["label"] = 10**18
+    pkl = tmp_path / "a.pkl"
+    pkl.write_bytes(pickle.dumps({"annotations": anns}, protocol=2))
+    fmt = get_format("pyskl", cache_dir=str(tmp_path / "c"))
+    items, rejected, _ = within(10, fmt.discover, pkl)
+    assert [it.name for it in items] == ["v0", "v1"] and fmt.class_names == ("class 0", "class 1")
+    assert rejected[0].reason == "label 1000000000000000000 is not an integer in 0-9999"
+    ann = ntu_annotation("S001C001P001R001A001")
+    anns = [ann, dict(ann, frame_dir="S001C001P001R001A500", label=499)]
+    pkl.write_bytes(pickle.dumps({"annotations": anns}, protocol=2))
+    items, rejected, _ = get_format("pyskl", cache_dir=str(tmp_path / "d")).discover(pkl)
+    fmt = get_format("pyskl", cache_dir=str(tmp_path / "e"))
+    items, rejected, _ = fmt.discover(pkl)
+    assert not rejected and len(fmt.class_names) == 500 and fmt.meta_fields == ()
+    assert all(it.label < len(fmt.class_names) for it in items)
+
+
+def npy_with_header(header: str, data: bytes = b"") -> bytes:
+    text = header.encode().ljust(64 - 10 - 1) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + data
+
+
+@pytest.mark.parametrize("member, fragment", [
+    (npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, "), "a malformed .npy header"),
+    (npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (10**12, 300, 150), }"), "malformed"),
+    ("lying rows", "y_train declares float32 (1000000000, 60)"),
+    ("negative", "x_train declares the shape (-1, 300, 150)"),
+    ("bzip2", "compressed with zip method 12"),
+    ("no classes", "with 1-10000 classes"),
+])
+def test_npz_headers_that_lie_or_do_not_parse_are_one_line_errors(tmp_path, member, fragment):
+    """A header that NumPy's tokenizer chokes on raised tokenize.TokenError; a header (or zip
+    entry) declaring rows the member does not hold made discovery allocate and loop over them."""
+    x, y = np.zeros((2, 300, 150), np.float32), np.eye(60, dtype=np.float32)[:2]
+    path = tmp_path / "a.npz"
+    method = zipfile.ZIP_BZIP2 if member == "bzip2" else zipfile.ZIP_DEFLATED
+    members = {"x_train": x, "y_train": y}
+    if isinstance(member, bytes):
+        members["x_train"] = member
+    elif member == "lying rows":
+        members["y_train"] = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 60), }",
+                                             y.tobytes())
+    elif member == "negative":
+        members["x_train"] = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 300, 150), }")
+    elif member == "no classes":
+        members["y_train"] = np.zeros((2, 0), np.float32)
+    with zipfile.ZipFile(path, "w", method) as zf:
+        for name, value in members.items():
+            if isinstance(value, np.ndarray):
+                buf = io.BytesIO()
+                np.save(buf, value)
+                value = buf.getvalue()
+            zf.writestr(name + ".npy", value)
+    with pytest.raises(ValueError, match=re.escape(fragment)) as info:
+        within(10, get_format("ctrgcn").discover, path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_npz_integer_labels_are_bounded(tmp_path):
+    """A 1-D label of 10**18 asked for 10**18 class names (the process was killed for memory)."""
+    x = np.zeros((2, 300, 150), np.float32)
+    x[:, :4] = 1
+    np.savez(tmp_path / "a.npz", x_train=x, y_train=np.array([4, 10**18]))
+    fmt = get_format("ctrgcn")
+    items, rejected, _ = within(10, fmt.discover, tmp_path / "a.npz")
+    assert [it.label for it in items] == [4] and len(fmt.class_names) == 5
+    assert rejected[0].reason == "y_train row 1 is not one-hot (or a label in 0-9999)"
+
+
+def test_a_corrupt_compressed_npz_member_is_a_rejection_when_read(tmp_path):
+    """Discovery reads a compressed member's header only; the damage behind it surfaced as
+    zipfile.BadZipFile (a CRC) or zlib.error out of read_items."""
+    x = np.zeros((3, 300, 150), np.float32)
+    x[:, :20] = np.random.default_rng(0).normal(size=(3, 20, 150))
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, x_train=x, y_train=np.eye(60)[:3])
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("x_train.npy")
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26: info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28: info.header_offset + 30], "little")
+    at = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    data[at: at + 8] = bytes(255 - b for b in data[at: at + 8])
+    path.write_bytes(bytes(data))
+    fmt = get_format("ctrgcn")
+    items, rejected, _ = fmt.discover(path)
+    results = fmt.read_items(path, b"", items)
+    assert len(results) == 3 and all(isinstance(r, FormatError) and "x_train cannot be read" in r.reason
+                                     for r in results)

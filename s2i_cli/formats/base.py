@@ -52,6 +52,10 @@ Sequence = tuple[np.ndarray, int]  # (T, 2, V, C) float32 selected sequence, num
 # millimetres or pixels and keeps centring and min-max scaling in float32 far from overflow.
 MAX_COORDINATE = 1e6
 ALL_ZERO = "every frame is all zeros"
+# labels an importer accepts are below this (pyskl's largest file, Kinetics-400, has 400
+# classes): the store lists a name per class, so a corrupt label of 10**18 must not ask for
+# that many
+MAX_CLASSES = 10_000
 SplitMasks = np.ndarray | tuple[np.ndarray, np.ndarray]  # train mask, or (train mask, test mask)
 
 

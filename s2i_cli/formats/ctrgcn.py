@@ -10,8 +10,10 @@ memory-mapped straight from the zip, so a shard reads only its rows; a compresse
 (`np.savez_compressed`) is streamed from its start to the last row a shard needs."""
 from __future__ import annotations
 
+import math
 import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import NTU25
-from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked
+from .base import MAX_CLASSES, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked
 from .ntu_names import NTU_CLASS_NAMES
 
 SPLITS = ("train", "test")
@@ -28,6 +30,10 @@ BODIES, JOINTS, XYZ = 2, 25, 3
 # the protocol a file holds, from CTR-GCN's file names (seq_transformation.py)
 PROTOCOL_OF_NAME = {"CS": "xsub", "CV": "xview", "CSub": "xsub", "CSet": "xset"}
 NAME = re.compile(r"^NTU(?:60|120)_(CS|CV|CSub|CSet)$", re.IGNORECASE)
+# how a damaged zip fails while it is read: zipfile raises NotImplementedError for an unknown
+# compression method and RuntimeError for the "encrypted" flag
+ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, zlib.error, NotImplementedError, RuntimeError)
+DEFLATE_RATIO = 1032  # deflate's largest expansion: a member cannot honestly hold more than this times its size
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,15 @@ class NpyMember:
 
 def _npy_header(fp) -> tuple[np.dtype, tuple[int, ...], bool]:
     version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f"unsupported .npy format version {version}")
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (SyntaxError, tokenize.TokenError) as exc:  # NumPy re-parses some headers with tokenize
+        raise ValueError(f"a malformed .npy header ({type(exc).__name__})") from None
     if dtype.hasobject:
         raise ValueError("an array of Python objects (s2i never unpickles them)")
     return dtype, tuple(shape), fortran
@@ -71,6 +80,7 @@ def npz_members(path: Path) -> dict[str, NpyMember]:
                     dtype, shape, fortran = _npy_header(fp)
                     header = fp.tell()
                 compressed = info.compress_type != zipfile.ZIP_STORED
+                _check_sizes(info, name, shape, dtype, header, size)
                 offset = 0
                 if not compressed:  # the local header's extra field may differ from the central one
                     raw.seek(info.header_offset)
@@ -79,17 +89,35 @@ def npz_members(path: Path) -> dict[str, NpyMember]:
                         raise zipfile.BadZipFile(f"bad local header for {info.filename}")
                     name_len, extra_len = struct.unpack("<HH", local[26:30])
                     offset = info.header_offset + 30 + name_len + extra_len + header
-                    end = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    end = offset + math.prod(shape) * dtype.itemsize
                     if end > size:
                         raise ValueError(f"truncated: {name} needs {end} bytes, the file has {size}")
                 members[name] = NpyMember(name, offset, compressed, dtype, shape, fortran)
         return members
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path}: not a complete .npz (zip) file ({exc})") from None
-    except (ValueError, EOFError, zlib.error) as exc:
+    except ZIP_ERRORS as exc:
         raise ValueError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _check_sizes(info: zipfile.ZipInfo, name: str, shape: tuple[int, ...], dtype: np.dtype, header: int,
+                 size: int) -> None:
+    """The sizes a member declares agree: its .npy header's shape with the zip's uncompressed
+    size, and that with what its compressed bytes can hold (so a lying header cannot make
+    discovery allocate or loop over rows that are not there)."""
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name} declares the shape {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if header + nbytes != info.file_size:
+        raise ValueError(f"{name} declares {dtype} {shape} ({nbytes} bytes) but holds {info.file_size - header}")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"{name} is compressed with zip method {info.compress_type}; np.savez_compressed writes "
+                         "deflate (8)")
+    if info.compress_size > size or info.file_size > DEFLATE_RATIO * info.compress_size + 1024:
+        raise ValueError(f"{name} declares {info.file_size} bytes in {info.compress_size} compressed bytes "
+                         f"(the file has {size})")
 
 
 def read_rows(path: Path, member: NpyMember, rows: np.ndarray) -> np.ndarray:
@@ -102,7 +130,7 @@ def read_rows(path: Path, member: NpyMember, rows: np.ndarray) -> np.ndarray:
         return np.array(mapped[rows])
     if member.fortran:
         raise ValueError(f"{member.name}: a compressed Fortran-order array cannot be read by rows")
-    row_bytes = int(np.prod(member.shape[1:], dtype=np.int64)) * member.dtype.itemsize
+    row_bytes = math.prod(member.shape[1:]) * member.dtype.itemsize
     first, last = int(rows.min()), int(rows.max())
     with zipfile.ZipFile(path) as zf, zf.open(member.name + ".npy") as fp:
         _npy_header(fp)
@@ -132,9 +160,12 @@ def real_frames(frames: np.ndarray) -> Sequence:
 
 
 def labels_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-hot rows (or 0-based integer labels) -> labels, and a mask of the valid rows."""
+    """One-hot rows (or 0-based integer labels below MAX_CLASSES) -> labels, and a mask of the
+    valid rows."""
     if y.ndim == 1:
-        ok = np.isfinite(y) & (y >= 0) & (y == np.round(y)) if y.dtype.kind == "f" else y >= 0
+        ok = (y >= 0) & (y < MAX_CLASSES)  # False for NaN
+        if y.dtype.kind == "f":
+            ok &= y == np.round(y)
         return np.where(ok, y, 0).astype(np.int64), ok
     ok = np.all((y == 0) | (y == 1), axis=1) & (np.sum(y == 1, axis=1) == 1)
     return np.argmax(y, axis=1), ok
@@ -172,9 +203,14 @@ class CTRGCNFormat(DatasetFormat):
             if len(x.shape) != 3 or x.shape[2] != BODIES * JOINTS * XYZ or x.dtype.kind != "f":
                 raise ValueError(f"{path}: x_{s} is {x.dtype} {x.shape}, not float (N, frames, 150) = 2 bodies × "
                                  "25 joints × xyz")
-            if len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0] or y.dtype.kind not in "biuf":
-                raise ValueError(f"{path}: y_{s} is {y.dtype} {y.shape}, not one-hot ({x.shape[0]}, classes)")
-            labels, ok = labels_of(read_rows(path, y, np.arange(y.shape[0])))
+            if (len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0] or y.dtype.kind not in "biuf"
+                    or len(y.shape) == 2 and not 1 <= y.shape[1] <= MAX_CLASSES):
+                raise ValueError(f"{path}: y_{s} is {y.dtype} {y.shape}, not one-hot ({x.shape[0]}, classes) with "
+                                 f"1-{MAX_CLASSES} classes")
+            try:
+                labels, ok = labels_of(read_rows(path, y, np.arange(y.shape[0])))
+            except ZIP_ERRORS as exc:  # a compressed member is decompressed only now
+                raise ValueError(f"{path}: y_{s} cannot be read ({exc})") from None
             classes = max(classes, y.shape[1] if len(y.shape) == 2 else int(labels.max(initial=-1)) + 1)
             width = max(6, len(str(x.shape[0] - 1)))
             for row in range(x.shape[0]):
@@ -182,7 +218,7 @@ class CTRGCNFormat(DatasetFormat):
                 if ok[row]:
                     items.append(Item(item_name, path, int(labels[row]), {"split": SPLITS.index(s)}, (s, row)))
                 else:
-                    rejected.append(Rejection(item_name, f"y_{s} row {row} is not one-hot (or a label >= 0)"))
+                    rejected.append(Rejection(item_name, f"y_{s} row {row} is not one-hot (or a label in 0-{MAX_CLASSES - 1})"))
         self.class_names = (NTU_CLASS_NAMES[:classes] if classes in (60, 120)
                             else tuple(f"class {k}" for k in range(classes)))
         match = NAME.match(path.stem)
@@ -198,7 +234,11 @@ class CTRGCNFormat(DatasetFormat):
             mine = [k for k, it in enumerate(items) if it.extra[0] == split]
             if not mine:
                 continue
-            block = read_rows(path, members[f"x_{split}"], np.array([items[k].extra[1] for k in mine]))
+            try:
+                block = read_rows(path, members[f"x_{split}"], np.array([items[k].extra[1] for k in mine]))
+            except ZIP_ERRORS as exc:  # a compressed member is decompressed only now
+                out += [(k, FormatError(f"x_{split} cannot be read: {exc}")) for k in mine]
+                continue
             for k, frames in zip(mine, block):
                 try:
                     out.append((k, real_frames(frames)))

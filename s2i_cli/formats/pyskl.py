@@ -36,7 +36,8 @@ import numpy as np
 
 from .. import safe_pickle
 from ..layout import COCO17, NTU25, SKELETONS, Skeleton
-from .base import DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate
+from .base import (MAX_CLASSES, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked,
+                   duplicate)
 from .ntu import META_FIELDS as NTU_META_FIELDS
 from .ntu import parse_name
 from .ntu_names import NTU_CLASS_NAMES
@@ -51,20 +52,23 @@ KINDS = {(25, 3, False): NTU25, (17, 2, True): COCO17}  # (joints, channels, has
 
 def split_protocols(split: dict) -> dict[str, dict[str, set[str]]]:
     """pyskl's split lists -> {protocol: {"train": names, "test": names}}; ValueError for a
-    key that is no `<p>_train`, `<p>_val` or `<p>_test` (or `train<n>` ...)."""
+    key that is no `<p>_train`, `<p>_val` or `<p>_test` (or `train<n>` ...), or a list that
+    is not of frame_dir strings."""
     protocols: dict[str, dict[str, set[str]]] = {}
     seen: dict[tuple[str, str], str] = {}
     for key, names in split.items():
-        m = SPLIT_KEY.match(str(key))
-        if m is None or not isinstance(names, (list, tuple)):
-            raise ValueError(f"split {key!r} is not a list named <protocol>_train, <protocol>_val or <protocol>_test")
+        m = SPLIT_KEY.match(key) if isinstance(key, str) else None
+        if m is None:
+            raise ValueError(f"split {shown(key)} is not named <protocol>_train, <protocol>_val or <protocol>_test")
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"split {key!r} is {shown(names)}, not a list of frame_dir strings")
         protocol = (m["a"].rstrip("_") + m["b"]) or "release"
         protocol = f"split{protocol}" if protocol.isdigit() else protocol
         side = "train" if m["side"] == "train" else "test"
         if (protocol, side) in seen:
             raise ValueError(f"splits {seen[(protocol, side)]!r} and {key!r} are both the {side} side of {protocol}")
         seen[(protocol, side)] = key
-        protocols.setdefault(protocol, {"train": set(), "test": set()})[side] = {str(n) for n in names}
+        protocols.setdefault(protocol, {"train": set(), "test": set()})[side] = set(names)
     return protocols
 
 
@@ -81,7 +85,7 @@ def sample_sequence(ann: dict, skeleton: Skeleton) -> tuple[np.ndarray, int]:
                           f"{2 if two_d else 3} ({skeleton.name})")
     total = ann.get("total_frames", t)
     if not _is_int(total) or total != t:
-        raise FormatError(f"total_frames {total!r} but 'keypoint' has {t} frames")
+        raise FormatError(f"total_frames {shown(total)} but 'keypoint' has {t} frames")
     kp = kp[:PERSONS]
     if two_d:
         score = ann.get("keypoint_score")
@@ -116,6 +120,15 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
+def shown(value) -> str:
+    """A value from the file, for a one-line reason: a short repr of a number or string, else
+    its type (the repr of a deeply nested list from a corrupt file would recurse too deep)."""
+    if isinstance(value, (int, float, str, bytes, np.generic)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 40 else f"{text[:37]}..."
+    return f"a {type(value).__name__}"
+
+
 class PysklFormat(DatasetFormat):
     name = "pyskl"
     persons = "stacked"
@@ -140,7 +153,11 @@ class PysklFormat(DatasetFormat):
         doc = safe_pickle.load_path(path)
         annotations, split = self._parts(path, doc)
         self.skeleton = self._skeleton(path, annotations)
-        found = self._discover(path, annotations, split_protocols(split))
+        try:
+            protocols = split_protocols(split)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        found = self._discover(path, annotations, protocols)
         del doc, annotations  # from here on the spill file holds the samples
         release_freed_memory()
         return found
@@ -174,8 +191,10 @@ class PysklFormat(DatasetFormat):
         raise ValueError(f"{path}: no annotation has a 'keypoint' array M×T×V×C")
 
     def _discover(self, path: Path, annotations: list, protocols: dict):
-        names = [str(a.get("frame_dir")) if isinstance(a, dict) else "" for a in annotations]
-        ntu = bool(names) and all(parse_name(n) is not None for n in names)
+        names = [a.get("frame_dir") if isinstance(a, dict) and isinstance(a.get("frame_dir"), str) else ""
+                 for a in annotations]
+        ntu = bool(names) and all((f := parse_name(n)) is not None and 1 <= f["action"] <= len(NTU_CLASS_NAMES)
+                                  for n in names)
         meta_ntu = NTU_META_FIELDS if ntu else ()
         self.meta_fields = (*meta_ntu, *protocols)
         self.protocols = tuple(protocols)
@@ -221,11 +240,11 @@ class PysklFormat(DatasetFormat):
         return folder
 
     def _label_meta(self, ann, name: str, ntu: bool, protocols: dict) -> tuple[int, dict[str, int]]:
-        if not isinstance(ann, dict) or not name or name == "None":
-            raise FormatError("not a dict with a 'frame_dir'")
+        if not isinstance(ann, dict) or not name or "\n" in name:
+            raise FormatError("not a dict with a 'frame_dir' string of one line")
         label = ann.get("label")
-        if not _is_int(label) or label < 0:
-            raise FormatError(f"label {label!r} is not an integer >= 0")
+        if not _is_int(label) or not 0 <= label < MAX_CLASSES:
+            raise FormatError(f"label {shown(label)} is not an integer in 0-{MAX_CLASSES - 1}")
         meta: dict[str, int] = {}
         if ntu:
             fields = parse_name(name)
