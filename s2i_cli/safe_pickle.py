@@ -146,11 +146,56 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+MAX_KEY_DEPTH = 1000  # tuples nested in a dict key or set member; Python's own recursion limit
+
+
+def _check_hashed(values: Any) -> None:
+    """Dict keys and set members are hashed as they are stored, and hashing a tuple recurses
+    in C with no depth check: a key nested 2,000,000 tuples deep (a 4 MB file) crashed the
+    process with a segmentation fault. Refuse one nested deeper than MAX_KEY_DEPTH."""
+    stack = [(v, 1) for v in values if type(v) is tuple]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_KEY_DEPTH:
+            raise PickleRefused(f"a dict key or set member nested more than {MAX_KEY_DEPTH} tuples deep")
+        stack.extend((v, depth + 1) for v in value if type(v) is tuple)
+
+
+def _set_members(func: Any, args: Any) -> Any:
+    """What `set(args[0])` or `frozenset(args[0])` would hash; nothing for any other call."""
+    if (func is set or func is frozenset) and isinstance(args, tuple) and args and isinstance(args[0], (list, tuple)):
+        return args[0]
+    return ()
+
+
+# what each opcode hashes, read off the stack before it runs (after a MARK, `stack` holds
+# only what was pushed since)
+_HASHES: dict[int, Any] = {
+    pickle.SETITEM[0]: lambda u: u.stack[-2:-1],
+    pickle.SETITEMS[0]: lambda u: u.stack[0::2],
+    pickle.ADDITEMS[0]: lambda u: u.stack,
+    pickle.FROZENSET[0]: lambda u: u.stack,
+    pickle.REDUCE[0]: lambda u: _set_members(u.stack[-2], u.stack[-1]),
+    pickle.NEWOBJ[0]: lambda u: _set_members(u.stack[-2], u.stack[-1]),
+    pickle.NEWOBJ_EX[0]: lambda u: _set_members(u.stack[-3], u.stack[-2]),
+}
+
+
+def _guarded(load: Any, hashes: Any) -> Any:
+    def guarded(self: pickle._Unpickler) -> None:
+        _check_hashed(hashes(self))
+        load(self)
+    return guarded
+
+
 class RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler, its globals only from `ALLOWED`. Not the C one: its memo is
     an array indexed by numbers read from the file, so a corrupt LONG_BINPUT index
     (175,726,962, from one flipped byte) made it allocate 2.7 GB; this one's memo is a dict.
     On pyskl's files it is about as fast: the time goes into decoding the arrays' bytes."""
+
+    dispatch = {**pickle._Unpickler.dispatch,
+                **{op: _guarded(pickle._Unpickler.dispatch[op], hashes) for op, hashes in _HASHES.items()}}
 
     def find_class(self, module: str, name: str) -> Any:
         try:

@@ -5,6 +5,8 @@ import multiprocessing
 import os
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -663,3 +665,18 @@ def test_a_corrupt_compressed_npz_member_is_a_rejection_when_read(tmp_path):
     results = fmt.read_items(path, b"", items)
     assert len(results) == 3 and all(isinstance(r, FormatError) and "x_train cannot be read" in r.reason
                                      for r in results)
+
+
+@pytest.mark.parametrize("blob", [
+    b"\x80\x02}(" + b"(" * 2_000_000 + b"t" * 2_000_000 + b"]u.",  # a dict key
+    b"\x80\x02c__builtin__\nfrozenset\nN" + b"\x85" * 2_000_000 + b"\x85\x85R.",  # a frozenset member
+], ids=["dict key", "frozenset member"])
+def test_a_deeply_nested_key_is_refused_not_a_crash(tmp_path, blob):
+    """Hashing a tuple recurses in C without a depth check: a key nested 2,000,000 tuples
+    deep (4 MB) killed the process with a segmentation fault. Run in a child, which it killed."""
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(blob)
+    code = ("import sys; from pathlib import Path; from s2i_cli import safe_pickle\n"
+            "try: safe_pickle.load_path(Path(sys.argv[1]))\nexcept ValueError as exc: print(exc)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "nested more than 1000 tuples deep" in done.stdout, (done.returncode, done.stderr)
