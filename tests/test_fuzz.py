@@ -179,12 +179,29 @@ def paths(node, prefix=()):
             yield from paths(value, (*prefix, k))
 
 
+DELETE = object()  # an edit's value that removes the place instead
+
+
 def replaced(doc, path, value):
+    """`doc` with the value at `path` replaced (or deleted, for DELETE); `doc` itself unchanged."""
     if not path:
         return value
     out = doc.copy()
-    out[path[0]] = replaced(doc[path[0]], path[1:], value)
+    if value is DELETE and len(path) == 1:
+        del out[path[0]]
+    else:
+        out[path[0]] = replaced(doc[path[0]], path[1:], value)
     return out
+
+
+def edited(doc, edits):
+    """`doc` with each (path, value) edit made in turn."""
+    for path, value in edits:
+        try:
+            doc = replaced(doc, path, value)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):  # an earlier edit removed or replaced it
+            pass
+    return doc
 
 
 def nested(depth: int):
@@ -213,13 +230,7 @@ def test_wrong_json_types_deep_nesting_and_huge_arrays(name):
     @FUZZ
     @given(st.lists(st.tuples(st.sampled_from(places), JSON_VALUES), min_size=1, max_size=3))
     def run(edits) -> None:
-        damaged = doc
-        for path, value in edits:
-            try:
-                damaged = replaced(damaged, path, value)
-            except (KeyError, IndexError, TypeError, AttributeError):  # an earlier edit removed this place
-                pass
-        check_json(name, damaged)
+        check_json(name, edited(doc, edits))
 
     run()
 
