@@ -3,7 +3,6 @@ on a hand-made 2D store and on the synthetic test store."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
