@@ -51,8 +51,8 @@ class ConvertReport:
     ignored: dict[str, int]
     splits: dict[str, tuple[int, int]]
     input_bytes: int
-    image_bytes: int  # uncompressed size of the images array
-    image_stored: int  # its compressed size on disk
+    image_bytes: int  # uncompressed size of the images arrays (every stream)
+    image_stored: int  # their compressed size on disk
     store_bytes: int | None  # bytes on disk, everything (None for a store at a URL)
     seconds: float
     resumed_from: int = 0  # samples already in the store when a --resume started
@@ -401,11 +401,12 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     if norm == "dataset" and valid.any():
         apply_dataset_limits(root, valid, splits, enc, shard)
     store.finalize(root, splits, [r.as_dict() for r in all_rejected])
+    image_total, image_stored = store.image_bytes(root)
     return ConvertReport(
         store=out, dataset=fmt.name, discovered=discovered, written=int(valid.sum()), rejected=all_rejected,
         ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
-        input_bytes=input_bytes, image_bytes=int(root["images"].nbytes),
-        image_stored=int(root["images"].nbytes_stored()), store_bytes=store.store_bytes(out),
+        input_bytes=input_bytes, image_bytes=image_total,
+        image_stored=image_stored, store_bytes=store.store_bytes(out),
         seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss,
         task_cpu_seconds=task_cpu)
 

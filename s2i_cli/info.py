@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .report import human_bytes
-from .store import store_bytes, stored_streams
+from .store import image_bytes as store_image_bytes, store_bytes, stored_streams
 
 DEFAULT_TOP = 20  # classes listed unless --all
 
@@ -52,8 +52,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     frames = np.asarray(root["frames"][:], dtype=np.int64)[valid]
     actors = np.asarray(root["actors"][:], dtype=np.int64)[valid]
     images = root["images"]
-    image_bytes = int(images.nbytes)
-    image_disk = int(images.nbytes_stored())
+    image_bytes, image_disk = store_image_bytes(root)  # every stream's images
     path = store_path(root)
     disk = store_bytes(path) if path is not None else None  # None in object storage
     height, width = images.shape[2], images.shape[3]
@@ -165,13 +164,12 @@ def overview_table(summary: dict[str, Any]) -> Table:
     else:
         table.add_row("ignored", "0")
     if s["bytes_on_disk"] is not None:
-        ratio = s["image_bytes"] / s["bytes_on_disk"] if s["bytes_on_disk"] else 0.0
-        table.add_row("on disk", f"{human_bytes(s['bytes_on_disk'])} in all: {ratio:.1f}× smaller than the "
-                      f"uncompressed images alone")
+        table.add_row("on disk", f"{human_bytes(s['bytes_on_disk'])} in all (images, skeletons, labels, "
+                      f"metadata)")
     images = f"{human_bytes(s['image_bytes'])} uncompressed → {human_bytes(s['image_bytes_on_disk'])} on disk"
     if s["compression"]:
         images += f" (compression {s['compression']:.1f}×)"
-    table.add_row("images array", images)
+    table.add_row("images arrays" if len(s["streams"]) > 1 else "images array", images)
     if s["shard"]:
         table.add_row("shard", f"{s['shard']} samples per shard")
     made = s["command"] or "?"

@@ -363,6 +363,13 @@ def stored_streams(root: zarr.Group) -> dict[str, list[float]]:
     return dict(root.attrs["s2i"].get("streams") or {"joint": [1.0, 1.0, 1.0]})
 
 
+def image_bytes(root: zarr.Group) -> tuple[int, int]:
+    """(uncompressed, stored) bytes of every stream's images array together: what the
+    conversion summary and `s2i info` report as the images' size and compression."""
+    arrays = [root[stream_paths(stream)[0]] for stream in stored_streams(root)]
+    return sum(int(a.nbytes) for a in arrays), sum(int(a.nbytes_stored()) for a in arrays)
+
+
 def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array, np.ndarray]:
     """(images, norm, power) of one stream, or StoreError naming the streams there are."""
     from .streams import STREAMS

@@ -51,7 +51,10 @@ def test_encode_gives_the_same_arrays_as_convert_streams(stores):
 def test_streams_are_listed_shown_and_read_without_s2i(stores, tmp_path):
     both, _ = stores
     root = store.open_store(both)
-    assert store_summary(root)["streams"] == list(STREAMS)
+    summary = store_summary(root)
+    assert summary["streams"] == list(STREAMS)
+    # the images' size counts every stream's array, not the joint images alone
+    assert summary["image_bytes"] == len(STREAMS) * root["images"].nbytes
     runner = CliRunner()
     result = runner.invoke(app, ["info", str(both)])
     assert result.exit_code == 0 and "bone-motion" in result.output
