@@ -169,7 +169,7 @@ def main() -> None:
     p.add_argument("--fill", default="zero,repeat")
     p.add_argument("--norm", default="channel,isotropic,dataset")
     p.add_argument("--augment", default="none,all", help="values of --augment, separated by ';' (e.g. none;rotate,crop)")
-    p.add_argument("--stream", default="joint", help="image streams (issue 10), when the store can hold them")
+    p.add_argument("--stream", default="joint", help="image streams: joint, bone, motion, bone-motion (comma-separated)")
     p.add_argument("--init", default="random", help="random and/or weights files, comma-separated")
     p.add_argument("--seeds", type=int, default=2)
     for key in ("samples", "classes", "epochs", "batch", "size", "probe_epochs", "workers", "threads"):
@@ -231,7 +231,8 @@ def main() -> None:
             # the same probe on a random-init encoder over the same images, one folder per seed
             base = out / "baselines" / f"{cell.store_key()}-s{seed}"
             per_seed["random_init"].append(probe(["--run", "none", "--store", store, "--model", cfg["model"],
-                                                  "--epochs", cfg["probe_epochs"], "--runs-dir", base],
+                                                  "--stream", cell.stream, "--epochs", cfg["probe_epochs"],
+                                                  "--runs-dir", base],
                                                  lambda: next(base.glob("*-scratch-*"), base), seed, args.resume))
         for who in per_seed:
             row[who] = {frac: {metric: [s[frac][metric] for s in per_seed[who]] for metric in ("top1", "mean_class")}
