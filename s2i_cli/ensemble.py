@@ -9,7 +9,6 @@ how the multi-stream skeleton methods (joint, bone, motion, bone-motion) report 
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -47,14 +46,16 @@ def save_scores(out_dir: Path, key: str, *, names: np.ndarray, labels: np.ndarra
                 protocol: str, mode: str, dataset: str, stream: str, class_names: list[str]) -> Path:
     """Write out_dir/scores-<key>.npz (temporary file, then rename). k-NN votes are saved as
     log-probabilities, so softmax gives back their normalised votes."""
-    path = Path(out_dir) / SCORES.format(key=key)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, names=np.asarray([str(n) for n in names], dtype=str), labels=np.asarray(labels, dtype=np.int64),
-                 scores=np.asarray(scores, dtype=np.float32), protocol=protocol, mode=mode, dataset=dataset,
-                 stream=stream, key=key, class_names=np.asarray(class_names, dtype=str))
-    os.replace(tmp, path)
-    return path
+    from .training import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+            np.savez(f, names=np.asarray([str(n) for n in names], dtype=str),
+                     labels=np.asarray(labels, dtype=np.int64), scores=np.asarray(scores, dtype=np.float32),
+                     protocol=protocol, mode=mode, dataset=dataset, stream=stream, key=key,
+                     class_names=np.asarray(class_names, dtype=str))
+
+    return atomic_write(Path(out_dir) / SCORES.format(key=key), write)
 
 
 def load_scores(path: Path, run: str | None = None) -> RunScores:
