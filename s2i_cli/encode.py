@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import store
 from .encoding import encode_many, store_encoding
+from .progress import progress_bar
 from .streams import stream_power
 
 
@@ -51,9 +50,8 @@ def encode(location: store.Location, streams: tuple[str, ...], *, storage_option
     root = store.open_group(location, storage_options, mode="r+")
     store.create_stream_arrays(root, new)
     slots, shard = root["valid"].shape[0], int(attrs["shard"])
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=not progress) as bar:
-        task = bar.add_task(f"encoding {', '.join(new)}", total=slots)
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"encoding {', '.join(new)}", total=slots, info="")
         for lo in range(0, slots, shard):
             hi = min(lo + shard, slots)
             good = np.flatnonzero(root["valid"][lo:hi])
