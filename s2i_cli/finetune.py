@@ -20,7 +20,7 @@ from .encoding import store_encoding
 from .store import open_store
 from .probe import run_over_store
 from .training import (CheckpointWriter, LossGuard, Schedule, TrainingError, autocast, load_checkpoint, rng_state,
-                       set_lr, set_rng_state)
+                       restore_training_state, set_lr)
 
 if TYPE_CHECKING:
     from .evaluate import EvalConfig
@@ -100,10 +100,8 @@ def _restore(checkpoint: Path, encoder: VisionTransformer, optimizer: torch.opti
     if state["num_classes"] != num_classes:
         raise TrainingError(f"number of classes mismatch: {checkpoint} was fine-tuned for {state['num_classes']} "
                             f"classes, the store has {num_classes}: pass --overwrite to start again")
-    encoder.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state.get("rng"))
-    return int(state["step"])
+    return restore_training_state(state, encoder, optimizer, checkpoint,
+                                  fix="pass --overwrite to start the fine-tuning again")
 
 
 def finetuned_scores(cfg: EvalConfig, encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray,

@@ -36,8 +36,8 @@ from .encoding import training_view
 from .mae import MaskedAutoencoder, load_weights
 from .progress import progress_bar
 from .store import StoreError, absolute, open_store, split_indices, stream_arrays
-from .training import (CheckpointWriter, LossGuard, Schedule, TrainingError, atomic_write, autocast, rng_state,
-                       set_lr, set_rng_state)
+from .training import (CheckpointWriter, LossGuard, Schedule, atomic_write, autocast, rng_state,
+                       restore_training_state, set_lr)
 
 console = Console(stderr=True)
 SAVE_SECONDS = 300.0  # without --save-every, a checkpoint when this long has passed since the last one
@@ -297,15 +297,9 @@ def _restore(checkpoint: dict | None, net: MaskedAutoencoder, optimizer: torch.o
     """Load a resumed run's weights, optimizer and random state; the step to go on from (0 for a new run)."""
     if checkpoint is None:
         return 0
-    net.load_state_dict(checkpoint["model"])
-    try:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    except ValueError as exc:  # parameter groups of another layout
-        raise TrainingError(f"{Path(run_dir) / runs.CHECKPOINT}: its optimizer state does not fit this version's "
-                            f"parameter groups ({exc}): start a new run from its weights with "
-                            f"--init {Path(run_dir) / runs.CHECKPOINT}") from exc
-    set_rng_state(checkpoint.get("rng"))
-    return int(checkpoint["step"])
+    path = Path(run_dir) / runs.CHECKPOINT
+    return restore_training_state(checkpoint, net, optimizer, path,
+                                  fix=f"start a new run from its weights with --init {path}")
 
 
 def _config_json(cfg: PretrainConfig, root, indices: np.ndarray, img_size, net: MaskedAutoencoder,

@@ -143,6 +143,22 @@ def load_checkpoint(path: Path, fix: str) -> dict:
     return state
 
 
+def restore_training_state(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           path: Path, fix: str) -> int:
+    """Load a checkpoint's weights, optimizer and random state into a run; the step it reached.
+
+    An optimizer state of another parameter-group layout (a checkpoint of another version) is
+    a one-line TrainingError naming `path` and `fix`."""
+    model.load_state_dict(state["model"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as exc:
+        raise TrainingError(f"{path}: its optimizer state does not fit this version's parameter groups ({exc}): "
+                            f"{fix}") from exc
+    set_rng_state(state.get("rng"))
+    return int(state["step"])
+
+
 def to_cpu(obj: Any) -> Any:
     """A copy of `obj` (nested dicts, lists, tuples) whose tensors are detached CPU copies."""
     if isinstance(obj, torch.Tensor):
