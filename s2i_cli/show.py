@@ -542,10 +542,13 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     if caption:
         fig.text((x0 - 20) / W, (cb - 50) / H, caption, ha="left", va="top", fontsize=10.5, color="#444444")
     rows_txt = "top half actor 1, bottom half actor 2" if attrs.get("persons") == "stacked" else "actor 1"
-    parts_txt = ("five body-part bands, each part's joints resized into its band, proximal → distal"
+    parts_txt = ("five body-part bands, joints proximal → distal"
                  if attrs.get("layout") == "parts" else "the parts' joints side by side, resized as a whole")
-    scaling = ("each channel min–max scaled to 0–255 per sample" if s.stream == "joint" else
-               "0 = mid-grey, scaled by the sample's largest value" + (", signed square root" if s.power[0] != 1 else ""))
+    joint_scaling = {"channel": "each channel min–max scaled per sample",
+                     "isotropic": "one min–max scale per sample for all channels",
+                     "dataset": "fixed limits from the training split"}
+    scaling = (joint_scaling.get(attrs.get("norm", "channel"), "") if s.stream == "joint" else
+               "0 = mid-grey, scaled by the sample's largest value" + (", signed sqrt" if s.power[0] != 1 else ""))
     fig.text(40 / W, 24 / H, f"S2I: rows = time ({rows_txt});  columns = {parts_txt};  {scaling}",
              ha="left", va="bottom", fontsize=11, color="#666666")
 
