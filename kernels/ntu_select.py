@@ -15,21 +15,16 @@ def _motion(joints: np.ndarray) -> float:
     return float(np.sum(np.var(joints.reshape(-1, 3), axis=0)))
 
 
-def _group_bodies(body_frame: np.ndarray, body_id: np.ndarray, joints: np.ndarray) -> list[dict]:
+def _group_bodies(body_frame: np.ndarray, body_id: np.ndarray, joints: np.ndarray) -> tuple[list[dict], int]:
     """Per body ID (in order of first appearance): kept-frame interval and packed joints.
     Frame numbers count only frames that hold at least one body."""
-    kept = np.unique(body_frame)  # frames with >= 1 body, ascending
-    renumbered = np.searchsorted(kept, body_frame)
-    bodies: dict[int, dict] = {}
-    for b in range(len(body_id)):
-        ident = int(body_id[b])
-        body = bodies.setdefault(ident, {"id": ident, "frames": []})
-        body["frames"].append(b)
+    kept, renumbered = np.unique(body_frame, return_inverse=True)  # frames with >= 1 body, ascending
+    ids, first, body_of = np.unique(body_id, return_index=True, return_inverse=True)
     out = []
-    for body in bodies.values():
-        rows = np.array(body["frames"])
+    for k in np.argsort(first, kind="stable"):  # a few bodies: the loop is over bodies, not records
+        rows = np.flatnonzero(body_of == k)
         start = int(renumbered[rows[0]])
-        out.append({"id": body["id"], "joints": joints[rows], "start": start, "end": start + len(rows) - 1})
+        out.append({"id": int(ids[k]), "joints": joints[rows], "start": start, "end": start + len(rows) - 1})
     return out, len(kept)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import time
@@ -156,7 +157,8 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
     block["skeletons"] = [empty] * len(items)
     if good:
         centred = centre_sequences(fmt, [results[k] for k in good])
-        encoded = encode_many(centred, [results[k][1] for k in good], plan.encoding, plan.streams)
+        # one-thread kernels: a task has one core, parallelism is across tasks
+        encoded = encode_many(centred, [results[k][1] for k in good], plan.encoding, plan.streams, parallel=False)
         for stream, values in encoded.items():  # each stream's images and norm, from the one parse
             for path, v in zip(store.stream_paths(stream), values):
                 block[path][good] = v
@@ -202,13 +204,22 @@ def run_inline(plan: Plan, tasks: list[ShardTask]) -> Iterator[Outcome]:
             yield task, exc
 
 
-def run_processes(plan: Plan, tasks: list[ShardTask], workers: int) -> Iterator[Outcome]:
-    """Tasks on a pool of worker processes started by forkserver (spawn where there is none):
-    Numba's OpenMP layer aborts in children forked from a process that ran a parallel kernel."""
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":  # import numba, zarr and s2i once, in the server
-        context.set_forkserver_preload([__name__])
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Worker processes are forked by a forkserver (spawn where there is none): Numba's OpenMP
+    layer aborts in children forked from a process that ran a parallel kernel. The server
+    starts now and imports and warms what the tasks need (`worker_preload`) while this
+    process goes on; every worker forked from it starts warm."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["s2i_cli.worker_preload"])
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def run_processes(plan: Plan, tasks: list[ShardTask], workers: int,
+                  context: multiprocessing.context.BaseContext) -> Iterator[Outcome]:
+    """Tasks on a pool of `workers` processes of `context` (`worker_context`)."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         futures = {pool.submit(convert_shard, plan, task): task for task in tasks}
@@ -250,11 +261,12 @@ def run_dask(plan: Plan, tasks: list[ShardTask], scheduler: str | None, dask_wor
 
 
 def warm_kernels(fmt: DatasetFormat, items: list[Item], plan: Plan) -> None:
-    """Compile (or load from Numba's cache) the parse, select and encode kernels in this
-    process before workers start, so they load the cache instead of each compiling."""
+    """Compile (or load from Numba's cache) the format's parse and select kernels and the
+    one-thread encode kernels in this process before workers start, so that on a cold cache
+    they load it instead of each compiling."""
     seqs = [r for r in read_group(fmt, items[0].path, items[:1])[0] if not isinstance(r, FormatError)]
     if seqs:
-        encode_sequences(fmt, seqs, plan.size, plan.layout_name, plan.persons, plan.fill, plan.norm)
+        encode_many(centre_sequences(fmt, seqs), [a for _, a in seqs], plan.encoding, plan.streams, parallel=False)
 
 
 # --------------------------------------------------------------------------- the conversion
@@ -328,6 +340,9 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         raise ConvertError("--scheduler and --dask exclude each other: pick one")
     storage_options = dict(storage_options or {})
 
+    workers = workers or os.cpu_count() or 1
+    # worker processes: their server starts now, importing and warming while discovery runs
+    context = worker_context() if workers > 1 and not (scheduler or dask_workers) else None
     items, rejected, ignored = fmt.discover(raw, missing_list)
     discovered = len(items) + len(rejected) + sum(ignored.values())
     if limit is not None:
@@ -353,12 +368,11 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     plan = Plan(fmt, out,
                 tuple(sorted(storage_options.items())), size, layout_name, persons, fill, enc.norm, shard, streams)
 
-    workers = workers or os.cpu_count() or 1
     if scheduler or dask_workers:
         outcomes = run_dask(plan, tasks, scheduler, dask_workers)
-    elif workers > 1 and len(tasks) > 1:
+    elif context is not None and len(tasks) > 1:
         warm_kernels(fmt, items, plan)
-        outcomes = run_processes(plan, tasks, min(workers, len(tasks)))
+        outcomes = run_processes(plan, tasks, min(workers, len(tasks)), context)
     else:
         outcomes = run_inline(plan, tasks)
     failed: list[tuple[ShardTask, BaseException]] = []

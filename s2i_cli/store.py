@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 FORMAT_VERSION = 3  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
 # 3: streams (images_<stream>, norm_<stream>, the `streams` attribute). A format-2 store reads as joint-only.
@@ -23,7 +23,9 @@ SHARD = 256  # samples per shard: the unit of a conversion task, of resume and o
 FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
 MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample on average
 
-_IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")  # typesize 1: shuffle is moot
+# Images: plain zstd-3 on each sample's inner chunk. Blosc's zstd (its blocks, a context per
+# call) took 2.3x the CPU for a slightly lower ratio (scripts/bench_convert.py; docs/design.md §3).
+_IMAGE_CODEC = ZstdCodec(level=3)
 _ARRAY_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
@@ -154,6 +156,13 @@ def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
             _create_array(root, path, schema[path], n, int(root.attrs["s2i"]["shard"]), overwrite=True)
 
 
+def _whole_chunk_writes() -> Any:
+    """Writes of whole shards skip zarr's check of every inner chunk against the fill value
+    (an array compare per chunk, a quarter of an image shard's write): an all-zero rejected
+    slot is then stored, a few bytes, rather than left out."""
+    return zarr.config.set({"array.write_empty_chunks": True})
+
+
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
                   encoded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write slots [start, start + m) of each stream's images and norm: encoded[stream] holds
@@ -162,7 +171,8 @@ def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
         for path, v in zip(stream_paths(stream), values):
             block = np.zeros((m, *v.shape[1:]), dtype=v.dtype)
             block[good] = v
-            root[path][start:start + m] = block
+            with _whole_chunk_writes():  # the array is opened in it: zarr reads the setting then
+                root[path][start:start + m] = block
 
 
 def record_streams(root: zarr.Group, streams: dict[str, list[float]]) -> None:
@@ -190,9 +200,10 @@ def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
     first = start // shard * region
     block = {**block, "skeleton/start": first + np.cumsum(lengths) - lengths,
              "valid": np.asarray(block.get("valid", np.ones(m, dtype=bool)), dtype=bool)}
-    for path, (_, dtype, _) in root_schema(root).items():
-        values = block[path]
-        root[path][start:start + m] = np.asarray(values, dtype=object) if dtype == "str" else values
+    with _whole_chunk_writes():  # the arrays are opened in it: zarr reads the setting then
+        for path, (_, dtype, _) in root_schema(root).items():
+            values = block[path]
+            root[path][start:start + m] = np.asarray(values, dtype=object) if dtype == "str" else values
     if total:
         root["skeleton/joints"][first:first + total] = np.concatenate([s for s in block["skeletons"] if len(s)])
 
