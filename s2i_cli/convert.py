@@ -161,7 +161,10 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
         encoded = encode_many(centred, [results[k][1] for k in good], plan.encoding, plan.streams, parallel=False)
         for stream, values in encoded.items():  # each stream's images and norm, from the one parse
             for path, v in zip(store.stream_paths(stream), values):
-                block[path][good] = v
+                if len(good) == len(items):  # every file read (the usual case): no copy of the images
+                    block[path] = v
+                else:
+                    block[path][good] = v
         block["valid"][good] = True
         block["frames"][good] = [len(s) for s in centred]
         block["actors"][good] = [results[k][1] for k in good]

@@ -27,6 +27,9 @@ MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample o
 # call) took 2.3x the CPU for a slightly lower ratio (scripts/bench_convert.py; docs/design.md §3).
 _IMAGE_CODEC = ZstdCodec(level=3)
 _ARRAY_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+# Skeleton frames: about as many bytes as the images, and Blosc zstd-3 took ~0.45 ms a sample
+# for 2.2x; lz4 with byte shuffle takes a tenth of that for 1.95x (docs/design.md §3).
+_JOINTS_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
 class StoreError(Exception):
@@ -128,7 +131,7 @@ def create_store(location: Location, *, n: int, height: int, width: int, joints:
         _create_array(root, path, spec, n, shard)
     region = frame_region(shard)
     root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
-                      chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_ARRAY_CODEC, fill_value=np.nan,
+                      chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_JOINTS_CODEC, fill_value=np.nan,
                       dimension_names=("frame", "actor", "joint", "xyz"))
     root.create_group("progress")
     root.attrs["s2i"] = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,

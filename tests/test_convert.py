@@ -186,7 +186,12 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, s3):
     images, _, index = next(iter(make_loader(url, train, len(train), shuffle=False, workers=0)))
     assert np.array_equal(images.numpy(), local["images"][:][index.numpy()])
 
-    from s2i_cli import evaluate as ev  # evaluate (and pretrain, through the same loader) take the URL
+    from s2i_cli import evaluate as ev
+    from s2i_cli.pretrain import pretrain  # pretrain and evaluate take the URL
+
+    run = pretrain(url, tmp_path / "run", epochs=1, batch_size=4, model="vit_tiny", decoder_dim=32, decoder_depth=1,
+                   decoder_heads=2, workers=0, progress=False)
+    assert json.loads((run / "config.json").read_text())["store"] == url and (run / "checkpoint-last.pt").exists()
 
     entry = ev.evaluate(protocol="xsub", run="none", store=url, model="vit_tiny", mode="knn", workers=0,
                         progress=False, runs_root=tmp_path / "runs")
