@@ -17,7 +17,7 @@ import os
 import resource
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from itertools import groupby
@@ -222,14 +222,20 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 def run_processes(plan: Plan, tasks: list[ShardTask], workers: int,
                   context: multiprocessing.context.BaseContext) -> Iterator[Outcome]:
-    """Tasks on a pool of `workers` processes of `context` (`worker_context`)."""
+    """Tasks on a pool of `workers` processes of `context` (`worker_context`). The pool's
+    processes take about a second to start (the forkserver's imports and warm-up); this
+    process, warm already and otherwise idle, converts the first shard meanwhile, on a
+    thread (the kernels, zstd and file I/O release the GIL)."""
+    here = ThreadPoolExecutor(max_workers=1)
+    futures = {here.submit(convert_shard, plan, tasks[0]): tasks[0]}
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
-        futures = {pool.submit(convert_shard, plan, task): task for task in tasks}
+        futures |= {pool.submit(convert_shard, plan, task): task for task in tasks[1:]}
         for future in as_completed(futures):
             yield futures[future], _outcome(future)
     finally:  # a failure (or the caller stopping) cancels the tasks not started; running ones finish
         pool.shutdown(wait=True, cancel_futures=True)
+        here.shutdown(wait=True)
 
 
 def _outcome(future: Future) -> ShardResult | BaseException:
