@@ -228,7 +228,8 @@ def run_processes(plan: Plan, tasks: list[ShardTask], workers: int,
     thread (the kernels, zstd and file I/O release the GIL)."""
     here = ThreadPoolExecutor(max_workers=1)
     futures = {here.submit(convert_shard, plan, tasks[0]): tasks[0]}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_adopt_environment,
+                               initargs=(dict(os.environ),))
     try:
         futures |= {pool.submit(convert_shard, plan, task): task for task in tasks[1:]}
         for future in as_completed(futures):
@@ -236,6 +237,13 @@ def run_processes(plan: Plan, tasks: list[ShardTask], workers: int,
     finally:  # a failure (or the caller stopping) cancels the tasks not started; running ones finish
         pool.shutdown(wait=True, cancel_futures=True)
         here.shutdown(wait=True)
+
+
+def _adopt_environment(environment: dict[str, str]) -> None:
+    """A worker takes this run's environment (AWS_* credentials, say): the forkserver it is
+    forked from holds the environment of the first run in this process."""
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 def _outcome(future: Future) -> ShardResult | BaseException:

@@ -160,8 +160,17 @@ def s3(monkeypatch):
         proc.wait()
 
 
+@pytest.fixture
+def forkserver_before_s3():
+    """The workers' forkserver started before the AWS_* variables are set (as by an earlier
+    conversion in this process): workers must still take the run's environment."""
+    from s2i_cli.convert import worker_context
+
+    worker_context()
+
+
 @pytest.mark.filterwarnings("ignore:Consolidated metadata")
-def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, s3):
+def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_before_s3, s3):
     import json
 
     import xarray as xr
