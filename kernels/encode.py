@@ -52,45 +52,48 @@ def value_ranges_serial(joints, offsets, row_actor, used, norm):
 
 
 @njit(nogil=True, cache=True)
-def _level(v, lo, scale, p):
-    """One value's grey level: linear in [lo, hi] (p == 1), or the signed power law of
-    quantise_batch. _levels_linear and _levels_sqrt compute exactly this, many values at a time."""
-    q = (v - lo) * scale
+def _level(v, centre, k, p):
+    """One value's grey level: u = (v - centre) * k is its place in [-1, 1] (centre and k from
+    the channel's [lo, hi]); linear for p == 1, else the signed power law of quantise_batch.
+    Measured from the centre, not from lo, so that a value halfway (0 in a difference stream's
+    symmetric range) is exactly mid-grey 128: (0 - lo) * 255 / (hi - lo) rounds to a hair
+    below 127.5 for some ranges, which gave 127. _levels_linear and _levels_sqrt compute
+    exactly this, many values at a time."""
+    u = (v - centre) * k
     if p != 1.0:
-        u = min(max(q / 127.5 - 1.0, -1.0), 1.0)
-        q = (np.sign(u) * abs(u) ** p + 1.0) * 127.5
-    return np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+        u = min(max(u, -1.0), 1.0)
+        u = np.sign(u) * abs(u) ** p
+    return np.uint8(min(max(np.floor((u + 1.0) * 127.5 + 0.5), 0.0), 255.0))
 
 
 @njit(nogil=True, cache=True)
-def _levels_linear(values, lo, scale, out):
+def _levels_linear(values, centre, k, out):
     """_level with p == 1 over a block's values: no branch in the loop, so LLVM vectorises it."""
     for i in range(values.shape[0]):
-        q = (values[i] - lo) * scale
-        out[i] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+        u = (values[i] - centre) * k
+        out[i] = np.uint8(min(max(np.floor((u + 1.0) * 127.5 + 0.5), 0.0), 255.0))
 
 
 @njit(nogil=True, cache=True)
-def _levels_sqrt(values, lo, scale, out):
+def _levels_sqrt(values, centre, k, out):
     """_level with p == 0.5 (the motion streams) over a block's values: sqrt is ~5x faster than
     pow, and sign(u) * r as a select (r is 0 where u is 0) keeps the loop branch-free."""
     for i in range(values.shape[0]):
-        u = min(max((values[i] - lo) * scale / 127.5 - 1.0, -1.0), 1.0)
+        u = min(max((values[i] - centre) * k, -1.0), 1.0)
         r = np.sqrt(abs(u))
-        q = ((r if u >= 0.0 else -r) + 1.0) * 127.5
-        out[i] = np.uint8(min(max(np.floor(q + 0.5), 0.0), 255.0))
+        out[i] = np.uint8(min(max(np.floor(((r if u >= 0.0 else -r) + 1.0) * 127.5 + 0.5), 0.0), 255.0))
 
 
 @njit(nogil=True, cache=True)
-def _levels(values, lo, scale, p, out):
+def _levels(values, centre, k, p, out):
     """A block's grey levels: the power is per channel, so its branch is taken once per block."""
     if p == 1.0:
-        _levels_linear(values, lo, scale, out)
+        _levels_linear(values, centre, k, out)
     elif p == 0.5:
-        _levels_sqrt(values, lo, scale, out)
+        _levels_sqrt(values, centre, k, out)
     else:
         for i in range(values.shape[0]):
-            out[i] = _level(values[i], lo, scale, p)
+            out[i] = _level(values[i], centre, k, p)
 
 
 BLOCK = 32  # output rows quantised together: their (W, BLOCK) float64 values (57 KB at 224 px) stay in L2
@@ -164,9 +167,11 @@ def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, co
         for c in range(3):
             lo = np.float64(norm[c, 0])
             hi = np.float64(norm[c, 1])
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            _resample_columns(blended[c], col_idx, col_w, values.reshape((width, n_rows)))
-            _levels(values, lo, scale, np.float64(power[c]), tile)
+            if hi > lo:
+                _resample_columns(blended[c], col_idx, col_w, values.reshape((width, n_rows)))
+                _levels(values, 0.5 * (lo + hi), 2.0 / (hi - lo), np.float64(power[c]), tile)
+            else:
+                tile[:] = 0  # a flat channel
             for i in range(n_rows):
                 for w in range(width):
                     out[c, rows[i], w] = tile[w * n_rows + i]

@@ -23,11 +23,10 @@ def reference(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w,
             values = values + col_w[:, k].astype(np.float64)[None, :, None] * rows[:, col_idx[:, k]]
         for c in range(3):
             lo, hi = np.float64(norm[n, c, 0]), np.float64(norm[n, c, 1])
-            q = (values[..., c] - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
+            u = (values[..., c] - (lo + hi) * 0.5) * (2.0 / (hi - lo) if hi > lo else 0.0)  # [lo, hi] -> [-1, 1]
             if power[c] != 1.0:
-                u = np.clip(q / 127.5 - 1.0, -1.0, 1.0)
-                q = (np.sign(u) * np.abs(u) ** power[c] + 1.0) * 127.5
-            out[n, c] = np.clip(np.floor(q + 0.5), 0, 255)
+                u = np.sign(u) * np.abs(np.clip(u, -1.0, 1.0)) ** power[c]
+            out[n, c] = np.clip(np.floor((u + 1.0) * 127.5 + 0.5), 0, 255) if hi > lo else 0
     return out
 
 
@@ -84,3 +83,21 @@ def test_repeated_rows_anywhere_are_copied_exactly():
     out = np.empty((1, 3, height, 30), dtype=np.uint8)
     quantise_batch_serial(*args, out)
     assert np.array_equal(out, reference(*args))
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_zero_is_mid_grey_in_every_sample(power):
+    """Regression: a difference stream's 0 is mid-grey (docs/design.md §2), but the kernel
+    measured values from lo: (0 + s) * 255 / (2 s) fell a hair below 127.5 for some s, and
+    zero motion or bones came out 127 in about one sample in seven."""
+    rng = np.random.default_rng(0)
+    n = 200
+    s = rng.uniform(0.001, 0.5, n).astype(np.float32)
+    joints = np.zeros((n, 2, 25, 3), dtype=np.float32)  # one frame per sample, every difference 0
+    rows = np.zeros((n, 4), dtype=np.int64)
+    norm = np.repeat(np.stack([-s, s], axis=1)[:, None], 3, axis=1)
+    col_idx, col_w = layout.column_map(layout.NTU25, "parts", 10)
+    out = np.empty((n, 3, 4, 10), dtype=np.uint8)
+    quantise_batch_serial(joints, np.arange(n + 1), rows, rows, rows, np.zeros((n, 4), np.float32), col_idx, col_w,
+                          norm, np.full(3, power), out)
+    assert np.all(out == 128)
