@@ -443,8 +443,8 @@ def test_every_skeleton_fills_the_ntu_part_slots():
 # --------------------------------------------------------------------------- Toyota Smarthome
 
 def toyota_doc(rng, frames: int = 12, vectors: str = "planar", cumscore: bool = True) -> tuple[dict, np.ndarray]:
-    """A made-up LCR-Net JSON and the (T, 2, 13, 3) joints it holds (two detections in the
-    odd frames, the better-scored listed second; no detection in frame 3)."""
+    """A made-up LCR-Net JSON and the (T, 2, 13, 3) joints the reader gives for it, y negated
+    (two detections in the odd frames, the better-scored listed second; no detection in frame 3)."""
     joints = rng.normal(size=(frames, 2, 13, 3)).astype(np.float32)
     joints[::2, 1] = 0
 
@@ -463,7 +463,24 @@ def toyota_doc(rng, frames: int = 12, vectors: str = "planar", cumscore: bool = 
             people = [other, people[0]] if cumscore else people + [other]
         out.append([] if t == 3 else people)
     keep = np.arange(frames) != 3
-    return {"frames": out, "njts": 13, "K": 2}, joints[keep]
+    return {"frames": out, "njts": 13, "K": 2}, joints[keep] * np.array([1, -1, 1], dtype=np.float32)
+
+
+def test_toyota_y_points_up_in_the_store(tmp_path):
+    """LCR-Net writes a standing person with the head at negative y (the camera's y points
+    down); the store keeps y up, as for every format: head above ankles, G brighter at the top."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    body = np.zeros((13, 3), dtype=np.float32)  # LCR-Net order: ankles 0-1, knees 2-3, hips 4-5, ..., head 12
+    body[:, 1] = [0.8, 0.8, 0.4, 0.4, 0.0, 0.0, 0.0, 0.0, -0.3, -0.3, -0.45, -0.45, -0.7]
+    body[:, 0] = np.linspace(-0.2, 0.2, 13)
+    body[:, 2] = 3.0
+    frames = [[{"pose2d": [0.0] * 26, "pose3d": body.T.reshape(-1).tolist(), "cumscore": 5.0}]] * 4
+    (raw / "Walk_p03_r00_v01_c01.json").write_text(json.dumps({"frames": frames}))
+    convert_concat("toyota", raw, tmp_path / "t.zarr")
+    seq = store.read_skeleton(store.open_store(tmp_path / "t.zarr"), 0)[:, 0]
+    head, ankles = seq[:, 12, 1], seq[:, [0, 1], 1]
+    assert np.all(head > ankles.max(axis=1) + 1.0)
 
 
 def test_toyota_planar_and_interleaved_files_give_the_same_joints():

@@ -3,7 +3,10 @@ this reader follows the documented layout and is tested only on files its tests 
 
 One JSON per video, `<Activity>[.<Sub>]_pXX_rYY_vZZ_cWW.json` (v1.1) or `..._pose3d.json`
 (v1.2), `{"frames": [[{"pose2d": 26 floats, "pose3d": 39 floats, ("cumscore")}, ...], ...]}`.
-We read pose3d (metres), 13 LCR-Net joints. The flat vector is planar by default
+We read pose3d (metres), 13 LCR-Net joints. LCR-Net's 3D poses are in the camera's frame, y
+pointing down as in the image (its demo draws them upright only by viewing the 3D axes from
+below, elev -90; third-party loaders negate y): we negate y, so y (G) means "up" as in every
+other format. The flat vector is planar by default
 (x0..x12, y0..y12, z0..z12: the official json_to_npz.py and the Toyota skeleton baseline,
 YangDi666/2s-AGCN-For-Daily-Living data_gen/smarthome_gendata.py, read it so); the reader
 option `vectors=interleaved` reads (x0, y0, z0, x1, ...) as some third-party loaders do.
@@ -80,6 +83,7 @@ def parse_video(data: bytes, vectors: str = "planar") -> Sequence:
     if not np.all(np.isfinite(score)):
         raise FormatError("'cumscore' is not a finite number")
     joints = pose.reshape(-1, 3, JOINTS).transpose(0, 2, 1) if vectors == "planar" else pose.reshape(-1, JOINTS, 3)
+    joints = joints * np.array([1, -1, 1], dtype=joints.dtype)  # the camera's y points down: make it "up"
     # by descending cumscore; without one (all 0) in file order
     order, slot, t = top_two_per_frame(np.asarray(frame_of, dtype=np.int64), score)
     seq = np.zeros((t[-1] + 1, 2, JOINTS, 3), dtype=np.float32)
