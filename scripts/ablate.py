@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = {  # the two settings: CPU minutes, and a researcher's GPU run
-    "cpu": dict(model="vit_tiny", size=80, samples=600, classes=10, epochs=15, batch=32, blr=1.5e-3,
+    "cpu": dict(model="vit_tiny", size=80, samples=600, classes=10, epochs=80, batch=32, blr=1.5e-3,
                 decoder=(128, 2, 4), probe_epochs=100, workers=0, threads=1),
     "gpu": dict(model="vit_small", size=224, samples=6000, classes=60, epochs=40, batch=256, blr=1.5e-4,
                 decoder=(512, 8, 16), probe_epochs=100, workers=8, threads=None),
@@ -108,6 +108,38 @@ def probe(args: list[object], folder_of, seed: int, resume: bool) -> dict[str, d
     return {"full": scores(have["xsub-linear"]), "few": scores(have[few_key])}
 
 
+def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint") -> dict[str, dict[str, list[float]]]:
+    """The same xsub linear probe on the images' raw pixels (normalised as the encoders get them,
+    flattened): no encoder at all. Where it is high, the classes are linearly separable in pixel
+    space, a random-init encoder (random projections of its patches) keeps most of that, and what
+    pretraining adds can only show where labels are few. {"few": ..., "full": ...} over seeds."""
+    import numpy as np
+    import torch
+
+    from s2i_cli.data import normalize
+    from s2i_cli.evaluate import random_subset
+    from s2i_cli.metrics import confusion_matrix, per_class_accuracy
+    from s2i_cli.probe import predict_linear, train_linear_head
+    from s2i_cli.store import open_store, split_indices, stream_arrays
+
+    root = open_store(store)
+    train, test = split_indices(root, "xsub", "train"), split_indices(root, "xsub", "test")
+    labels = np.asarray(root["label"][:], dtype=np.int64)
+    classes = len(root.attrs["s2i"]["class_names"])
+    images = np.asarray(stream_arrays(root, stream)[0][:])  # a CPU-mode store: tens of MB
+    pixels = {side: normalize(torch.as_tensor(images[idx])).flatten(1).numpy()
+              for side, idx in (("train", train), ("test", test))}
+    out = {frac: {"top1": [], "mean_class": []} for frac in ("few", "full")}
+    for seed in range(seeds):
+        for frac, keep in (("few", random_subset(len(train), FRACTION, seed)), ("full", np.arange(len(train)))):
+            head = train_linear_head(pixels["train"][keep], labels[train][keep], classes, epochs=epochs, seed=seed)
+            pred = predict_linear(head, pixels["test"]).argmax(1)
+            per_class = per_class_accuracy(confusion_matrix(pred, labels[test], classes))
+            out[frac]["top1"].append(100 * float((pred == labels[test]).mean()))
+            out[frac]["mean_class"].append(100 * float(np.nanmean(per_class)))
+    return out
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -119,9 +151,9 @@ def fmt(values: list[float]) -> str:
 
 def table(rows: list[dict], seeds: int, setting: str) -> str:
     head = ("| masking | fill | norm | augment | stream | init | 10 % top-1 | 10 % mean-class | 100 % top-1 "
-            "| 100 % mean-class | random-init 10 % | random-init 100 % | gain at 10 % |")
+            "| 100 % mean-class | random-init 10 % | random-init 100 % | gain at 10 % | pixels 10 % | pixels 100 % |")
     lines = [f"Linear probe, xsub, top-1 and mean per-class accuracy in %, mean ± std over {seeds} seeds; "
-             f"{setting}.", "", head, "|" + " --- |" * 13]
+             f"{setting}.", "", head, "|" + " --- |" * 15]
     for r in rows:
         c, p, b = r["cell"], r["pretrained"], r["random_init"]
         gain = [x - y for x, y in zip(p["few"]["top1"], b["few"]["top1"])]
@@ -129,7 +161,7 @@ def table(rows: list[dict], seeds: int, setting: str) -> str:
         lines.append(f"| {c['masking']} | {c['fill']} | {c['norm']} | {c['augment']} | {c['stream']} | {init} | "
                      f"{fmt(p['few']['top1'])} | {fmt(p['few']['mean_class'])} | {fmt(p['full']['top1'])} | "
                      f"{fmt(p['full']['mean_class'])} | {fmt(b['few']['top1'])} | {fmt(b['full']['top1'])} | "
-                     f"{fmt(gain)} |")
+                     f"{fmt(gain)} | {fmt(r['pixels']['few']['top1'])} | {fmt(r['pixels']['full']['top1'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,18 +173,19 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     import numpy as np
 
     bars = [("pretrained, 10 %", "pretrained", "few"), ("random init, 10 %", "random_init", "few"),
-            ("pretrained, 100 %", "pretrained", "full"), ("random init, 100 %", "random_init", "full")]
+            ("pixels, 10 %", "pixels", "few"), ("pretrained, 100 %", "pretrained", "full"),
+            ("random init, 100 %", "random_init", "full")]
     x = np.arange(len(rows))
-    width = 0.2
+    width = 0.16
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows) + 3), 5), dpi=100)
     for k, (label, who, frac) in enumerate(bars):
         stats = [mean_std(r[who][frac]["top1"]) for r in rows]
-        ax.bar(x + (k - 1.5) * width, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=label)
+        ax.bar(x + (k - 2) * width, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=label)
     ax.set_xticks(x, [r["name"].replace("-", "\n") for r in rows], fontsize=7)
     ax.set_ylabel("xsub linear-probe top-1 (%)")
     ax.set_title(title, fontsize=9)
     ax.set_ylim(0, 118)  # room for the legend above the bars
-    ax.legend(fontsize=8, ncols=4, loc="upper center")
+    ax.legend(fontsize=8, ncols=5, loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -211,11 +244,17 @@ def main() -> None:
             s2i("convert", "ntu60", raw, stores[key], "--size", cfg["size"], "--layout", "aligned", "--fill",
                 cell.fill, "--norm", cell.norm, "--overwrite", "--no-progress", *stream)
 
+    pixels = {}  # the pixel-space reference of each store (and stream)
+    for cell in grid:
+        if cell.store_key() not in pixels:
+            pixels[cell.store_key()] = pixel_probe(stores[cell.store_key()], args.seeds, cfg["probe_epochs"],
+                                                   cell.stream)
     rows = []
     dim, depth, heads = cfg["decoder"]
     for cell in grid:
         store = stores[cell.store_key()]
-        row = {"name": cell.name(), "cell": asdict(cell), "pretrained": {}, "random_init": {}}
+        row = {"name": cell.name(), "cell": asdict(cell), "pretrained": {}, "random_init": {},
+               "pixels": pixels[cell.store_key()]}
         per_seed = {"pretrained": [], "random_init": []}
         for seed in range(args.seeds):
             run = out / "runs" / f"{cell.name()}-s{seed}"
