@@ -64,15 +64,18 @@ def bones(values: np.ndarray, mask: np.ndarray, parent: np.ndarray) -> tuple[np.
     """Each joint minus its parent (the root is its own parent: zero); zero where either
     end is missing. Returns the bones and where both ends were present."""
     both = mask & mask[:, :, parent]
-    return np.where(both[..., None], values - values[:, :, parent], 0.0).astype(np.float32), both
+    out = values - values[:, :, parent]
+    out *= both[..., None]  # in place: no temporaries for a where
+    return out.astype(np.float32, copy=False), both
 
 
 def motion(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Frame t+1 minus frame t within each sample (frames offsets[n]:offsets[n+1]); zero in
     each sample's last frame and where either frame misses the joint."""
-    out = np.zeros_like(values)
-    both = mask[:-1] & mask[1:]
-    out[:-1] = np.where(both[..., None], values[1:] - values[:-1], 0.0)
+    out = np.empty_like(values)
+    out[-1:] = 0.0
+    np.subtract(values[1:], values[:-1], out=out[:-1])
+    out[:-1] *= (mask[:-1] & mask[1:])[..., None]  # in place: no temporaries for a where
     ends = np.asarray(offsets[1:], dtype=np.int64) - 1
     out[ends[ends >= 0]] = 0.0
     return out
@@ -80,17 +83,29 @@ def motion(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndar
 
 def stream_values(joints: np.ndarray, offsets: np.ndarray, stream: str, skel: layout.Skeleton) -> np.ndarray:
     """(F, 2, V, C) float32 of one stream for the samples whose frames `offsets` delimit."""
-    if stream == "joint":
-        return joints
-    mask = detected(joints, skel.is_2d)
-    values = joints
-    if stream in ("bone", "bone-motion"):
-        values, mask = bones(values, mask, skel.parent_index())
-    if stream in ("motion", "bone-motion"):
-        values = motion(values, mask, offsets)
-    if skel.is_2d:
-        values[..., 2] = joints[..., 2]  # a confidence, not a difference
-    return values
+    return streams_values(joints, offsets, (stream,), skel)[stream]
+
+
+def streams_values(joints: np.ndarray, offsets: np.ndarray, streams: tuple[str, ...], skel: layout.Skeleton
+                   ) -> dict[str, np.ndarray]:
+    """`stream_values` of several streams of the same frames: the detection mask and the
+    bones are made once (bone-motion is the motion of the bone stream's values)."""
+    out: dict[str, np.ndarray] = {}
+    mask = detected(joints, skel.is_2d) if set(streams) - {"joint"} else None
+    bone = None
+    for stream in streams:
+        values, present = joints, mask
+        if stream in ("bone", "bone-motion"):
+            bone = bone or bones(joints, mask, skel.parent_index())
+            values, present = bone
+        if stream in ("motion", "bone-motion"):
+            values = motion(values, present, offsets)
+        if skel.is_2d and stream != "joint":
+            if bone is not None and values is bone[0]:  # the bones stay differences for bone-motion
+                values = values.copy()
+            values[..., 2] = joints[..., 2]  # a confidence, not a difference
+        out[stream] = values
+    return out
 
 
 def stream_power(stream: str, is_2d: bool) -> np.ndarray:
@@ -158,8 +173,7 @@ def encode_streams(skel: layout.Skeleton, centred: list[np.ndarray], actors: lis
     joint_ranges = np.empty((len(centred), 3, 2), dtype=np.float32)
     ranges_kernel(joints, offsets, row_actor, used, joint_ranges)
     out = {}
-    for stream in streams:
-        values = stream_values(joints, offsets, stream, skel)
+    for stream, values in streams_values(joints, offsets, streams, skel).items():
         if stream == "joint":
             scale = joint_norm(joint_ranges, norm, limits, skel.is_2d)
         else:
