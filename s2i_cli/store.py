@@ -26,6 +26,9 @@ MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample o
 # Images: plain zstd-3 on each sample's inner chunk. Blosc's zstd (its blocks, a context per
 # call) took 2.3x the CPU for a slightly lower ratio (scripts/bench_convert.py; docs/design.md §3).
 _IMAGE_CODEC = ZstdCodec(level=3)
+# Bone and motion images (noisier): zstd-1 compresses them 8-11 % less tightly than zstd-3
+# at about 0.6 of its time per image (docs/design.md §3).
+_DIFFERENCE_IMAGE_CODEC = ZstdCodec(level=1)
 _ARRAY_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 # Skeleton frames: about as many bytes as the images, and Blosc zstd-3 took ~0.45 ms a sample
 # for 2.2x; lz4 with byte shuffle takes a tenth of that for 1.95x (docs/design.md §3).
@@ -143,7 +146,8 @@ def _create_array(root: zarr.Group, path: str, spec: tuple[tuple[int, ...], str,
                   shard: int, overwrite: bool = False) -> None:
     tail, dtype, dims = spec
     if dtype == "uint8":  # images: one sample per inner chunk, `shard` samples per stored object
-        layout = dict(chunks=(1, *tail), shards=(shard, *tail), compressors=_IMAGE_CODEC)
+        codec = _IMAGE_CODEC if path == "images" else _DIFFERENCE_IMAGE_CODEC
+        layout = dict(chunks=(1, *tail), shards=(shard, *tail), compressors=codec)
     else:
         layout = dict(chunks=(shard, *tail), compressors=None if dtype == "str" else _ARRAY_CODEC)
     root.create_array(path, shape=(n, *tail), dtype=str if dtype == "str" else dtype, dimension_names=dims,
@@ -159,11 +163,16 @@ def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
             _create_array(root, path, schema[path], n, int(root.attrs["s2i"]["shard"]), overwrite=True)
 
 
-def _whole_chunk_writes() -> Any:
+def _whole_chunk_writes(root: zarr.Group) -> Any:
     """Writes of whole shards skip zarr's check of every inner chunk against the fill value
     (an array compare per chunk, a quarter of an image shard's write): an all-zero rejected
-    slot is then stored, a few bytes, rather than left out."""
-    return zarr.config.set({"array.write_empty_chunks": True})
+    slot is then stored, a few bytes, rather than left out. Into a local store they go
+    through zarrs' codec pipeline (Rust; the same bytes, without zarr-python's per-chunk
+    Python: docs/design.md §3); it has no fsspec S3 store, so URLs keep zarr's own."""
+    settings: dict[str, Any] = {"array.write_empty_chunks": True}
+    if isinstance(root.store, zarr.storage.LocalStore):
+        settings |= {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1}
+    return zarr.config.set(settings)
 
 
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
@@ -174,7 +183,7 @@ def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
         for path, v in zip(stream_paths(stream), values):
             block = np.zeros((m, *v.shape[1:]), dtype=v.dtype)
             block[good] = v
-            with _whole_chunk_writes():  # the array is opened in it: zarr reads the setting then
+            with _whole_chunk_writes(root):  # the array is opened in it: zarr reads the setting then
                 root[path][start:start + m] = block
 
 
@@ -203,7 +212,7 @@ def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
     first = start // shard * region
     block = {**block, "skeleton/start": first + np.cumsum(lengths) - lengths,
              "valid": np.asarray(block.get("valid", np.ones(m, dtype=bool)), dtype=bool)}
-    with _whole_chunk_writes():  # the arrays are opened in it: zarr reads the setting then
+    with _whole_chunk_writes(root):  # the arrays are opened in it: zarr reads the setting then
         for path, (_, dtype, _) in root_schema(root).items():
             values = block[path]
             root[path][start:start + m] = np.asarray(values, dtype=object) if dtype == "str" else values
