@@ -4,7 +4,8 @@ same run, on the same files:
 - parse MB/s of the Numba kernel against a plain-Python `str.split` reader;
 - end to end: `s2i convert` (all cores, one shard task per worker process) against the
   plain-Python parse-only reader (read + parse every file, one process; target >= 3x);
-- `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores);
+- `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores), beside the
+  machine's ceiling for it: N `--workers 1` conversions run side by side against one;
 - peak memory of a conversion of N and 4N files, the parent and the largest worker
   (it must not grow with N);
 - `--streams joint,bone,motion,bone-motion` against joint alone, all cores (the extra
@@ -83,30 +84,26 @@ def bench_parse(files: list[Path], seconds: float = 3.0) -> tuple[float, float, 
             threaded)
 
 
-def plain_read_all(raw: Path, limit: int | None = None) -> tuple[float, float]:
-    """Seconds (wall, CPU) for the baseline to read and parse every file under `raw` once
-    (the first `limit` of them)."""
+def plain_read_all(raw: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) for the baseline to read and parse every file under `raw` once."""
     t0, c0 = time.perf_counter(), time.process_time()
-    for path in sorted(raw.iterdir())[:limit]:
+    for path in sorted(raw.iterdir()):
         plain_python_read(path.read_bytes())
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def machine_ceiling(raw: Path, cores: int) -> float:
-    """How much faster `cores` independent processes go than one on this machine right now:
-    each runs the plain reader over the same 600 files; the ratio is cores x one's time over the time
-    of all of them together (a shared or virtual machine gives less than `cores`). The
+def machine_ceiling(raw: Path, tmp: Path, args, cores: int, one: dict) -> float:
+    """What `cores` processes doing this work at once get from this machine right now: the
+    time of `one` single-process conversion (`--workers 1`) against `cores` of them run
+    side by side into stores of their own, as cores x one's time over the slowest of them.
+    A shared or virtual machine gives less than `cores` (memory traffic, clocks): the
     ceiling for `--workers N` vs `--workers 1`."""
-    code = (f"import sys, time; sys.path.insert(0, {str(ROOT / 'scripts')!r}); from pathlib import Path; "
-            f"from bench_convert import plain_read_all; plain_read_all(Path({str(raw)!r}), 600)")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    one = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(cores)]
-    for p in procs:
-        p.wait()
-    return cores * one / (time.perf_counter() - t0)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(cores) as pool:
+        runs = list(pool.map(lambda k: convert_in_subprocess(raw, tmp / f"side{k}.zarr", args.size, 1, args.shard),
+                             range(cores)))
+    return cores * one["seconds"] / max(r["seconds"] for r in runs)
 
 
 def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int,
@@ -220,7 +217,8 @@ def main() -> None:
         print(f"end to end, --workers {cores} vs the plain-Python parse-only reader: {base / every['seconds']:.2f}x "
               f"(target >= 3x)")
         print(f"--workers {cores} vs --workers 1: {one['seconds'] / every['seconds']:.2f}x (target >= 1.7x on 2 cores); "
-              f"this machine runs {cores} plain readers at {machine_ceiling(raw, cores):.2f}x one (the ceiling)")
+              f"{cores} --workers 1 conversions side by side run at {machine_ceiling(raw, tmp, args, cores, one):.2f}x "
+              "one (this machine's ceiling for that ratio)")
         # on a machine shared with other work, wall time measures the neighbours too: the CPU
         # seconds say what the same run would take on idle cores (tasks spread over the workers)
         idle = every["parent_cpu"] + every["task_cpu"] / cores
