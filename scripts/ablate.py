@@ -8,7 +8,8 @@ For every cell of the grid (masking x single-actor fill x normalisation x augmen
 x initialisation: random, or `--init` weights such as MAE's mae_pretrain_vit_base.pth) and every
 seed: pretrain on the xsub train side, then the xsub linear probe with 10 % and 100 % of the
 labels; beside it the same probes on a random-init encoder over the same images. Seeds vary the
-pretraining (weights, masks, data order) and the 10 % label subset. Results: mean +- std over
+pretraining (weights, masks, data order) and the 10 % label subset. Beside both, the same probe on
+each store's raw pixels (no encoder): how far the classes are linearly separable already. Results: mean +- std over
 seeds of top-1 and mean per-class accuracy, as a markdown table (ablation.md) and a bar chart
 (ablation.png), plus every number in ablation.json.
 
