@@ -167,8 +167,9 @@ def _whole_chunk_writes(root: zarr.Group) -> Any:
     """Writes of whole shards skip zarr's check of every inner chunk against the fill value
     (an array compare per chunk, a quarter of an image shard's write): an all-zero rejected
     slot is then stored, a few bytes, rather than left out. Into a local store they go
-    through zarrs' codec pipeline (Rust; the same bytes, without zarr-python's per-chunk
-    Python: docs/design.md §3); it has no fsspec S3 store, so URLs keep zarr's own."""
+    through zarrs' codec pipeline (Rust; the same chunks and codecs, decoded to the same
+    arrays, without zarr-python's per-chunk Python: docs/design.md §3); it has no fsspec S3
+    store, so URLs keep zarr's own."""
     settings: dict[str, Any] = {"array.write_empty_chunks": True}
     if isinstance(root.store, zarr.storage.LocalStore):
         settings |= {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1}
@@ -179,11 +180,11 @@ def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
                   encoded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write slots [start, start + m) of each stream's images and norm: encoded[stream] holds
     the samples of slots start + good; the other slots (rejected files) stay zero."""
-    for stream, values in encoded.items():
-        for path, v in zip(stream_paths(stream), values):
-            block = np.zeros((m, *v.shape[1:]), dtype=v.dtype)
-            block[good] = v
-            with _whole_chunk_writes(root):  # the array is opened in it: zarr reads the setting then
+    with _whole_chunk_writes(root):  # the arrays are opened in it: zarr reads the setting then
+        for stream, values in encoded.items():
+            for path, v in zip(stream_paths(stream), values):
+                block = np.zeros((m, *v.shape[1:]), dtype=v.dtype)
+                block[good] = v
                 root[path][start:start + m] = block
 
 

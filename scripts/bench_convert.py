@@ -5,7 +5,7 @@ same run, on the same files:
 - end to end: `s2i convert` (all cores, one shard task per worker process) against the
   plain-Python parse-only reader (read + parse every file, one process; target >= 3x);
 - `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores), beside the
-  machine's ceiling for it: N `--workers 1` conversions run side by side against one;
+  machine's ceiling for it: N `--workers 1` conversions side by side against one, back to back;
 - peak memory of a conversion of N and 4N files, the parent and the largest worker
   (it must not grow with N);
 - `--streams joint,bone,motion,bone-motion` against joint alone, all cores (the extra
@@ -92,18 +92,21 @@ def plain_read_all(raw: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def machine_ceiling(raw: Path, tmp: Path, args, cores: int, one: dict) -> float:
-    """What `cores` processes doing this work at once get from this machine right now: the
-    time of `one` single-process conversion (`--workers 1`) against `cores` of them run
-    side by side into stores of their own, as cores x one's time over the slowest of them.
-    A shared or virtual machine gives less than `cores` (memory traffic, clocks): the
-    ceiling for `--workers N` vs `--workers 1`."""
+def machine_ceiling(raw: Path, tmp: Path, args, cores: int) -> float:
+    """What `cores` processes doing this work at once get from this machine right now: one
+    single-process conversion (`--workers 1`), then `cores` of them side by side into stores
+    of their own, back to back (the machine's speed drifts between minutes), as cores x the
+    one's time over the slowest of them. A shared or virtual machine gives less than `cores`
+    (memory traffic, clocks): the ceiling for `--workers N` vs `--workers 1`."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def run(k: int) -> float:
+        return convert_in_subprocess(raw, tmp / f"side{k}.zarr", args.size, 1, args.shard)["seconds"]
+
+    alone = run(0)
     with ThreadPoolExecutor(cores) as pool:
-        runs = list(pool.map(lambda k: convert_in_subprocess(raw, tmp / f"side{k}.zarr", args.size, 1, args.shard),
-                             range(cores)))
-    return cores * one["seconds"] / max(r["seconds"] for r in runs)
+        together = list(pool.map(run, range(cores)))
+    return cores * alone / max(together)
 
 
 def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: int,
@@ -217,7 +220,7 @@ def main() -> None:
         print(f"end to end, --workers {cores} vs the plain-Python parse-only reader: {base / every['seconds']:.2f}x "
               f"(target >= 3x)")
         print(f"--workers {cores} vs --workers 1: {one['seconds'] / every['seconds']:.2f}x (target >= 1.7x on 2 cores); "
-              f"{cores} --workers 1 conversions side by side run at {machine_ceiling(raw, tmp, args, cores, one):.2f}x "
+              f"{cores} --workers 1 conversions side by side run at {machine_ceiling(raw, tmp, args, cores):.2f}x "
               "one (this machine's ceiling for that ratio)")
         # on a machine shared with other work, wall time measures the neighbours too: the CPU
         # seconds say what the same run would take on idle cores (tasks spread over the workers)
