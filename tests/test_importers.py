@@ -601,6 +601,8 @@ def npy_with_header(header: str, data: bytes = b"") -> bytes:
 @pytest.mark.parametrize("member, fragment", [
     (npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, "), "a malformed .npy header"),
     (npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (10**12, 300, 150), }"), "malformed"),
+    # over NumPy's 10,000-byte header limit: its reason runs to three lines
+    (b"\x93NUMPY\x01\x00" + (10102).to_bytes(2, "little") + b" " * 10101 + b"\n", "Header info length (10102)"),
     ("lying rows", "y_train declares float32 (1000000000, 60)"),
     ("negative", "x_train declares the shape (-1, 300, 150)"),
     ("bzip2", "compressed with zip method 12"),

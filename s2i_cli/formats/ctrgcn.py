@@ -51,15 +51,15 @@ class NpyMember:
 
 def _npy_header(fp) -> tuple[np.dtype, tuple[int, ...], bool]:
     version = np.lib.format.read_magic(fp)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy format version {version}")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = read_header(fp)
     except (SyntaxError, tokenize.TokenError) as exc:  # NumPy re-parses some headers with tokenize
         raise ValueError(f"a malformed .npy header ({type(exc).__name__})") from None
+    except ValueError as exc:  # NumPy's reasons can run to several lines (an oversized header): keep the first
+        raise ValueError(f"a malformed .npy header: {str(exc).strip().splitlines()[0]}") from None
     if dtype.hasobject:
         raise ValueError("an array of Python objects (s2i never unpickles them)")
     return dtype, tuple(shape), fortran
