@@ -9,12 +9,14 @@ same run, on the same files:
 - peak memory of a conversion of N and 4N files, the parent and the largest worker
   (it must not grow with N);
 - `--streams joint,bone,motion,bone-motion` against joint alone, all cores (the extra
-  streams reuse the one parse; target < 2x); `--streams-only` runs just this comparison.
+  streams reuse the one parse; target < 2x): the median of `--repeats` back-to-back pairs,
+  then where an extra stream's time goes (its encode and its images' shard write, per file)
+  and the floor with the fastest compressor; `--streams-only` runs just this comparison.
 
 The real sample files in ../shared/data/ntu are replicated under new sample names (as
 symbolic links) to reach N files.
 
-    .venv/bin/python scripts/bench_convert.py [--files 2625] [--size 224] [--shard 256] [--streams-only]
+    .venv/bin/python scripts/bench_convert.py [--files 2625] [--size 224] [--shard 256] [--streams-only] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -161,19 +163,79 @@ def slot_costs(store_dir: Path, tmp: Path, n: int = 100_000) -> None:
           f"{per * n:.0f} s for {n} samples")
 
 
-def bench_streams(raw: Path, tmp: Path, args, cores: int, joint: dict | None = None) -> None:
-    """Four streams from the one parse against joint alone, same files, all cores."""
+def bench_streams(raw: Path, tmp: Path, args, cores: int) -> None:
+    """Four streams from the one parse against joint alone, same files, all cores: `args.repeats`
+    pairs, each pair back to back (this machine's speed drifts between minutes), and their median."""
     from s2i_cli.streams import STREAMS
 
-    joint = joint or convert_in_subprocess(raw, tmp / "joint.zarr", args.size, cores, args.shard)
-    four = convert_in_subprocess(raw, tmp / "streams.zarr", args.size, cores, args.shard, STREAMS)
-    n = four["files"]
-    print(f"convert --workers {cores} {n} files, joint only: {joint['seconds']:6.2f} s ({n / joint['seconds']:.1f} "
-          f"files/s); --streams {','.join(STREAMS)}: {four['seconds']:6.2f} s ({n / four['seconds']:.1f} files/s), "
-          f"largest worker {four['worker_mb']:.0f} MB vs {joint['worker_mb']:.0f} MB")
-    print(f"four streams vs joint alone: {four['seconds'] / joint['seconds']:.2f}x the wall time (target < 2x), "
-          f"{four['task_cpu'] / joint['task_cpu']:.2f}x the tasks' CPU time (what idle cores would see); "
+    walls, cpus = [], []
+    for _ in range(args.repeats):
+        joint = convert_in_subprocess(raw, tmp / "joint.zarr", args.size, cores, args.shard)
+        four = convert_in_subprocess(raw, tmp / "streams.zarr", args.size, cores, args.shard, STREAMS)
+        walls.append(four["seconds"] / joint["seconds"])
+        cpus.append(four["task_cpu"] / joint["task_cpu"])
+        n = four["files"]
+        print(f"convert --workers {cores} {n} files, joint only: {joint['seconds']:6.2f} s ({n / joint['seconds']:.1f} "
+              f"files/s); --streams {','.join(STREAMS)}: {four['seconds']:6.2f} s ({n / four['seconds']:.1f} files/s), "
+              f"largest worker {four['worker_mb']:.0f} MB vs {joint['worker_mb']:.0f} MB: {walls[-1]:.2f}x the wall "
+              f"time, {cpus[-1]:.2f}x the tasks' CPU time")
+    print(f"four streams vs joint alone, median of {len(walls)} pairs: {np.median(walls):.2f}x the wall time "
+          f"(target < 2x), {np.median(cpus):.2f}x the tasks' CPU time (what idle cores would see); "
           f"store {four['store_bytes'] / joint['store_bytes']:.2f}x the bytes")
+    stream_costs(tmp / "streams.zarr", joint["task_cpu"] / joint["files"], args.shard)
+
+
+def stream_costs(store_dir: Path, joint_ms: float, shard: int, repeats: int = 3) -> None:
+    """Where an extra stream's time goes, per file, in this process on one shard of stored
+    skeletons (fastest of `repeats`): its encode (values, scale, quantise: `encode_many` with
+    and without it) and its images' shard write through the store's codec, against a
+    joint-only file's whole task (`joint_ms`: CPU seconds per file of the joint-only tasks
+    above). Then the floor no codec choice gets under: the same encode plus raw LZ4, the
+    fastest compressor measured (docs/design.md §3), with no store overhead at all."""
+    import numcodecs
+    import zarr
+
+    from s2i_cli import store
+    from s2i_cli.encoding import Encoding, encode_many
+    from s2i_cli.formats import get_format
+    from s2i_cli.streams import STREAMS
+
+    root = store.open_store(store_dir)
+    m = min(shard, int(root["images"].shape[0]))
+    seqs, actors = store.read_skeletons(root, 0, m), list(root["actors"][:m])
+    enc = Encoding(get_format("ntu120").skeleton, persons=root.attrs["s2i"]["persons"], norm=root.attrs["s2i"]["norm"])
+
+    def fastest(work) -> float:
+        best = np.inf
+        for _ in range(repeats):
+            t = time.process_time()
+            work()
+            best = min(best, time.process_time() - t)
+        return best / m * 1e3  # ms per file
+
+    extra = len(STREAMS) - 1
+    encoded = encode_many(seqs, actors, enc, STREAMS, parallel=False)
+    encode_ms = (fastest(lambda: encode_many(seqs, actors, enc, STREAMS, parallel=False))
+                 - fastest(lambda: encode_many(seqs, actors, enc, ("joint",), parallel=False))) / extra
+    out = zarr.open_group(str(store_dir.parent / "costs.zarr"), mode="w")
+    schema = store.sample_schema(*root["images"].shape[2:], [], STREAMS)
+    write_ms, lz4_ms = [], []
+    for stream in STREAMS[1:]:
+        path = store.stream_paths(stream)[0]
+        images = encoded[stream][0]
+
+        def write() -> None:
+            store._create_array(out, path, schema[path], m, m, overwrite=True)
+            with store._whole_chunk_writes(out):
+                out[path][:] = images
+        write_ms.append(fastest(write))
+        lz4_ms.append(fastest(lambda: [numcodecs.LZ4().encode(image) for image in images]))
+    write, lz4 = float(np.mean(write_ms)), float(np.mean(lz4_ms))
+    print(f"an extra stream, per file: encode {encode_ms:.2f} ms + images' shard write {write:.2f} ms "
+          f"({', '.join(f'{s} {w:.2f}' for s, w in zip(STREAMS[1:], write_ms))}) = {encode_ms + write:.2f} ms, "
+          f"against {joint_ms * 1e3:.2f} ms for a joint-only file's whole task: four streams at "
+          f"~{1 + extra * (encode_ms + write) / (joint_ms * 1e3):.2f}x; the floor with raw LZ4 ({lz4:.2f} ms "
+          f"an image) and no store overhead: {1 + extra * (encode_ms + lz4) / (joint_ms * 1e3):.2f}x")
 
 
 def main() -> None:
@@ -183,6 +245,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--shard", type=int, default=256, help="samples per shard (one task)")
     parser.add_argument("--streams-only", action="store_true", help="only compare four streams with joint alone")
+    parser.add_argument("--repeats", type=int, default=3, help="back-to-back pairs of the streams comparison")
     args = parser.parse_args()
     files = sorted(NTU.glob("*.skeleton"))
     if not files:
@@ -231,7 +294,7 @@ def main() -> None:
         print(f"load average during the run (other processes share this machine): {os.getloadavg()[0]:.1f}")
         print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
         slot_costs(tmp / "all.zarr", tmp)
-        bench_streams(raw, tmp, args, cores, joint=every)
+        bench_streams(raw, tmp, args, cores)
 
         raw4 = tmp / f"raw{4 * n}"
         replicate(files, 4 * n, raw4)
