@@ -51,6 +51,17 @@ def value_ranges_serial(joints, offsets, row_actor, used, norm):
         _sample_ranges(joints, offsets[n], offsets[n + 1] - offsets[n], row_actor[n], used, norm[n])
 
 
+# float32 constants: arithmetic stays in float32 (a float64 literal would promote it). The
+# inputs are float32, and float32 halves the block's bytes and doubles the vector width:
+# 1.3x (linear) and 1.6x (square root) faster than float64, and a pixel differs by one level
+# in ~1e-5 of them (a value within float32 rounding of a level's edge).
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_LEVEL = np.float32(127.5)
+_WHITE = np.float32(255.0)
+_ZERO = np.float32(0.0)
+
+
 @njit(nogil=True, cache=True)
 def _level(v, centre, k, p):
     """One value's grey level: u = (v - centre) * k is its place in [-1, 1] (centre and k from
@@ -61,9 +72,9 @@ def _level(v, centre, k, p):
     exactly this, many values at a time."""
     u = (v - centre) * k
     if p != 1.0:
-        u = min(max(u, -1.0), 1.0)
-        u = np.sign(u) * abs(u) ** p
-    return np.uint8(min(max(np.floor((u + 1.0) * 127.5 + 0.5), 0.0), 255.0))
+        u = min(max(u, -_ONE), _ONE)
+        u = np.sign(u) * abs(u) ** np.float32(p)
+    return np.uint8(min(max(np.floor((u + _ONE) * _LEVEL + _HALF), _ZERO), _WHITE))
 
 
 @njit(nogil=True, cache=True)
@@ -71,7 +82,7 @@ def _levels_linear(values, centre, k, out):
     """_level with p == 1 over a block's values: no branch in the loop, so LLVM vectorises it."""
     for i in range(values.shape[0]):
         u = (values[i] - centre) * k
-        out[i] = np.uint8(min(max(np.floor((u + 1.0) * 127.5 + 0.5), 0.0), 255.0))
+        out[i] = np.uint8(min(max(np.floor((u + _ONE) * _LEVEL + _HALF), _ZERO), _WHITE))
 
 
 @njit(nogil=True, cache=True)
@@ -79,9 +90,9 @@ def _levels_sqrt(values, centre, k, out):
     """_level with p == 0.5 (the motion streams) over a block's values: sqrt is ~5x faster than
     pow, and sign(u) * r as a select (r is 0 where u is 0) keeps the loop branch-free."""
     for i in range(values.shape[0]):
-        u = min(max((values[i] - centre) * k, -1.0), 1.0)
+        u = min(max((values[i] - centre) * k, -_ONE), _ONE)
         r = np.sqrt(abs(u))
-        out[i] = np.uint8(min(max(np.floor(((r if u >= 0.0 else -r) + 1.0) * 127.5 + 0.5), 0.0), 255.0))
+        out[i] = np.uint8(min(max(np.floor(((r if u >= _ZERO else -r) + _ONE) * _LEVEL + _HALF), _ZERO), _WHITE))
 
 
 @njit(nogil=True, cache=True)
@@ -96,7 +107,7 @@ def _levels(values, centre, k, p, out):
             out[i] = _level(values[i], centre, k, p)
 
 
-BLOCK = 32  # output rows quantised together: their (W, BLOCK) float64 values (57 KB at 224 px) stay in L2
+BLOCK = 64  # output rows quantised together: their (W, BLOCK) float32 values (57 KB at 224 px) stay in L2
 
 
 @njit(nogil=True, cache=True)
@@ -128,7 +139,7 @@ def _blend_rows(joints, base, rows, row_actor, row_f0, row_f1, row_w, blended):
         a, f0, f1, rw = row_actor[h], base + row_f0[h], base + row_f1[h], row_w[h]
         for j in range(joints.shape[2]):
             for c in range(3):
-                blended[c, j, i] = (1.0 - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
+                blended[c, j, i] = (_ONE - rw) * joints[f0, a, j, c] + rw * joints[f1, a, j, c]
 
 
 @njit(nogil=True, cache=True)
@@ -137,7 +148,7 @@ def _resample_columns(blended, tap_idx, tap_w, values):
     block's rows (a vector loop); tap by tap from 0.0 as one pixel at a time would add them,
     so the sums are bit-identical."""
     for w in range(values.shape[0]):
-        values[w, :] = 0.0
+        values[w, :] = _ZERO
         for k in range(tap_idx.shape[1]):
             t = tap_w[w, k]
             joint = blended[tap_idx[w, k]]
@@ -155,8 +166,8 @@ def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, co
     first = _first_equal_rows(row_actor, row_f0, row_f1, row_w)
     distinct = np.flatnonzero(first == np.arange(height))
     # flat scratch, reshaped per block: C-contiguous whatever the block's row count, so the loops vectorise
-    blended_buf = np.empty(3 * n_joints * BLOCK, dtype=np.float64)
-    values_buf = np.empty(width * BLOCK, dtype=np.float64)
+    blended_buf = np.empty(3 * n_joints * BLOCK, dtype=np.float32)
+    values_buf = np.empty(width * BLOCK, dtype=np.float32)
     tile_buf = np.empty(width * BLOCK, dtype=np.uint8)
     for b0 in range(0, distinct.shape[0], BLOCK):
         rows = distinct[b0:b0 + BLOCK]
@@ -165,11 +176,11 @@ def _quantise_sample(joints, base, row_actor, row_f0, row_f1, row_w, col_idx, co
         _blend_rows(joints, base, rows, row_actor, row_f0, row_f1, row_w, blended)
         values, tile = values_buf[:width * n_rows], tile_buf[:width * n_rows]
         for c in range(3):
-            lo = np.float64(norm[c, 0])
-            hi = np.float64(norm[c, 1])
+            lo = np.float32(norm[c, 0])
+            hi = np.float32(norm[c, 1])
             if hi > lo:
                 _resample_columns(blended[c], col_idx, col_w, values.reshape((width, n_rows)))
-                _levels(values, 0.5 * (lo + hi), 2.0 / (hi - lo), np.float64(power[c]), tile)
+                _levels(values, _HALF * (lo + hi), np.float32(2.0) / (hi - lo), np.float64(power[c]), tile)
             else:
                 tile[:] = 0  # a flat channel
             for i in range(n_rows):

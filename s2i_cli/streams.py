@@ -26,6 +26,7 @@ power is per stream, so `store.decode_image` decodes every image back to metres,
 from __future__ import annotations
 
 import numpy as np
+from s2i_kernels.differences import difference_streams
 from s2i_kernels.encode import quantise_batch, quantise_batch_serial, value_ranges, value_ranges_serial
 
 from . import layout
@@ -51,36 +52,6 @@ def parse_streams(text: str) -> tuple[str, ...]:
     return names
 
 
-def detected(joints: np.ndarray, is_2d: bool) -> np.ndarray:
-    """(F, 2, V) bool: a 2D joint is detected when its confidence is above 0; a 3D actor's
-    joints are all present in a frame where any of its coordinates is non-zero."""
-    if is_2d:
-        return joints[..., 2] > 0
-    present = np.any(joints != 0, axis=(2, 3))  # (F, 2), as layout.centre_sequence decides
-    return np.broadcast_to(present[:, :, None], joints.shape[:3])
-
-
-def bones(values: np.ndarray, mask: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each joint minus its parent (the root is its own parent: zero); zero where either
-    end is missing. Returns the bones and where both ends were present."""
-    both = mask & mask[:, :, parent]
-    out = values - values[:, :, parent]
-    out *= both[..., None]  # in place: no temporaries for a where
-    return out.astype(np.float32, copy=False), both
-
-
-def motion(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Frame t+1 minus frame t within each sample (frames offsets[n]:offsets[n+1]); zero in
-    each sample's last frame and where either frame misses the joint."""
-    out = np.empty_like(values)
-    out[-1:] = 0.0
-    np.subtract(values[1:], values[:-1], out=out[:-1])
-    out[:-1] *= (mask[:-1] & mask[1:])[..., None]  # in place: no temporaries for a where
-    ends = np.asarray(offsets[1:], dtype=np.int64) - 1
-    out[ends[ends >= 0]] = 0.0
-    return out
-
-
 def stream_values(joints: np.ndarray, offsets: np.ndarray, stream: str, skel: layout.Skeleton) -> np.ndarray:
     """(F, 2, V, C) float32 of one stream for the samples whose frames `offsets` delimit."""
     return streams_values(joints, offsets, (stream,), skel)[stream]
@@ -88,24 +59,15 @@ def stream_values(joints: np.ndarray, offsets: np.ndarray, stream: str, skel: la
 
 def streams_values(joints: np.ndarray, offsets: np.ndarray, streams: tuple[str, ...], skel: layout.Skeleton
                    ) -> dict[str, np.ndarray]:
-    """`stream_values` of several streams of the same frames: the detection mask and the
-    bones are made once (bone-motion is the motion of the bone stream's values)."""
-    out: dict[str, np.ndarray] = {}
-    mask = detected(joints, skel.is_2d) if set(streams) - {"joint"} else None
-    bone = None
-    for stream in streams:
-        values, present = joints, mask
-        if stream in ("bone", "bone-motion"):
-            bone = bone or bones(joints, mask, skel.parent_index())
-            values, present = bone
-        if stream in ("motion", "bone-motion"):
-            values = motion(values, present, offsets)
-        if skel.is_2d and stream != "joint":
-            if bone is not None and values is bone[0]:  # the bones stay differences for bone-motion
-                values = values.copy()
-            values[..., 2] = joints[..., 2]  # a confidence, not a difference
-        out[stream] = values
-    return out
+    """`stream_values` of several streams of the same frames, the difference streams in one
+    pass of the kernel (s2i_kernels.differences)."""
+    joints = np.ascontiguousarray(joints, dtype=np.float32)
+    skip = np.empty((0, *joints.shape[1:]), dtype=np.float32)
+    diffs = {s: np.empty_like(joints) if s in streams else skip for s in STREAMS[1:]}
+    if set(streams) - {"joint"}:
+        difference_streams(joints, np.asarray(offsets, dtype=np.int64), skel.parent_index(), skel.is_2d,
+                           diffs["bone"], diffs["motion"], diffs["bone-motion"])
+    return {s: joints if s == "joint" else diffs[s] for s in streams}
 
 
 def stream_power(stream: str, is_2d: bool) -> np.ndarray:

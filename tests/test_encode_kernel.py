@@ -1,8 +1,9 @@
 """The quantisation kernel (kernels/encode.py) against a plain NumPy reference of the same
 arithmetic: blend the row's frames, add the column taps in order, scale, apply the power law,
-round. Bit-identical for the linear and square-root laws (the kernel blocks rows and copies
-repeated rows, which must change no pixel), within one grey level for another power; the
-serial and parallel kernels give the same images."""
+round, all in float32 as the kernel computes. Bit-identical for the linear and square-root
+laws (the kernel blocks rows and copies repeated rows, which must change no pixel), within
+one grey level for another power and of a float64 computation; the serial and parallel
+kernels give the same images."""
 import numpy as np
 import pytest
 from s2i_kernels.encode import quantise_batch, quantise_batch_serial
@@ -10,23 +11,28 @@ from s2i_kernels.encode import quantise_batch, quantise_batch_serial
 from s2i_cli import layout
 
 
-def reference(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power):
-    """(N, 3, H, W) uint8, pixel by pixel as quantise_batch documents it, in float64 NumPy."""
+def reference(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, dtype=np.float32):
+    """(N, 3, H, W) uint8, pixel by pixel as quantise_batch documents it, in `dtype` NumPy
+    (float32: the kernel's own arithmetic, operation for operation)."""
     n_samples, height = row_actor.shape
     out = np.empty((n_samples, 3, height, col_idx.shape[0]), dtype=np.uint8)
+    one = dtype(1.0)
     for n in range(n_samples):
-        w = row_w[n].astype(np.float64)[:, None, None]
+        w = row_w[n].astype(dtype)[:, None, None]
         f0, f1, a = offsets[n] + row_f0[n], offsets[n] + row_f1[n], row_actor[n]
-        rows = (1.0 - w) * joints[f0, a].astype(np.float64) + w * joints[f1, a].astype(np.float64)  # (H, V, 3)
-        values = np.zeros((height, col_idx.shape[0], 3))
+        rows = (one - w) * joints[f0, a].astype(dtype) + w * joints[f1, a].astype(dtype)  # (H, V, 3)
+        values = np.zeros((height, col_idx.shape[0], 3), dtype=dtype)
         for k in range(col_idx.shape[1]):  # taps added in order, as the kernel adds them
-            values = values + col_w[:, k].astype(np.float64)[None, :, None] * rows[:, col_idx[:, k]]
+            values = values + col_w[:, k].astype(dtype)[None, :, None] * rows[:, col_idx[:, k]]
         for c in range(3):
-            lo, hi = np.float64(norm[n, c, 0]), np.float64(norm[n, c, 1])
-            u = (values[..., c] - (lo + hi) * 0.5) * (2.0 / (hi - lo) if hi > lo else 0.0)  # [lo, hi] -> [-1, 1]
+            lo, hi = dtype(norm[n, c, 0]), dtype(norm[n, c, 1])
+            if not hi > lo:
+                out[n, c] = 0  # a flat channel
+                continue
+            u = (values[..., c] - dtype(0.5) * (lo + hi)) * (dtype(2.0) / (hi - lo))  # [lo, hi] -> [-1, 1]
             if power[c] != 1.0:
-                u = np.sign(u) * np.abs(np.clip(u, -1.0, 1.0)) ** power[c]
-            out[n, c] = np.clip(np.floor((u + 1.0) * 127.5 + 0.5), 0, 255) if hi > lo else 0
+                u = np.sign(u) * np.abs(np.clip(u, -one, one)) ** dtype(power[c])
+            out[n, c] = np.clip(np.floor((u + one) * dtype(127.5) + dtype(0.5)), 0, 255)
     return out
 
 
@@ -62,6 +68,7 @@ def test_kernel_equals_the_numpy_reference(power, height, persons, fill):
     exact = power != 2.0  # pow may differ from NumPy's in the last bit; sqrt and the linear law do not
     assert np.array_equal(serial[:, exact], want[:, exact])
     assert np.abs(serial.astype(int) - want.astype(int)).max() <= 1
+    assert np.abs(serial.astype(int) - reference(*args, dtype=np.float64).astype(int)).max() <= 1
     assert np.all(serial[-1, :, :, :][norm[-1, :, 0] == norm[-1, :, 1]] == 0)  # the flat channel
 
 
