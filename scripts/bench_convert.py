@@ -168,6 +168,9 @@ def bench_streams(raw: Path, tmp: Path, args, cores: int) -> None:
     pairs, each pair back to back (this machine's speed drifts between minutes), and their median."""
     from s2i_cli.streams import STREAMS
 
+    warm = tmp / "warm"  # Numba compiles each kernel once after an install: not a cost of either side
+    replicate(sorted(NTU.glob("*.skeleton")), 16, warm)
+    convert_in_subprocess(warm, tmp / "warm.zarr", args.size, cores, args.shard, STREAMS)
     walls, cpus = [], []
     for _ in range(args.repeats):
         joint = convert_in_subprocess(raw, tmp / "joint.zarr", args.size, cores, args.shard)
