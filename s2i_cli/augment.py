@@ -7,7 +7,8 @@ and re-encode it with the Numba kernel on the fly, instead of distorting finishe
           `channel` normalisation, which rescales every axis anyway);
 - crop:   a random contiguous 50-100 % of the frames (MAMP's valid crop), resized to the full
           height by the row map as every sequence is;
-- mirror: with probability 0.5, left and right limbs swap joints and x is negated.
+- mirror: with probability 0.5, every "left X" joint swaps with "right X" (limbs and face) and x
+          is negated.
 
 Every draw comes from (seed, epoch, sample index), so an epoch's images are reproducible and a
 resumed run sees the same ones. Absent joints and actors are all-zero and stay zero (every op

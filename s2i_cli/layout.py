@@ -200,13 +200,16 @@ def patch_column_parts(skeleton: Skeleton, layout: str, width: int, patch: int =
 
 
 def mirror_joints(skeleton: Skeleton) -> np.ndarray:
-    """(V,) joint permutation that swaps left and right: each arm (leg) joint with the one in the
-    same slot of the other arm (leg). Joints in no limb slot (torso, face) stay."""
+    """(V,) joint permutation that swaps left and right: each "left X" joint with "right X", by
+    name, so the face joints (eyes, ears) swap as well as the limbs; midline joints stay. Every
+    skeleton fills the arm (leg) slots of `parts` in the same order, so the limb slots swap too."""
+    index = {name: j for j, name in enumerate(skeleton.joints)}
     perm = np.arange(skeleton.num_joints)
-    for left, right in ((1, 2), (3, 4)):
-        for a, b in zip(skeleton.parts[left], skeleton.parts[right]):
-            if isinstance(a, int) and isinstance(b, int):
-                perm[a], perm[b] = b, a
+    for j, name in enumerate(skeleton.joints):
+        side, _, rest = name.partition(" ")
+        other = {"left": "right", "right": "left"}.get(side)
+        if other is not None:
+            perm[j] = index[f"{other} {rest}"]
     return perm
 
 

@@ -93,7 +93,26 @@ def test_mirror_swaps_limbs():
     assert perm[4] == 8 and perm[8] == 4 and perm[21] == 23 and perm[19] == 15 and perm[3] == 3
     assert sorted(perm.tolist()) == list(range(25))
     op = layout.mirror_joints(layout.OPENPOSE18)
-    assert op[5] == 2 and op[13] == 10 and op[0] == 0 and op[14] == 14  # eyes stay (no limb slot)
+    assert op[5] == 2 and op[13] == 10 and op[0] == 0 and op[1] == 1
+
+
+@pytest.mark.parametrize("skeleton", layout.SKELETONS.values(), ids=layout.SKELETONS)
+def test_mirror_swaps_every_left_right_pair(skeleton):
+    """Regression: only joints in the limb slots of `parts` swapped, so a mirrored OpenPose-18 or
+    COCO-17 skeleton kept its "left eye" (ear) on the right. Every skeleton's mirror is an
+    involution that maps each "left X" to "right X", keeps midline joints, and swaps limb slots."""
+    perm = layout.mirror_joints(skeleton)
+    names = skeleton.joints
+    assert sorted(perm.tolist()) == list(range(skeleton.num_joints))
+    assert np.array_equal(perm[perm], np.arange(skeleton.num_joints))
+    for j, name in enumerate(names):
+        side, _, rest = name.partition(" ")
+        want = {"left": f"right {rest}", "right": f"left {rest}"}.get(side, name)
+        assert names[perm[j]] == want, (skeleton.name, name, names[perm[j]])
+    for left, right in ((1, 2), (3, 4)):  # arm (leg) slots swap, so a mirrored image swaps bands
+        for a, b in zip(skeleton.parts[left], skeleton.parts[right]):
+            if isinstance(a, int) and isinstance(b, int):
+                assert perm[a] == b and perm[b] == a
 
 
 def test_single_actor_zero_fill_has_no_twin(ntu_dir, tmp_path):
