@@ -452,7 +452,8 @@ class Painter:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=fontsize - 1, frameon=False,
                   handlelength=1.4, title="channel", title_fontsize=fontsize - 1)
         jn = names[j] if j < len(names) else f"joint {j}"
-        ax.set_title(f"{jn}, actor 1: image column {col} decoded (dots) over "
+        # two lines: in one, a long joint name or stream ran past the figure's right edge
+        ax.set_title(f"{jn}, actor 1: image column {col}\ndecoded (dots) over "
                      f"{'skeleton/' if s.stream == 'joint' else s.stream + ' from skeleton/'} (lines)",
                      fontsize=fontsize + 1, loc="left", color="#222222")
         err = np.abs(decoded - expected).reshape(3, -1).max(axis=1)
@@ -535,7 +536,7 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
                    ncol=len(handles), fontsize=11, frameon=False, handlelength=1.8, columnspacing=1.3)
 
     # channel curves --------------------------------------------------------------------------
-    cb, ct = 175, int(np.clip(ybox - 105, 360, 440))
+    cb, ct = 175, int(np.clip(ybox - 125, 340, 420))  # the two-line title stays clear of the legend above
     ax_c = fig.add_axes(((x0 + 40) / W, cb / H, (x1 - x0 - 140) / W, (ct - cb) / H))
     ax_c.set_facecolor("white")
     caption = paint.draw_curves(ax_c, fontsize=11)

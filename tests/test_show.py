@@ -58,6 +58,48 @@ def shown_fraction(png: Path, image: np.ndarray) -> float:
     return float(np.mean(np.all(shown == big, axis=-1)))
 
 
+@pytest.fixture
+def texts_inside(monkeypatch) -> list[str]:
+    """Checks every figure `render_sample` saves: each title, label and text drawn lies inside
+    the figure, and no two of them (tick labels aside) overlap. Returns the offenders found."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    bad: list[str] = []
+    save = Figure.savefig
+
+    def checked(fig, *args, **kwargs):
+        fig.canvas.draw()
+        renderer, box = fig.canvas.get_renderer(), fig.bbox
+        ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
+        drawn = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        extents = [(t.get_text(), t.get_window_extent(renderer)) for t in drawn]
+        bad.extend(f"{text!r} at {e.x0:.0f}..{e.x1:.0f} x {e.y0:.0f}..{e.y1:.0f} is outside the figure"
+                   for text, e in extents if e.x0 < box.x0 or e.y0 < box.y0 or e.x1 > box.x1 or e.y1 > box.y1)
+        labels = [(text, e) for t, (text, e) in zip(drawn, extents) if id(t) not in ticks]
+        bad.extend(f"{a!r} overlaps {b!r}" for i, (a, ea) in enumerate(labels) for b, eb in labels[i + 1:]
+                   if ea.overlaps(eb))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    return bad
+
+
+def test_every_text_is_inside_the_figure(ntu_dir, tmp_path, texts_inside):
+    """Regression: the curves' one-line title ('right hand tip, actor 1: image column 122 decoded
+    (dots) over bone-motion from skeleton/ (lines)') ran 140 px past the figure's right edge."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("S001C001P001R001A001", "S001C001P001R001A050"):  # one actor (right hand tip), two actors
+        (raw / f"{name}.skeleton").symlink_to(ntu_dir / f"{name}.skeleton")
+    convert("ntu60", raw, tmp_path / "n.zarr", progress=False, workers=1, streams=("bone", "motion", "bone-motion"))
+    root = open_store(tmp_path / "n.zarr")
+    for index in (0, 1):
+        for stream in ("joint", "bone", "motion", "bone-motion"):
+            render_sample(root, index, tmp_path / f"{index}-{stream}.png", stream=stream)
+    assert texts_inside == []
+
+
 def test_show_by_index_writes_a_png_of_the_documented_size(ntu_store, tmp_path):
     out = tmp_path / "sample.png"
     result = invoke("show", str(ntu_store), "--index", "6", "--out", str(out))
@@ -244,13 +286,14 @@ NO_REAL_SAMPLES = {"toyota", "pkummd2", "pyskl", "ctrgcn"}
 
 
 @pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "ntu120" and d not in NO_REAL_SAMPLES])
-def test_show_every_dataset(dataset, tmp_path):
+def test_show_every_dataset(dataset, tmp_path, texts_inside):
     """Every dataset reader's store renders (a few samples from its sample files; ntu120: the tests above)."""
     folder = shared_data(DATA_FOLDERS[dataset])
     store = tmp_path / f"{dataset}.zarr"
     convert(dataset, folder, store, limit=3, progress=False)
     out = render_sample(open_store(store), -1, tmp_path / f"{dataset}.png")
     assert png_size(out) == PNG_SIZE and shown_fraction(out, open_store(store)["images"][-1]) > 0.95
+    assert texts_inside == []
 
 
 def test_show_toyota_from_written_files(tmp_path):
