@@ -121,15 +121,6 @@ def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list,
     return fmt.read_items(path, data, items), len(data)
 
 
-def encode_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]], size: int, layout_name: str,
-                     persons: str, fill: str = "repeat", norm: str = "channel",
-                     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Centre each selected sequence and encode them all with one kernel call."""
-    centred = centre_sequences(fmt, seqs)
-    images, norm = encode(centred, [a for _, a in seqs], Encoding(fmt.skeleton, layout_name, size, persons, fill, norm))
-    return images, norm, centred
-
-
 def centre_sequences(fmt: DatasetFormat, seqs: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
     skel = fmt.skeleton
     return [layout.centre_sequence(s, a, skel.centre, skel.is_2d) for s, a in seqs]

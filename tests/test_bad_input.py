@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from s2i_cli import layout
-from s2i_cli.convert import encode_sequences
+from s2i_cli.convert import centre_sequences
+from s2i_cli.encoding import Encoding, encode
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.base import ALL_ZERO, MAX_COORDINATE
 from s2i_cli.formats.ntu import parse_skeleton
@@ -88,7 +89,9 @@ def test_values_at_the_bound_are_read_and_centre_without_overflow():
     (result,) = read_ntu(seq)
     assert result[0][0, 0, 3, 0] == MAX_COORDINATE
     (result,) = read_ntu(ntu_with(f"-{MAX_COORDINATE:g}", joint=1))  # the centre joint itself
-    images, norm, centred = encode_sequences(get_format("ntu120"), [result], 16, "parts", "stacked")
+    fmt = get_format("ntu120")
+    centred = centre_sequences(fmt, [result])
+    _, norm = encode(centred, [result[1]], Encoding(fmt.skeleton, "parts", 16, "stacked"))
     assert np.all(np.isfinite(norm)) and all(np.all(np.isfinite(c)) for c in centred)
 
 
@@ -148,7 +151,7 @@ def test_the_encoder_refuses_a_sample_without_frames():
             kernel(joints, offsets, rows, rows, rows, np.zeros((2, 8), np.float32), col_idx, col_w, norm,
                    np.ones(3, np.float32), images)
     with pytest.raises(ValueError, match="no frames"):
-        encode_sequences(get_format("ntu120"), [(joints, 1), (joints[:0], 1)], 8, "parts", "stacked")
+        encode([joints, joints[:0]], [1, 1], Encoding(skel, "parts", 8, "stacked"))
 
 
 # --------------------------------------------------------------------------- 5. PKU-MMD's misleading reasons

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from s2i_cli import layout, store
 from s2i_cli.cli import DATASET_HELP, app
-from s2i_cli.convert import convert, encode_sequences
+from s2i_cli.convert import centre_sequences, convert
+from s2i_cli.encoding import Encoding, encode
 from s2i_cli.formats import DATASET_NAMES, FormatError, get_format, split_sides
 from s2i_cli.formats.kinetics import parse_video as parse_kinetics
 from s2i_cli.formats.pkummd import PKUMMD_CLASS_NAMES, parse_sequence, parse_split_text
@@ -422,8 +423,9 @@ def ntu_pose_with_nwucla_joints(rng) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("layout_name", ["parts", "concat"])
 def test_same_pose_as_ntu25_and_nwucla20_gives_the_same_bands(layout_name):
     ntu, ucla = ntu_pose_with_nwucla_joints(np.random.default_rng(3))
-    img_ntu, norm_ntu, _ = encode_sequences(get_format("ntu120"), [(ntu, 1)], 60, layout_name, "main")
-    img_ucla, norm_ucla, _ = encode_sequences(get_format("nwucla"), [(ucla, 1)], 60, layout_name, "main")
+    (img_ntu, norm_ntu), (img_ucla, norm_ucla) = (
+        encode(centre_sequences(fmt, [(seq, 1)]), [1], Encoding(fmt.skeleton, layout_name, 60, "main"))
+        for fmt, seq in ((get_format("ntu120"), ntu), (get_format("nwucla"), ucla)))
     assert np.allclose(norm_ntu, norm_ucla, atol=1e-5)
     edges = layout.band_edges(60)
     for p in range(5):

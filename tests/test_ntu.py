@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from s2i_cli import layout, store
 from s2i_cli.cli import app
-from s2i_cli.convert import convert, encode_sequences
+from s2i_cli.convert import centre_sequences, convert
+from s2i_cli.encoding import Encoding, encode
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, read_missing_list, split_masks
 from s2i_kernels.ntu_select import select_actors
@@ -87,7 +88,8 @@ def test_concat_layout_equals_torch_bilinear(ntu_dir):
     fmt = get_format("ntu120")
     seq, actors = fmt.read_items(None, (ntu_dir / "S001C001P001R001A002.skeleton").read_bytes(), [None])[0]
     size = 64
-    images, norm, centred = encode_sequences(fmt, [(seq, actors)], size, "concat", "main")
+    centred = centre_sequences(fmt, [(seq, actors)])
+    images, norm = encode(centred, [actors], Encoding(fmt.skeleton, "concat", size, "main"))
     arranged = centred[0][:, 0][:, list(layout.NTU25.arranged())]  # T x 25 x 3
     ref = torch.nn.functional.interpolate(torch.from_numpy(arranged).permute(2, 0, 1)[None], size=(size, size),
                                           mode="bilinear", align_corners=False)[0].numpy()
@@ -103,7 +105,8 @@ def test_parts_layout_puts_each_part_in_its_band():
         for j in part:
             seq[:, 0, j, :] = p + 1  # every joint of part p holds value p + 1
     seq[:, 0, 1, :] = 1  # centre joint (torso) -> centring keeps the torso at 0
-    images, norm, _ = encode_sequences(get_format("ntu120"), [(seq, 1)], 60, "parts", "main")
+    centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
+    images, norm = encode(centred, [1], Encoding(layout.NTU25, "parts", 60, "main"))
     decoded = store.decode_image(images[0], norm[0])
     edges = layout.band_edges(60)
     for p in range(5):
@@ -116,7 +119,8 @@ def test_decoding_returns_centred_coordinates():
     rng = np.random.default_rng(1)
     seq = np.zeros((25, 2, 25, 3), dtype=np.float32)
     seq[:, 0] = rng.normal(size=(25, 25, 3))
-    images, norm, centred = encode_sequences(get_format("ntu120"), [(seq, 1)], 25, "concat", "main")
+    centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
+    images, norm = encode(centred, [1], Encoding(layout.NTU25, "concat", 25, "main"))
     decoded = store.decode_image(images[0], norm[0])  # (3, T, 25) in arranged joint order
     expected = centred[0][:, 0][:, list(layout.NTU25.arranged())].transpose(2, 0, 1)
     step = (norm[0, :, 1] - norm[0, :, 0]) / 255
