@@ -113,13 +113,15 @@ def cached_features(encoder_fn: Callable[[], nn.Module], cache: Path, store_path
 def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, *, epochs: int = 100,
                       batch_size: int = 256, lr: float | None = None, weight_decay: float = 0.0, seed: int = 0,
                       device: torch.device | None = None, progress: Progress | None = None) -> nn.Module:
-    """BatchNorm1d(affine=False) + Linear trained with SGD (momentum 0.9, cosine) on fixed features."""
+    """BatchNorm1d(affine=False, eps=1e-6) + Linear trained with SGD (momentum 0.9, cosine) on fixed features."""
     device = device or torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x = torch.as_tensor(features, dtype=torch.float32, device=device)
     y = torch.as_tensor(labels, dtype=torch.int64, device=device)
-    head = nn.Sequential(nn.BatchNorm1d(x.shape[1], affine=False), nn.Linear(x.shape[1], num_classes)).to(device)
+    # MAE's main_linprobe.py head: BatchNorm1d(affine=False, eps=1e-6), then Linear (trunc-normal 0.01, zero bias)
+    head = nn.Sequential(nn.BatchNorm1d(x.shape[1], affine=False, eps=1e-6),
+                         nn.Linear(x.shape[1], num_classes)).to(device)
     nn.init.trunc_normal_(head[1].weight, std=0.01)
     nn.init.zeros_(head[1].bias)
     batch_size = max(2, min(batch_size, len(x)))  # BatchNorm needs two samples
