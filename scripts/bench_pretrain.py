@@ -3,6 +3,7 @@ what epoch ends cost in a whole run.
 
     python scripts/bench_pretrain.py                       # synthetic 224px store, CPU here, < 2 min
     python scripts/bench_pretrain.py --store out.zarr      # a real store
+    python scripts/bench_pretrain.py --pipelines --store out.zarr --workers 0,2   # zarrs vs zarr-python reads
     python scripts/bench_pretrain.py --e2e --models vit_tiny --size 32 --batch 16 --workers 2 --threads 1 \
         --decoder 128x2x4                                  # CPU, ~2 min
     python scripts/bench_pretrain.py --e2e --models vit_small --batch 256 --workers 8  # a GPU
@@ -10,7 +11,11 @@ what epoch ends cost in a whole run.
 Loader: images/s over one epoch of `--n` samples for workers 0, 1, 2 (best of two epochs),
 for `make_loader` (shard-aligned block reads + shuffle buffer) and for a naive
 map-style Dataset reading one sample per `images[i]` with DataLoader(shuffle=True), in the
-same process on the same store; the ratio is block / naive. Training: images/s of
+same process on the same store; the ratio is block / naive. Then the same block loader reading
+through zarrs' codec pipeline (Rust) against zarr-python's own, on the same store, one epoch of
+each in turn, best of --rounds: images/s for each worker count, and images per CPU-second of a
+one-thread workers-0 loader (one worker's capacity, whatever else the machine runs) for each
+stored stream. `--pipelines` runs only that comparison. Training: images/s of
 fwd + bwd + AdamW steps of the MAE (decoder 512 x 8) on random batches, bf16 autocast on
 CUDA only.
 
@@ -38,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import zarr
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,7 +51,7 @@ from s2i_cli.augment import AUGMENTS  # noqa: E402
 from s2i_cli.data import make_loader, normalize  # noqa: E402
 from s2i_cli.encoding import store_encoding  # noqa: E402
 from s2i_cli.mae import MaskedAutoencoder  # noqa: E402
-from s2i_cli.store import open_store  # noqa: E402
+from s2i_cli.store import open_store, stored_streams  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Consolidated metadata")
 
@@ -93,6 +99,60 @@ def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]
                      "ratio": round(block / naive, 2)})
         print(f"loader  workers {workers}: block {block:8.1f} img/s   naive per-sample {naive:8.1f} img/s   "
               f"ratio {block / naive:5.2f}x", flush=True)
+    return rows
+
+
+def read_pipelines() -> dict:
+    """name -> a context the loader is built and iterated in: zarrs' codec pipeline
+    (one thread, as in a DataLoader worker) or zarr-python's own. Set before the loader's
+    workers fork, it holds in them too; zarr reads it when an array is opened."""
+    zarrs = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1,
+             "codec_pipeline.chunk_concurrent_minimum": 1}
+    return {"zarrs": lambda: zarr.config.set(zarrs), "zarr-python": nullcontext}
+
+
+def epoch_rate(loader, epoch: int, clock=time.perf_counter) -> float:
+    loader.dataset.set_epoch(epoch)
+    start, count = clock(), 0
+    for batch in loader:
+        count += len(batch[0])
+    return count / (clock() - start)
+
+
+def compare_pipelines(store: Path, batch: int, workers: int, rounds: int, stream: str = "joint",
+                      clock=time.perf_counter) -> dict[str, float]:
+    """Best images/s of each read pipeline, one epoch of each in turn (a drifting shared machine
+    weighs on both alike); each loader persists, so its workers open the store once."""
+    indices = np.arange(open_store(store)["label"].shape[0])
+    contexts = read_pipelines()
+    loaders, best = {}, dict.fromkeys(contexts, 0.0)
+    for epoch in range(rounds):
+        for name, context in contexts.items():
+            with context():
+                if name not in loaders:
+                    loaders[name] = make_loader(store, indices, batch, shuffle=True, workers=workers, stream=stream)
+                best[name] = max(best[name], epoch_rate(loaders[name], epoch, clock))
+    return best
+
+
+def bench_pipelines(store: Path, batch: int, workers_list: list[int], rounds: int) -> list[dict]:
+    rows = []
+    for workers in workers_list:
+        r = compare_pipelines(store, batch, workers, rounds)
+        rows.append({"workers": workers, "zarrs_img_s": round(r["zarrs"], 1),
+                     "zarr_python_img_s": round(r["zarr-python"], 1), "ratio": round(r["zarrs"] / r["zarr-python"], 2)})
+        print(f"reads   workers {workers}: zarrs {r['zarrs']:8.1f} img/s   zarr-python {r['zarr-python']:8.1f} img/s   "
+              f"ratio {r['zarrs'] / r['zarr-python']:5.2f}x", flush=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker (torch gives each one thread)
+    for stream in stored_streams(open_store(store)):
+        r = compare_pipelines(store, batch, 0, rounds, stream, clock=time.process_time)
+        rows.append({"per_cpu_second": True, "stream": stream, "zarrs_img_per_cpu_s": round(r["zarrs"], 1),
+                     "zarr_python_img_per_cpu_s": round(r["zarr-python"], 1),
+                     "ratio": round(r["zarrs"] / r["zarr-python"], 2)})
+        print(f"reads   per CPU-second, {stream} images: zarrs {r['zarrs']:8.1f} img/s   zarr-python "
+              f"{r['zarr-python']:8.1f} img/s   ratio {r['zarrs'] / r['zarr-python']:5.2f}x", flush=True)
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -203,6 +263,8 @@ def main() -> None:
     p.add_argument("--e2e", action="store_true", help="run whole `pretrain` runs: run / step throughput")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--augment", action="store_true", help="only the re-encoding loader against stored images")
+    p.add_argument("--pipelines", action="store_true", help="only the block loader through zarrs against zarr-python")
+    p.add_argument("--rounds", type=int, default=3, help="epochs of each read pipeline, taken in turn (best counts)")
     p.add_argument("--json", type=Path, help="write the numbers here")
     args = p.parse_args()
     if args.threads:
@@ -242,9 +304,13 @@ def main() -> None:
                   f"{time.perf_counter() - start:.1f} s", flush=True)
         size = int(open_store(store).attrs["s2i"]["image_size"][0])
         results["store"] = str(store)
-        results["loader"] = bench_loader(store, args.loader_batch, [int(w) for w in args.workers.split(",") if w != ""])
-        results["train"] = [bench_steps(m, size, batch, steps, device, args.compile)
-                            for m in args.models.split(",") if m]
+        workers = [int(w) for w in args.workers.split(",") if w != ""]
+        if not args.pipelines:
+            results["loader"] = bench_loader(store, args.loader_batch, workers)
+        results["reads"] = bench_pipelines(store, args.loader_batch, workers, args.rounds)
+        if not args.pipelines:
+            results["train"] = [bench_steps(m, size, batch, steps, device, args.compile)
+                                for m in args.models.split(",") if m]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     tmp.cleanup()
