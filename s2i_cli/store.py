@@ -163,17 +163,36 @@ def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
             _create_array(root, path, schema[path], n, int(root.attrs["s2i"]["shard"]), overwrite=True)
 
 
+# zarrs' codec pipeline (Rust, behind zarr-python's codec-pipeline interface): the same chunks
+# and codecs, decoded to the same arrays, without zarr-python's per-chunk asyncio and Python
+# (docs/design.md §3). One thread and one chunk at a time: zarrs then works in the calling
+# thread and never enters rayon's global thread pool. That pool starts in the first process
+# to open an array through zarrs, and a DataLoader worker forked from it inherits the pool
+# without its threads: a read that entered it (any read of several chunks, by default) would
+# wait forever (measured). zarr reads these settings when an array object is made.
+_ZARRS = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1,
+          "codec_pipeline.chunk_concurrent_minimum": 1}
+
+
+def _zarrs(root: zarr.Group) -> dict[str, Any]:
+    """The settings that put a store's arrays on zarrs' pipeline: a local store's; none for a
+    URL (zarrs has no fsspec S3 store, so those keep zarr-python's own)."""
+    return dict(_ZARRS) if isinstance(root.store, zarr.storage.LocalStore) else {}
+
+
 def _whole_chunk_writes(root: zarr.Group) -> Any:
     """Writes of whole shards skip zarr's check of every inner chunk against the fill value
     (an array compare per chunk, a quarter of an image shard's write): an all-zero rejected
     slot is then stored, a few bytes, rather than left out. Into a local store they go
-    through zarrs' codec pipeline (Rust; the same chunks and codecs, decoded to the same
-    arrays, without zarr-python's per-chunk Python: docs/design.md §3); it has no fsspec S3
-    store, so URLs keep zarr's own."""
-    settings: dict[str, Any] = {"array.write_empty_chunks": True}
-    if isinstance(root.store, zarr.storage.LocalStore):
-        settings |= {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1}
-    return zarr.config.set(settings)
+    through zarrs' codec pipeline (`_ZARRS`)."""
+    return zarr.config.set({"array.write_empty_chunks": True, **_zarrs(root)})
+
+
+def _zarrs_reads(root: zarr.Group) -> Any:
+    """Arrays of a local store opened in this context read through zarrs' pipeline (`_ZARRS`):
+    2.3x fewer CPU seconds per 224 px image in the training loader, 2x for a single image
+    (scripts/bench_pretrain.py --pipelines). Skeleton frames measured no gain and keep zarr-python's."""
+    return zarr.config.set(_zarrs(root))
 
 
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
@@ -405,4 +424,5 @@ def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array
         raise StoreError(f"this store has no {stream} stream (it has {', '.join(have)}): "
                          f"add it with `s2i encode STORE --streams {stream}`")
     images, norm = stream_paths(stream)
-    return root[images], root[norm], np.asarray(have[stream], dtype=np.float64)
+    with _zarrs_reads(root):  # the arrays are opened in it: zarr reads the setting then
+        return root[images], root[norm], np.asarray(have[stream], dtype=np.float64)

@@ -39,14 +39,15 @@ import tempfile
 import time
 import warnings
 from contextlib import nullcontext
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2i_cli import store as s2i_store  # noqa: E402
 from s2i_cli.augment import AUGMENTS  # noqa: E402
 from s2i_cli.data import make_loader, normalize  # noqa: E402
 from s2i_cli.encoding import store_encoding  # noqa: E402
@@ -103,12 +104,10 @@ def bench_loader(store: Path, batch: int, workers_list: list[int]) -> list[dict]
 
 
 def read_pipelines() -> dict:
-    """name -> a context the loader is built and iterated in: zarrs' codec pipeline
-    (one thread, as in a DataLoader worker) or zarr-python's own. Set before the loader's
-    workers fork, it holds in them too; zarr reads it when an array is opened."""
-    zarrs = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1,
-             "codec_pipeline.chunk_concurrent_minimum": 1}
-    return {"zarrs": lambda: zarr.config.set(zarrs), "zarr-python": nullcontext}
+    """name -> a context the loader is built and iterated in: the readers' own choice for a
+    local store (zarrs' codec pipeline, store._ZARRS) or, with that emptied, zarr-python's.
+    Active when the loader's workers fork, it holds in them too."""
+    return {"zarrs": nullcontext, "zarr-python": lambda: mock.patch.dict(s2i_store._ZARRS, clear=True)}
 
 
 def epoch_rate(loader, epoch: int, clock=time.perf_counter) -> float:
@@ -132,6 +131,11 @@ def compare_pipelines(store: Path, batch: int, workers: int, rounds: int, stream
                 if name not in loaders:
                     loaders[name] = make_loader(store, indices, batch, shuffle=True, workers=workers, stream=stream)
                 best[name] = max(best[name], epoch_rate(loaders[name], epoch, clock))
+    if workers == 0:  # the loaders read in this process: check each read through the pipeline it is named for
+        from tests.stores import pipeline
+
+        used = {name: pipeline(loader.dataset._open()[0]) for name, loader in loaders.items()}
+        assert used == {"zarrs": "ZarrsCodecPipeline", "zarr-python": "BatchedCodecPipeline"}, used
     return best
 
 

@@ -13,6 +13,11 @@ from s2i_cli.store import SHARD, create_store, finalize, write_shard
 JOINTS = 25
 
 
+def pipeline(array) -> str:
+    """The name of the codec pipeline a zarr array reads through (fixed when it is opened)."""
+    return type(array._async_array.codec_pipeline).__name__
+
+
 def class_templates(classes: int, size: int, seed: int = 0) -> np.ndarray:
     """(classes, 3, size, size) float32 templates in [40, 215]: blocky, smooth, distinct."""
     rng = np.random.default_rng(10_000 + seed)

@@ -11,6 +11,7 @@ from s2i_cli import convert as convert_mod
 from s2i_cli import store
 from s2i_cli.cli import app
 from s2i_cli.convert import ConvertFailed, convert
+from tests.stores import pipeline
 from tests.test_ntu import assert_stores_equal
 
 OPTS = dict(size=32, shard=2, progress=False, workers=1)  # in this process, where patches apply
@@ -192,8 +193,10 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_
 
     local = store.open_store(tmp_path / "local.zarr")
     train = store.split_indices(store.open_store(url), "xsub", "train")
-    images, _, index = next(iter(make_loader(url, train, len(train), shuffle=False, workers=0)))
+    loader = make_loader(url, train, len(train), shuffle=False, workers=0)
+    images, _, index = next(iter(loader))
     assert np.array_equal(images.numpy(), local["images"][:][index.numpy()])
+    assert pipeline(loader.dataset._open()[0]) == "BatchedCodecPipeline"  # zarrs has no S3 store
 
     from s2i_cli import evaluate as ev
     from s2i_cli.pretrain import pretrain  # pretrain and evaluate take the URL
