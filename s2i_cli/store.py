@@ -190,8 +190,8 @@ def _whole_chunk_writes(root: zarr.Group) -> Any:
 
 def _zarrs_reads(root: zarr.Group) -> Any:
     """Arrays of a local store opened in this context read through zarrs' pipeline (`_ZARRS`):
-    2.3x fewer CPU seconds per 224 px image in the training loader, 2x for a single image
-    (scripts/bench_pretrain.py --pipelines). Skeleton frames measured no gain and keep zarr-python's."""
+    2.0-2.4x fewer CPU seconds per 224 px image in the training loader (scripts/bench_pretrain.py
+    --pipelines), about 2.2x for a single image. Skeleton frames measured no gain and keep zarr-python's."""
     return zarr.config.set(_zarrs(root))
 
 
