@@ -7,6 +7,7 @@ FsspecStore; `storage_options` carry the endpoint and credentials). The store kn
 and attributes, not raw formats or torch."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -172,12 +173,17 @@ def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
 # wait forever (measured). zarr reads these settings when an array object is made.
 _ZARRS = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "threading.max_workers": 1,
           "codec_pipeline.chunk_concurrent_minimum": 1}
+# zarrs is a dependency, but a host that runs s2i from copied wheels may not have it (the GPU
+# host's set has none: ../shared/stack-notes.md), and zarr fails to open any array whose
+# pipeline class it cannot import. There every store keeps zarr-python's pipeline: the same
+# arrays, only slower.
+HAVE_ZARRS = importlib.util.find_spec("zarrs") is not None
 
 
 def _zarrs(root: zarr.Group) -> dict[str, Any]:
-    """The settings that put a store's arrays on zarrs' pipeline: a local store's; none for a
-    URL (zarrs has no fsspec S3 store, so those keep zarr-python's own)."""
-    return dict(_ZARRS) if isinstance(root.store, zarr.storage.LocalStore) else {}
+    """The settings that put a store's arrays on zarrs' pipeline: a local store's when zarrs is
+    installed; none for a URL (zarrs has no fsspec S3 store, so those keep zarr-python's own)."""
+    return dict(_ZARRS) if HAVE_ZARRS and isinstance(root.store, zarr.storage.LocalStore) else {}
 
 
 def _whole_chunk_writes(root: zarr.Group) -> Any:

@@ -4,6 +4,8 @@ after the parent read through zarrs give the same batches (and do not hang); a s
 keeps zarr-python's pipeline."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -93,3 +95,28 @@ def test_a_store_at_a_url_keeps_zarr_python_s_pipeline(tmp_path):
     assert pipeline(remote_images) == "BatchedCodecPipeline"
     assert np.array_equal(remote_images[:], local_images[:])
     assert zarr.config.get("codec_pipeline.path") != "zarrs.ZarrsCodecPipeline"
+
+
+def test_without_zarrs_installed_the_same_store_converts_and_reads(ntu_store, tmp_path):
+    """A host without zarrs (the GPU host's wheel set has none) converts and reads through
+    zarr-python's pipeline: the same arrays as the zarrs-written store, no error."""
+    code = f"""
+import importlib.metadata as md, sys
+sys.modules["zarrs"] = None  # as if not installed: find_spec gives None, and zarr sees no zarrs entry point
+md.entry_points = lambda: md.EntryPoints(e for d in md.distributions() for e in d.entry_points
+                                        if not e.value.startswith("zarrs"))
+import numpy as np
+from s2i_cli import store
+from s2i_cli.convert import convert
+assert not store.HAVE_ZARRS
+convert("ntu120", {str(shared_data("ntu"))!r}, {str(tmp_path / "plain.zarr")!r}, size=224, shard=4, workers=1,
+        streams=("joint", "bone"), progress=False)
+for stream in ("joint", "bone"):
+    mine = store.stream_arrays(store.open_store({str(tmp_path / "plain.zarr")!r}), stream)
+    theirs = store.stream_arrays(store.open_store({str(ntu_store)!r}), stream)
+    assert type(mine[0]._async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
+    assert np.array_equal(mine[0][:], theirs[0][:]) and np.array_equal(mine[1][:], theirs[1][:])
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
