@@ -297,8 +297,8 @@ def main() -> None:
         print(f"load average during the run (other processes share this machine): {os.getloadavg()[0]:.1f}")
         print(f"image compression {every['image_bytes'] / every['image_stored']:.1f}x")
         slot_costs(tmp / "all.zarr", tmp)
-        bench_streams(raw, tmp, args, cores)
-
+        # before bench_streams: its per-stream costs run in this process, and Linux keeps a
+        # process's peak RSS across exec, so a subprocess started after them reports this one's
         raw4 = tmp / f"raw{4 * n}"
         replicate(files, 4 * n, raw4)
         large = convert_in_subprocess(raw4, tmp / "large.zarr", args.size, cores, args.shard)
@@ -306,6 +306,7 @@ def main() -> None:
               f"parent {large['parent_mb']:.0f} MB, largest worker {large['worker_mb']:.0f} MB")
         print(f"peak memory 4N / N: parent {large['parent_mb'] / every['parent_mb']:.2f}, worker "
               f"{large['worker_mb'] / max(every['worker_mb'], 1):.2f} (flat in N means ~1.0)")
+        bench_streams(raw, tmp, args, cores)
 
     bench_formats = ROOT / "scripts" / "bench_formats.py"
     if bench_formats.exists():
