@@ -7,7 +7,7 @@ same run, on the same files:
 - `--workers N` (all cores) against `--workers 1` (target >= 1.7x on 2 cores), beside the
   machine's ceiling for it: N `--workers 1` conversions side by side against one, back to back;
 - peak memory of a conversion of N and 4N files, the parent and the largest worker
-  (it must not grow with N);
+  (it must not grow with N), joint alone and with four streams;
 - `--streams joint,bone,motion,bone-motion` against joint alone, all cores (the extra
   streams reuse the one parse; target < 2x): the median of `--repeats` back-to-back pairs,
   then where an extra stream's time goes (its encode and its images' shard write, per file)
@@ -306,6 +306,13 @@ def main() -> None:
               f"parent {large['parent_mb']:.0f} MB, largest worker {large['worker_mb']:.0f} MB")
         print(f"peak memory 4N / N: parent {large['parent_mb'] / every['parent_mb']:.2f}, worker "
               f"{large['worker_mb'] / max(every['worker_mb'], 1):.2f} (flat in N means ~1.0)")
+        from s2i_cli.streams import STREAMS
+        small4, large4 = (convert_in_subprocess(r, tmp / f"mem{k}.zarr", args.size, cores, args.shard, STREAMS)
+                          for k, r in ((1, raw), (4, raw4)))
+        print(f"the same with --streams {','.join(STREAMS)}: peak RSS {small4['parent_mb']:.0f} -> "
+              f"{large4['parent_mb']:.0f} MB parent, {small4['worker_mb']:.0f} -> {large4['worker_mb']:.0f} MB "
+              f"largest worker: 4N / N {large4['parent_mb'] / small4['parent_mb']:.2f}, "
+              f"{large4['worker_mb'] / max(small4['worker_mb'], 1):.2f}")
         bench_streams(raw, tmp, args, cores)
 
     bench_formats = ROOT / "scripts" / "bench_formats.py"
