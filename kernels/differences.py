@@ -35,7 +35,7 @@ def detection_mask(joints, is_2d):
 def difference_streams(joints, offsets, parent, is_2d, bone, motion, bone_motion):
     """Fill bone, motion and bone_motion, each (F, 2, V, C) float32 like joints, or (0, 2, V, C)
     to skip it. Sample n is frames offsets[n]:offsets[n+1]; parent (V,) is each joint's
-    parent (the root its own: zero bone). A difference with a missing end (layout: mask) is
+    parent (the root its own: zero bone). A difference with a missing end (not in detection_mask) is
     zero; a motion is zero in each sample's last frame. For 2D (is_2d) the third channel of
     every output is the joint's confidence, not a difference."""
     frames, actors, n_joints, channels = joints.shape
