@@ -25,10 +25,13 @@ console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit (no traceback for user errors)."""
+    """Print a one-line error and exit (no traceback for user errors): control characters
+    and terminal sequences shown as escapes, the length capped (safe_text)."""
     from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    from .safe_text import one_line
+
+    console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True, emoji=False, highlight=False)
     raise typer.Exit(code)
 
 
@@ -72,7 +75,7 @@ def convert(
     scheduler: Annotated[Optional[str], typer.Option(help="Run the shard tasks on the Dask cluster at this scheduler address, e.g. tcp://HOST:8786 (its workers must see RAW and OUT)")] = None,
     storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL (fsspec/s3fs), repeatable: endpoint_url=http://HOST:9000, key=..., secret=...; or the usual AWS_* environment variables")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted conversion into OUT")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is an s2i store (or an empty folder); anything else is refused, and OUT may never be, hold or lie inside RAW")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Convert only the first N samples (a quick try)")] = None,
     missing_list: Annotated[Optional[Path], typer.Option(help="A missing-skeleton list to skip instead of the official one shipped with s2i (with or without its header)")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard: the unit of writing, resume and training reads")] = 256,

@@ -315,6 +315,26 @@ def open_for_resume(out: str, storage_options: dict, attrs: dict) -> zarr.Group:
     return root
 
 
+def check_apart(raw: Path, out: str) -> None:
+    """ConvertError when OUT is RAW, lies inside it or holds it (paths resolved, symlinks
+    followed): writing a store there would mix it with the raw files, and replacing it
+    (--overwrite) would delete them."""
+    if store.is_url(out):
+        return
+    try:
+        r, o = Path(raw).resolve(), Path(out).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ConvertError(f"cannot resolve RAW {raw} or OUT {out}: {exc}") from exc
+    if o == r or r in o.parents or o in r.parents:
+        where = "is" if o == r else "lies inside" if r in o.parents else "holds"
+        raise ConvertError(f"OUT {out} {where} RAW {raw} (resolved: {o}, {r}): "
+                           "write the store to a folder of its own, outside RAW")
+    if os.path.lexists(out) and not o.exists():
+        raise ConvertError(f"OUT {out} is a symbolic link to nothing ({o}): remove it or choose another OUT")
+    if o.exists() and not o.is_dir():
+        raise ConvertError(f"OUT {out} exists and is not a folder: choose another OUT (s2i never replaces a file)")
+
+
 def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout_name: str = "parts",
             persons: str | None = None, fill: str = "repeat", norm: str = "isotropic", workers: int | None = None,
             resume: bool = False,
@@ -344,6 +364,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         raise ConvertError(f"raw {'file' if fmt.raw_is_file else 'folder'} {raw} does not exist")
     if resume and overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
+    check_apart(raw, out)
     if scheduler and dask_workers:
         raise ConvertError("--scheduler and --dask exclude each other: pick one")
     storage_options = dict(storage_options or {})

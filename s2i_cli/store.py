@@ -127,20 +127,64 @@ def create_store(location: Location, *, n: int, height: int, width: int, joints:
                  shard: int = SHARD, storage_options: dict | None = None) -> zarr.Group:
     """Create every array at its final size: `n` sample slots, and one frame region per shard.
     `attrs["streams"]` ({stream: power}, as `stored_streams`) says which streams get arrays."""
-    if exists(location, storage_options) and not overwrite:
-        raise StoreError(f"{location} already exists: pass --resume to continue it or --overwrite to replace it")
-    root = zarr.open_group(_store(location, storage_options, False), mode="w", zarr_format=3)
+    if exists(location, storage_options):
+        if not overwrite:
+            raise StoreError(f"{location} already exists: pass --resume to continue it or --overwrite to replace it")
+        check_replaceable(location, storage_options)
+    if not is_url(location):  # a symlinked OUT: zarr clears and fills the folder it points to
+        location = Path(location).resolve()
+    header = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
+              "frame_region": frame_region(shard), "meta_fields": list(meta_fields), "rejected": []}
+    try:  # the `s2i` attributes from the first write on: a store cut short is still one s2i made
+        root = zarr.open_group(_store(location, storage_options, False), mode="w", zarr_format=3,
+                               attributes={"s2i": header})
+    except OSError as exc:
+        raise StoreError(f"cannot create {location}: {exc.strerror or exc}") from exc
     streams = tuple(attrs.get("streams") or ("joint",))
     for path, spec in sample_schema(height, width, meta_fields, streams).items():
         _create_array(root, path, spec, n, shard)
-    region = frame_region(shard)
+    region = header["frame_region"]
     root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
                       chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_JOINTS_CODEC, fill_value=np.nan,
                       dimension_names=("frame", "actor", "joint", "xyz"))
     root.create_group("progress")
-    root.attrs["s2i"] = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
-                         "frame_region": region, "meta_fields": list(meta_fields), "rejected": []}
     return root
+
+
+def check_replaceable(location: Location, storage_options: dict | None = None) -> None:
+    """StoreError unless `location` is what --overwrite may remove: an s2i store (a Zarr group
+    whose root zarr.json holds `s2i` attributes) or an empty folder. Never anything else: a
+    mistyped OUT must not cost a folder of raw data."""
+    if is_url(location):
+        try:
+            if isinstance(open_group(location, storage_options).attrs.get("s2i"), dict):
+                return
+        except Exception:  # noqa: BLE001 - any unreadable prefix is not a store s2i made
+            pass
+        raise StoreError(f"{location} is not an s2i store: --overwrite replaces only a store s2i made; "
+                         "choose another OUT or remove it yourself")
+    path = Path(location)
+    if not path.is_dir():
+        raise StoreError(f"{location} exists and is not a folder: choose another OUT (s2i replaces only a store it made)")
+    if is_s2i_folder(path) or not any(path.iterdir()):
+        return
+    raise StoreError(f"{location} is not an s2i store (no zarr.json with s2i attributes) and not empty: "
+                     "--overwrite replaces only a store s2i made; choose another OUT or remove it yourself")
+
+
+def is_s2i_folder(path: Path) -> bool:
+    """Whether `path` holds a Zarr v3 group whose attributes have an `s2i` object: what
+    `create_store` writes first (at most 1 MB of zarr.json is read: a store's is a few KB)."""
+    meta = Path(path) / "zarr.json"
+    try:
+        if not meta.is_file():
+            return False
+        with open(meta, "rb") as f:
+            doc = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (isinstance(doc, dict) and doc.get("node_type") == "group" and isinstance(doc.get("attributes"), dict)
+            and isinstance(doc["attributes"].get("s2i"), dict))
 
 
 def _create_array(root: zarr.Group, path: str, spec: tuple[tuple[int, ...], str, tuple[str, ...]], n: int,
