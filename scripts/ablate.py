@@ -1,23 +1,31 @@
 """The ablation table: what the encoder learns from, factor by factor (docs/design.md §7).
 
-    python scripts/ablate.py --mode cpu --out ablation          # minutes on a CPU, synthetic NTU60
+    python scripts/ablate.py --mode cpu --out ablation          # minutes on a CPU, synthetic NTU60 (smoke run)
+    python scripts/ablate.py --store ucla.zarr --protocol xview --out ablation-ucla   # a store you converted
+    python scripts/ablate.py --raw nwucla ../shared/data/nwucla-full --protocol xview --fill zero,repeat
     python scripts/ablate.py --mode gpu --out ablation --init mae_pretrain_vit_base.pth   # a researcher's run
-    python scripts/ablate.py --mode cpu --grid full --masking random,tube --fill zero,repeat
+
+Where the images come from: `--store PATH`, a store you made with `s2i convert` (its fill and
+norm are the store's; --fill/--norm cannot vary); `--raw DATASET RAWDIR`, raw files of any
+dataset `s2i convert` reads, converted once per (fill, norm, stream) with `--layout aligned`
+(part bands on the patch grid, which part masking needs); neither: `s2i synth ntu60` (the
+synthetic smoke run). `--protocol` names the split (default: xsub for the synthetic set, else
+the store's first protocol): pretraining uses its train side only, the probes its test side.
 
 For every cell of the grid (masking x single-actor fill x normalisation x augmentation x stream
 x initialisation: random, or `--init` weights such as MAE's mae_pretrain_vit_base.pth) and every
-seed: pretrain on the xsub train side, then the xsub linear probe with 10 % and 100 % of the
-labels; beside it the same probes on a random-init encoder over the same images. Seeds vary the
-pretraining (weights, masks, data order) and the 10 % label subset. Beside both, the same probe on
-each store's raw pixels (no encoder): how far the classes are linearly separable already. Results: mean +- std over
-seeds of top-1 and mean per-class accuracy, as a markdown table (ablation.md) and a bar chart
+seed: pretrain on the protocol's train side, then the linear probe with `--fraction` (10 %) and
+100 % of the labels (and `--knn`: the k-NN probe); beside it the same probes on a random-init
+encoder over the same images. Seeds vary the pretraining (weights, masks, data order) and the
+10 % label subset. Beside both, the same probe on each store's raw pixels (no encoder): how far
+the classes are linearly separable already. Results: mean +- std over seeds of top-1 and mean
+per-class accuracy, as a markdown table (ablation.md, with the command) and a bar chart
 (ablation.png), plus every number in ablation.json.
 
-Fill and normalisation are properties of the images, so each (fill, norm) gets its own store,
-converted once from the same raw files with `--layout aligned` (part bands on the patch grid,
-which part masking needs; the same layout in every cell). Masking, augmentation and
-initialisation are pretraining options. Everything runs through the `s2i` command line (one
-process; its option names are the interface), so the table measures exactly what users run.
+Masking, augmentation and initialisation are pretraining options. Everything runs through the
+`s2i` command line (one process; its option names are the interface), so the table measures
+exactly what users run. Options of `s2i pretrain` the script does not set itself go through
+`--pretrain-args "..."` (e.g. "--mask-ratio 0.9 --warmup-epochs 10").
 
 --grid oat (default) varies one factor at a time around the first value of each list (the
 base cell); --grid full runs every combination. --resume skips runs whose results exist."""
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -94,23 +103,30 @@ def scores(entry: dict) -> dict[str, float]:
     return {"top1": 100 * entry["top1"], "mean_class": 100 * statistics.fmean(per_class)}
 
 
-def probe(args: list[object], folder_of, seed: int, resume: bool) -> dict[str, dict[str, float]]:
-    """The xsub linear probe at 100 % and FRACTION of the labels; {"full": ..., "few": ...};
-    folder_of() names the folder the results land in."""
-    few_key = f"xsub-linear-f{FRACTION:g}-s{seed}"
-    folder = folder_of()
-    have = results(folder)
-    if not (resume and "xsub-linear" in have):
-        s2i("evaluate", *args, "--protocol", "xsub", "--mode", "linear", "--seed", seed, "--no-progress")
-    if not (resume and few_key in have):
-        s2i("evaluate", *args, "--protocol", "xsub", "--mode", "linear", "--seed", seed, "--fraction", FRACTION,
-            "--no-progress")
+def probe(args: list[object], folder_of, seed: int, resume: bool, protocol: str, fraction: float,
+          knn: bool = False) -> dict[str, dict[str, float]]:
+    """The linear probe at 100 % and `fraction` of the labels (and the k-NN probe with every
+    label when `knn`) on `protocol`; {"full": ..., "few": ..., ["knn": ...]}. folder_of() names
+    the folder the results land in."""
+    full_key, few_key, knn_key = f"{protocol}-linear", f"{protocol}-linear-f{fraction:g}-s{seed}", f"{protocol}-knn"
     have = results(folder_of())
-    return {"full": scores(have["xsub-linear"]), "few": scores(have[few_key])}
+    common = ["--protocol", protocol, "--seed", seed, "--no-progress"]
+    if not (resume and full_key in have):
+        s2i("evaluate", *args, "--mode", "linear", *common)
+    if not (resume and few_key in have):
+        s2i("evaluate", *args, "--mode", "linear", "--fraction", fraction, *common)
+    if knn and not (resume and knn_key in have):
+        s2i("evaluate", *args, "--mode", "knn", *common)
+    have = results(folder_of())
+    out = {"full": scores(have[full_key]), "few": scores(have[few_key])}
+    if knn:
+        out["knn"] = scores(have[knn_key])
+    return out
 
 
-def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint") -> dict[str, dict[str, list[float]]]:
-    """The same xsub linear probe on the images' raw pixels (normalised as the encoders get them,
+def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint", protocol: str = "xsub",
+                fraction: float = FRACTION) -> dict[str, dict[str, list[float]]]:
+    """The same linear probe on the images' raw pixels (normalised as the encoders get them,
     flattened): no encoder at all. Where it is high, the classes are linearly separable in pixel
     space, a random-init encoder (random projections of its patches) keeps most of that, and what
     pretraining adds can only show where labels are few. {"few": ..., "full": ...} over seeds."""
@@ -124,7 +140,7 @@ def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint") -> 
     from s2i_cli.store import open_store, split_indices, stream_arrays
 
     root = open_store(store)
-    train, test = split_indices(root, "xsub", "train"), split_indices(root, "xsub", "test")
+    train, test = split_indices(root, protocol, "train"), split_indices(root, protocol, "test")
     labels = np.asarray(root["label"][:], dtype=np.int64)
     classes = len(root.attrs["s2i"]["class_names"])
     images = np.asarray(stream_arrays(root, stream)[0][:])  # a CPU-mode store: tens of MB
@@ -132,7 +148,7 @@ def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint") -> 
               for side, idx in (("train", train), ("test", test))}
     out = {frac: {"top1": [], "mean_class": []} for frac in ("few", "full")}
     for seed in range(seeds):
-        for frac, keep in (("few", random_subset(len(train), FRACTION, seed)), ("full", np.arange(len(train)))):
+        for frac, keep in (("few", random_subset(len(train), fraction, seed)), ("full", np.arange(len(train)))):
             head = train_linear_head(pixels["train"][keep], labels[train][keep], classes, epochs=epochs, seed=seed)
             pred = predict_linear(head, pixels["test"]).argmax(1)
             per_class = per_class_accuracy(confusion_matrix(pred, labels[test], classes))
@@ -150,23 +166,29 @@ def fmt(values: list[float]) -> str:
     return f"{m:.1f} ± {s:.1f}"
 
 
-def table(rows: list[dict], seeds: int, setting: str) -> str:
-    head = ("| masking | fill | norm | augment | stream | init | 10 % top-1 | 10 % mean-class | 100 % top-1 "
-            "| 100 % mean-class | random-init 10 % | random-init 100 % | gain at 10 % | pixels 10 % | pixels 100 % |")
-    lines = [f"Linear probe, xsub, top-1 and mean per-class accuracy in %, mean ± std over {seeds} seeds; "
-             f"{setting}.", "", head, "|" + " --- |" * 15]
+def table(rows: list[dict], seeds: int, setting: str, protocol: str = "xsub", fraction: float = FRACTION) -> str:
+    pct = f"{100 * fraction:g} %"
+    knn = any("knn" in r["pretrained"] for r in rows)
+    cols = [f"{pct} top-1", f"{pct} mean-class", "100 % top-1", "100 % mean-class", f"random-init {pct}",
+            "random-init 100 %", f"gain at {pct}"] + (["kNN", "random-init kNN"] if knn else []) + \
+           [f"pixels {pct}", "pixels 100 %"]
+    head = "| masking | fill | norm | augment | stream | init | " + " | ".join(cols) + " |"
+    lines = [f"Linear probe, {protocol}, top-1 and mean per-class accuracy in %, mean ± std over {seeds} seeds; "
+             f"{setting}.", "", head, "|" + " --- |" * (6 + len(cols))]
     for r in rows:
         c, p, b = r["cell"], r["pretrained"], r["random_init"]
         gain = [x - y for x, y in zip(p["few"]["top1"], b["few"]["top1"])]
         init = "random" if c["init"] == "random" else Path(c["init"]).name
+        knn_cells = f"{fmt(p['knn']['top1'])} | {fmt(b['knn']['top1'])} | " if knn else ""
         lines.append(f"| {c['masking']} | {c['fill']} | {c['norm']} | {c['augment']} | {c['stream']} | {init} | "
                      f"{fmt(p['few']['top1'])} | {fmt(p['few']['mean_class'])} | {fmt(p['full']['top1'])} | "
                      f"{fmt(p['full']['mean_class'])} | {fmt(b['few']['top1'])} | {fmt(b['full']['top1'])} | "
-                     f"{fmt(gain)} | {fmt(r['pixels']['few']['top1'])} | {fmt(r['pixels']['full']['top1'])} |")
+                     f"{fmt(gain)} | {knn_cells}{fmt(r['pixels']['few']['top1'])} | "
+                     f"{fmt(r['pixels']['full']['top1'])} |")
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], path: Path, title: str) -> None:
+def chart(rows: list[dict], path: Path, title: str, protocol: str = "xsub") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,7 +205,7 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
         stats = [mean_std(r[who][frac]["top1"]) for r in rows]
         ax.bar(x + (k - 2) * width, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=label)
     ax.set_xticks(x, [r["name"].replace("-", "\n") for r in rows], fontsize=7)
-    ax.set_ylabel("xsub linear-probe top-1 (%)")
+    ax.set_ylabel(f"{protocol} linear-probe top-1 (%)")
     ax.set_title(title, fontsize=9)
     ax.set_ylim(0, 118)  # room for the legend above the bars
     ax.legend(fontsize=8, ncols=5, loc="upper center")
@@ -193,11 +215,27 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def store_facts(store: Path) -> dict:
+    """fill, norm, streams and protocols of an existing store (`--store`)."""
+    from s2i_cli.store import open_store
+
+    attrs = open_store(store).attrs["s2i"]
+    return {"fill": attrs.get("fill", "unknown"), "norm": attrs.get("norm", "unknown"), "dataset": attrs.get("dataset", "?"),
+            "streams": list(attrs.get("streams", ["joint"])), "protocols": list(attrs.get("protocols", []))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=MODES, default="cpu")
     p.add_argument("--out", type=Path, default=Path("ablation"))
-    p.add_argument("--raw", type=Path, help="raw NTU60 files (default: `s2i synth ntu60` into OUT/raw)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--store", type=Path, help="an existing store (s2i convert's OUT): its images, fill and norm")
+    source.add_argument("--raw", nargs=2, metavar=("DATASET", "RAWDIR"),
+                        help="raw files of DATASET (any `s2i convert` reads) to convert, one store per fill x norm x "
+                             "stream (default: `s2i synth ntu60` into OUT/raw)")
+    p.add_argument("--protocol", help="split protocol (default: xsub for the synthetic set, else the store's first)")
+    p.add_argument("--fraction", type=float, default=FRACTION, help="the few-label probe's share of the train labels")
+    p.add_argument("--knn", action="store_true", help="also the k-NN probe (every label) on the same features")
     p.add_argument("--grid", choices=("oat", "full"), default="oat")
     p.add_argument("--masking", default="random,tube,frames,parts")
     p.add_argument("--fill", default="zero,repeat")
@@ -209,47 +247,77 @@ def main() -> None:
     for key in ("samples", "classes", "epochs", "batch", "size", "probe_epochs", "workers", "threads"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"override the mode's {key}")
     p.add_argument("--model", help="override the mode's encoder")
+    p.add_argument("--blr", type=float, help="override the mode's base learning rate")
+    p.add_argument("--decoder", help="override the mode's decoder: DIM,DEPTH,HEADS (e.g. 128,2,4)")
+    p.add_argument("--pretrain-args", default="", help="more `s2i pretrain` options, one string "
+                                                       "(e.g. \"--mask-ratio 0.9 --warmup-epochs 10\")")
     p.add_argument("--resume", action="store_true", help="skip runs and probes whose results exist")
     args = p.parse_args()
     cfg = dict(MODES[args.mode])
-    for key in ("samples", "classes", "epochs", "batch", "size", "probe_epochs", "workers", "threads", "model"):
+    for key in ("samples", "classes", "epochs", "batch", "size", "probe_epochs", "workers", "threads", "model", "blr"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    if args.decoder:
+        cfg["decoder"] = tuple(int(v) for v in args.decoder.split(","))
+        if len(cfg["decoder"]) != 3:
+            p.error("--decoder takes DIM,DEPTH,HEADS")
+    if not 0 < args.fraction < 1:
+        p.error("--fraction must lie in (0, 1)")
     if cfg["threads"]:  # measured: on 2 shared cores, 2 intra-op threads stall for seconds per step; 1 does not
         import torch
         torch.set_num_threads(cfg["threads"])
+    extra = shlex.split(args.pretrain_args)
     lists = {"masking": args.masking.split(","), "fill": args.fill.split(","), "norm": args.norm.split(","),
              "augment": args.augment.split(";"), "stream": args.stream.split(","), "init": args.init.split(",")}
+    facts = None
+    if args.store is not None:  # the store's images: its fill and norm, whatever the lists say
+        if not (args.store / "zarr.json").exists():
+            p.error(f"--store {args.store}: not an s2i store (no zarr.json)")
+        facts = store_facts(args.store)
+        lists["fill"], lists["norm"] = [facts["fill"]], [facts["norm"]]
+        missing = [s for s in lists["stream"] if s not in facts["streams"]]
+        if missing:
+            p.error(f"--store {args.store} has no {', '.join(missing)} stream: add it with `s2i encode`")
+    protocol = args.protocol or ("xsub" if facts is None and args.raw is None else
+                                 facts["protocols"][0] if facts and facts["protocols"] else "xsub")
     grid = cells(lists, args.grid)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    setting = (f"{args.mode} mode: {cfg['model']}, {cfg['size']} px, decoder {cfg['decoder'][0]}x{cfg['decoder'][1]}, "
-               f"{cfg['epochs']} epochs, batch {cfg['batch']}, synthetic NTU60 {cfg['samples']} samples / "
-               f"{cfg['classes']} classes" if args.raw is None else f"{args.mode} mode on {args.raw}")
+    model = (f"{cfg['model']}, {cfg['size']} px, decoder {cfg['decoder'][0]}x{cfg['decoder'][1]}, {cfg['epochs']} "
+             f"epochs, batch {cfg['batch']}, blr {cfg['blr']:g}" + (f", {' '.join(extra)}" if extra else ""))
+    if args.store is not None:
+        model = model.replace(f", {cfg['size']} px", "")  # the store's size
+        setting = f"{args.mode} mode: {model}; store {args.store} ({facts['dataset']}), protocol {protocol}"
+    elif args.raw is not None:
+        setting = f"{args.mode} mode: {model}; {args.raw[0]} from {args.raw[1]}, protocol {protocol}"
+    else:
+        setting = (f"{args.mode} mode: {model}; synthetic NTU60 {cfg['samples']} samples / {cfg['classes']} classes "
+                   f"(a smoke run, not evidence)")
     print(f"ablation: {len(grid)} cells x {args.seeds} seeds ({setting})", flush=True)
 
-    raw = args.raw
-    if raw is None:
-        raw = out / "raw"
-        if not (args.resume and raw.exists()):
-            s2i("synth", "ntu60", raw, "--samples", cfg["samples"], "--classes", cfg["classes"], "--seed", 0)
     stores = {}
-    for cell in grid:
-        key = cell.store_key()
-        if key in stores:
-            continue
-        stores[key] = out / "stores" / f"{key}.zarr"
-        if not (args.resume and (stores[key] / "zarr.json").exists()):
-            stream = [] if cell.stream == "joint" else ["--streams", f"joint,{cell.stream}"]
-            s2i("convert", "ntu60", raw, stores[key], "--size", cfg["size"], "--layout", "aligned", "--fill",
-                cell.fill, "--norm", cell.norm, "--overwrite", "--no-progress", *stream)
+    if args.store is not None:
+        stores = {cell.store_key(): args.store for cell in grid}
+    else:
+        dataset, raw = ("ntu60", out / "raw") if args.raw is None else (args.raw[0], Path(args.raw[1]))
+        if args.raw is None and not (args.resume and raw.exists()):
+            s2i("synth", "ntu60", raw, "--samples", cfg["samples"], "--classes", cfg["classes"], "--seed", 0)
+        for cell in grid:
+            key = cell.store_key()
+            if key in stores:
+                continue
+            stores[key] = out / "stores" / f"{key}.zarr"
+            if not (args.resume and (stores[key] / "zarr.json").exists()):
+                stream = [] if cell.stream == "joint" else ["--streams", f"joint,{cell.stream}"]
+                s2i("convert", dataset, raw, stores[key], "--size", cfg["size"], "--layout", "aligned", "--fill",
+                    cell.fill, "--norm", cell.norm, "--overwrite", "--no-progress", *stream)
 
     pixels = {}  # the pixel-space reference of each store (and stream)
     for cell in grid:
         if cell.store_key() not in pixels:
             pixels[cell.store_key()] = pixel_probe(stores[cell.store_key()], args.seeds, cfg["probe_epochs"],
-                                                   cell.stream)
+                                                   cell.stream, protocol, args.fraction)
     rows = []
     dim, depth, heads = cfg["decoder"]
     for cell in grid:
@@ -264,27 +332,29 @@ def main() -> None:
                 stream = [] if cell.stream == "joint" else ["--stream", cell.stream]
                 s2i("pretrain", store, "--run-dir", run, "--model", cfg["model"], "--epochs", cfg["epochs"],
                     "--batch-size", cfg["batch"], "--blr", cfg["blr"], "--decoder-dim", dim, "--decoder-depth", depth,
-                    "--decoder-heads", heads, "--protocol", "xsub", "--seed", seed, "--masking", cell.masking,
-                    "--augment", cell.augment, "--workers", cfg["workers"], "--no-progress", *init, *stream)
+                    "--decoder-heads", heads, "--protocol", protocol, "--seed", seed, "--masking", cell.masking,
+                    "--augment", cell.augment, "--workers", cfg["workers"], "--no-progress", *init, *stream, *extra)
             per_seed["pretrained"].append(probe(["--run", run, "--epochs", cfg["probe_epochs"]], lambda: run, seed,
-                                              args.resume))
+                                                args.resume, protocol, args.fraction, args.knn))
             # the same probe on a random-init encoder over the same images, one folder per seed
             base = out / "baselines" / f"{cell.store_key()}-s{seed}"
             per_seed["random_init"].append(probe(["--run", "none", "--store", store, "--model", cfg["model"],
                                                   "--stream", cell.stream, "--epochs", cfg["probe_epochs"],
                                                   "--runs-dir", base],
-                                                 lambda: next(base.glob("*-scratch-*"), base), seed, args.resume))
+                                                 lambda: next(base.glob("*-scratch-*"), base), seed, args.resume,
+                                                 protocol, args.fraction, args.knn))
         for who in per_seed:
             row[who] = {frac: {metric: [s[frac][metric] for s in per_seed[who]] for metric in ("top1", "mean_class")}
-                        for frac in ("few", "full")}
+                        for frac in per_seed[who][0]}
         rows.append(row)
-        (out / "ablation.json").write_text(json.dumps({"setting": setting, "config": cfg, "rows": rows}, indent=2))
+        (out / "ablation.json").write_text(json.dumps({"setting": setting, "protocol": protocol, "config": cfg,
+                                                       "rows": rows}, indent=2))
 
     minutes = (time.time() - started) / 60
-    md = table(rows, args.seeds, setting) + f"\nWall time {minutes:.0f} min. Command: `python scripts/ablate.py " \
-                                            f"{' '.join(sys.argv[1:])}`\n"
+    md = table(rows, args.seeds, setting, protocol, args.fraction) + \
+        f"\nWall time {minutes:.0f} min. Command: `python scripts/ablate.py {shlex.join(sys.argv[1:])}`\n"
     (out / "ablation.md").write_text(md)
-    chart(rows, out / "ablation.png", setting)
+    chart(rows, out / "ablation.png", setting, protocol)
     print(md, flush=True)
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.png'}, {out / 'ablation.json'}")
 
