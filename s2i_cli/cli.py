@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from .config import DEFAULT_EPOCHS, MODE_DEFAULTS, EvalConfig, PretrainConfig
+from .train.config import DEFAULT_EPOCHS, MODE_DEFAULTS, EvalConfig, PretrainConfig
 
 app = typer.Typer(
     name="s2i",
@@ -92,8 +92,8 @@ def convert(
     """
     import sys
 
-    from .convert import ConvertError, ConvertFailed, convert as run_convert
-    from .report import print_convert_report
+    from .convert.flow import ConvertError, ConvertFailed, convert as run_convert
+    from .views.convert_summary import print_convert_report
 
     options = key_values(reader_option, "--reader-option")
     try:
@@ -123,9 +123,9 @@ def encode(
     """Add streams to a store from its stored skeletons, without the raw files: bone (each joint
     minus its parent), motion (frame t+1 minus frame t), bone-motion. Same arrays as
     `s2i convert --streams`; train on one with `s2i pretrain STORE --stream bone`."""
-    from .encode import EncodeError, encode as run_encode
+    from .convert.add_streams import EncodeError, encode as run_encode
     from .store import StoreError
-    from .streams import StreamError, parse_streams
+    from .encoder.streams import StreamError, parse_streams
 
     try:
         report = run_encode(store, parse_streams(streams), progress=progress,
@@ -151,8 +151,8 @@ def synth(
     Motions come from a small forward-kinematics skeleton with class-dependent movements,
     per-subject proportions, camera rotation and noise; two-person classes have two bodies.
     """
-    from .progress import progress_bar
-    from .synth import synthesize
+    from .views.progress import progress_bar
+    from .formats.synth import synthesize
 
     try:
         with progress_bar(True, console) as bar:
@@ -177,7 +177,7 @@ def info(
     rejected files (reason, line), ignored files, bytes on disk and compression, the command that made it."""
     import json
 
-    from .info import print_info, store_summary
+    from .views.info import print_info, store_summary
     from .store import StoreError, open_store
 
     try:
@@ -202,7 +202,7 @@ def show(
 ) -> None:
     """Draw one sample: its S2I image (body-part bands and actors marked) beside its skeleton at
     a few frames, and one joint's channels decoded from the image over the stored skeleton."""
-    from .show import ShowError, check_index, find_index, render_sample
+    from .views.show import ShowError, check_index, find_index, render_sample
     from .store import StoreError, open_store
 
     if index is not None and name is not None:
@@ -297,7 +297,7 @@ def pretrain(
     try:
         if store is not None:
             open_store(store)  # a bad store fails here, before torch is imported
-        from .pretrain import pretrain as run_pretrain
+        from .train.pretrain import pretrain as run_pretrain
 
         run = run_pretrain(run_dir=run_dir, resume=resume, max_steps=max_steps, runs_root=runs_dir,
                            progress=progress, **options)
@@ -347,9 +347,9 @@ def evaluate(
 ) -> None:
     """Evaluate a pretrained encoder on a protocol: linear probe, k-NN or fine-tuning; top-1/top-5,
     per-class accuracy and a confusion matrix, saved in the run's results.json."""
-    from .ensemble import EnsembleError
-    from .evaluate import evaluate as run_evaluation
-    from .results import results_table, summary_table
+    from .eval.ensemble import EnsembleError
+    from .eval.evaluate import evaluate as run_evaluation
+    from .eval.results import results_table, summary_table
     from .store import StoreError
 
     options = {**_options(EvalConfig, locals()), "mode": mode or E.mode}
@@ -359,7 +359,7 @@ def evaluate(
             out.print(summary_table(runs_dir))
             return
         if ensemble is not None:
-            from .ensemble import ensemble_table, evaluate_ensemble
+            from .eval.ensemble import ensemble_table, evaluate_ensemble
 
             entry = evaluate_ensemble([Path(r) for r in ensemble.split(",") if r], protocol=protocol, mode=mode,
                                       weights=weights, runs_root=runs_dir)

@@ -133,10 +133,10 @@ def pixel_probe(store: Path, seeds: int, epochs: int, stream: str = "joint", pro
     import numpy as np
     import torch
 
-    from s2i_cli.data import normalize
-    from s2i_cli.evaluate import random_subset
-    from s2i_cli.metrics import confusion_matrix, per_class_accuracy
-    from s2i_cli.probe import predict_linear, train_linear_head
+    from s2i_cli.train.loader import normalize
+    from s2i_cli.eval.evaluate import random_subset
+    from s2i_cli.eval.metrics import confusion_matrix, per_class_accuracy
+    from s2i_cli.eval.probe import predict_linear, train_linear_head
     from s2i_cli.store import open_store, split_indices, stream_arrays
 
     root = open_store(store)

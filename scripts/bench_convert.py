@@ -116,7 +116,7 @@ def convert_in_subprocess(raw: Path, out: Path, size: int, workers: int, shard: 
     """One `convert` in a fresh process (cold start included, as a user runs it). Peak memory:
     the parent's, and the largest of the worker processes' (each reports its own)."""
     code = (
-        "import json, resource, sys, time; from pathlib import Path; from s2i_cli.convert import convert;"
+        "import json, resource, sys, time; from pathlib import Path; from s2i_cli.convert.flow import convert;"
         f"t=time.perf_counter(); r=convert('ntu120', Path({str(raw)!r}), Path({str(out)!r}), size={size}, "
         f"workers={workers}, shard={shard}, overwrite=True, progress=False, streams={streams!r});"
         "print(json.dumps({'files': r.written, 'seconds': time.perf_counter()-t, 'store_bytes': r.store_bytes,"
@@ -166,7 +166,7 @@ def slot_costs(store_dir: Path, tmp: Path, n: int = 100_000) -> None:
 def bench_streams(raw: Path, tmp: Path, args, cores: int) -> None:
     """Four streams from the one parse against joint alone, same files, all cores: `args.repeats`
     pairs, each pair back to back (this machine's speed drifts between minutes), and their median."""
-    from s2i_cli.streams import STREAMS
+    from s2i_cli.encoder.streams import STREAMS
 
     warm = tmp / "warm"  # Numba compiles each kernel once after an install: not a cost of either side
     replicate(sorted(NTU.glob("*.skeleton")), 16, warm)
@@ -199,9 +199,9 @@ def stream_costs(store_dir: Path, joint_ms: float, shard: int, repeats: int = 3)
     import zarr
 
     from s2i_cli import store
-    from s2i_cli.encoding import Encoding, encode_many
+    from s2i_cli.encoder.encoding import Encoding, encode_many
     from s2i_cli.formats import get_format
-    from s2i_cli.streams import STREAMS
+    from s2i_cli.encoder.streams import STREAMS
 
     root = store.open_store(store_dir)
     m = min(shard, int(root["images"].shape[0]))
@@ -306,7 +306,7 @@ def main() -> None:
               f"parent {large['parent_mb']:.0f} MB, largest worker {large['worker_mb']:.0f} MB")
         print(f"peak memory 4N / N: parent {large['parent_mb'] / every['parent_mb']:.2f}, worker "
               f"{large['worker_mb'] / max(every['worker_mb'], 1):.2f} (flat in N means ~1.0)")
-        from s2i_cli.streams import STREAMS
+        from s2i_cli.encoder.streams import STREAMS
         small4, large4 = (convert_in_subprocess(r, tmp / f"mem{k}.zarr", args.size, cores, args.shard, STREAMS)
                           for k, r in ((1, raw), (4, raw4)))
         print(f"the same with --streams {','.join(STREAMS)}: peak RSS {small4['parent_mb']:.0f} -> "

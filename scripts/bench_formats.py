@@ -244,7 +244,7 @@ def _peak_step(step: str, path: str, out: str) -> tuple[float, float, str]:
     """Run one step in this (fresh) process: (peak RSS MB above the imports', seconds, note)."""
     import pickle
 
-    from s2i_cli.convert import convert
+    from s2i_cli.convert.flow import convert
     from s2i_cli.formats import get_format
 
     def status(key: str) -> float:  # MB, from /proc/self/status (Linux)

@@ -48,10 +48,10 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2i_cli import store as s2i_store  # noqa: E402
-from s2i_cli.augment import AUGMENTS  # noqa: E402
-from s2i_cli.data import make_loader, normalize  # noqa: E402
-from s2i_cli.encoding import store_encoding  # noqa: E402
-from s2i_cli.mae import MaskedAutoencoder  # noqa: E402
+from s2i_cli.train.augment import AUGMENTS  # noqa: E402
+from s2i_cli.train.loader import make_loader, normalize  # noqa: E402
+from s2i_cli.encoder.encoding import store_encoding  # noqa: E402
+from s2i_cli.train.mae import MaskedAutoencoder  # noqa: E402
 from s2i_cli.store import open_store, stored_streams  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Consolidated metadata")
@@ -190,8 +190,8 @@ def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict
 
 def synth_store(folder: Path, n: int, size: int) -> Path:
     # an `s2i synth` NTU60 set converted at `size`: real skeletons for the loader to re-encode
-    from s2i_cli.convert import convert
-    from s2i_cli.synth import synthesize
+    from s2i_cli.convert.flow import convert
+    from s2i_cli.formats.synth import synthesize
 
     synthesize("ntu60", folder / "raw", samples=n, seed=0, classes=10)
     return convert("ntu60", folder / "raw", folder / "synth.zarr", size=size, progress=False).store
@@ -230,7 +230,7 @@ def bench_steps(model: str, size: int, batch: int, steps: int, device: torch.dev
 def bench_e2e(model: str, size: int, batch: int, steps: int, epochs: int, workers: int, compile: bool,
               decoder: tuple[int, int, int], tmp: Path) -> list[dict]:
     """Run/step throughput of whole `pretrain` runs (see the module docstring)."""
-    from s2i_cli.pretrain import pretrain
+    from s2i_cli.train.pretrain import pretrain
     from tests.stores import make_store
 
     store = make_store(tmp / f"e2e-{size}.zarr", n=batch * steps, size=size, classes=10, noise=3.0)

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from s2i_cli import layout, store
-from s2i_cli.augment import AUGMENTS, augment_sequence, encode_augmented, parse_augment
-from s2i_cli.convert import convert
-from s2i_cli.data import BlockDataset, make_loader
-from s2i_cli.encoding import Encoding, encode, store_encoding
+from s2i_cli.encoder import skeletons
+from s2i_cli import store
+from s2i_cli.train.augment import AUGMENTS, augment_sequence, encode_augmented, parse_augment
+from s2i_cli.convert.flow import convert
+from s2i_cli.train.loader import BlockDataset, make_loader
+from s2i_cli.encoder.encoding import Encoding, encode, store_encoding
 
 
 def walk(frames: int, actors: int = 1, seed: int = 0) -> np.ndarray:
@@ -42,14 +43,14 @@ def test_parse_augment():
 def test_rotate_and_scale_equal_numpy_reference():
     seq = walk(20, 2)
     seq[:, 1, :, :] = 0  # an absent second actor stays absent
-    out = augment_sequence(seq, ("rotate", "scale"), np.random.default_rng(5), layout.NTU25)
+    out = augment_sequence(seq, ("rotate", "scale"), np.random.default_rng(5), skeletons.NTU25)
     rng = np.random.default_rng(5)  # the same draws in the same order
     ax, ay, az = rng.uniform(-0.3, 0.3, 3)
     factors = rng.uniform(0.9, 1.1, 3)
     want = rotate_about(rotate_about(rotate_about(seq.astype(np.float64), 0, ax), 1, ay), 2, az) * factors
     assert np.allclose(out, want, atol=1e-5) and not np.any(out[:, 1])
     # lengths change only by the scale: a pure rotation keeps every bone's length
-    rot = augment_sequence(seq, ("rotate",), np.random.default_rng(1), layout.NTU25)
+    rot = augment_sequence(seq, ("rotate",), np.random.default_rng(1), skeletons.NTU25)
     assert np.allclose(np.linalg.norm(rot[:, 0, 4] - rot[:, 0, 5], axis=-1),
                        np.linalg.norm(seq[:, 0, 4] - seq[:, 0, 5], axis=-1), atol=1e-5)
 
@@ -59,7 +60,7 @@ def test_crop_takes_a_contiguous_half_or_more():
     seq[:, 0, 0, 0] = np.arange(40)  # frame numbers in a channel
     lengths = set()
     for s in range(30):
-        out = augment_sequence(seq, ("crop",), np.random.default_rng(s), layout.NTU25)
+        out = augment_sequence(seq, ("crop",), np.random.default_rng(s), skeletons.NTU25)
         frames = out[:, 0, 0, 0]
         assert 20 <= len(out) <= 40 and np.array_equal(frames, np.arange(frames[0], frames[0] + len(out)))
         lengths.add(len(out))
@@ -70,15 +71,15 @@ def test_mirror_swaps_equal_bands_and_flips_x():
     """In the aligned layout the arms (legs) have equal bands: the mirrored skeleton's image is the
     image with the arm bands and the leg bands swapped and x (R) inverted, within rounding."""
     seq = walk(30, seed=3)
-    enc = Encoding(layout.NTU25, "aligned", 80, "main")
+    enc = Encoding(skeletons.NTU25, "aligned", 80, "main")
     for s in range(20):
         rng = np.random.default_rng(s)
         if rng.uniform() < 0.5:  # augment_sequence draws the same coin: pick a seed that mirrors
             break
-    mirrored = augment_sequence(seq, ("mirror",), np.random.default_rng(s), layout.NTU25)
+    mirrored = augment_sequence(seq, ("mirror",), np.random.default_rng(s), skeletons.NTU25)
     (plain,), _ = encode([seq], [1], enc)
     (flipped,), _ = encode([mirrored], [1], enc)
-    edges = layout.band_edges(80, align=16)  # 16 px each
+    edges = skeletons.band_edges(80, align=16)  # 16 px each
     swap = np.r_[np.arange(0, 16), np.arange(32, 48), np.arange(16, 32), np.arange(64, 80), np.arange(48, 64)]
     assert edges.tolist() == [0, 16, 32, 48, 64, 80]
     want = plain[:, :, swap].astype(int)
@@ -90,7 +91,7 @@ def test_2d_formats_keep_confidence():
     seq = walk(10)
     seq[..., 2] = np.random.default_rng(0).uniform(0, 1, seq.shape[:-1])
     seq = seq[:, :, :18]
-    out = augment_sequence(seq, AUGMENTS, np.random.default_rng(0), layout.OPENPOSE18)
+    out = augment_sequence(seq, AUGMENTS, np.random.default_rng(0), skeletons.OPENPOSE18)
     assert np.all(np.isin(out[..., 2], seq[..., 2]))  # confidences only move with their joints
 
 
@@ -142,7 +143,7 @@ def test_augmented_loader_is_reproducible(ntu_store, workers):
 def test_pretrain_with_parts_masking_and_augmentation(ntu_dir, tmp_path):
     import json
 
-    from s2i_cli.pretrain import pretrain
+    from s2i_cli.train.pretrain import pretrain
     convert("ntu60", ntu_dir, tmp_path / "a.zarr", size=80, layout_name="aligned", fill="zero", progress=False)
     run = pretrain(tmp_path / "a.zarr", tmp_path / "run", model="vit_tiny", decoder_dim=32, decoder_depth=1,
                    decoder_heads=4, workers=0, progress=False, epochs=1, batch_size=4, masking="parts",
@@ -155,7 +156,7 @@ def test_pretrain_with_parts_masking_and_augmentation(ntu_dir, tmp_path):
 
 
 def test_finetune_with_augmentation(ntu_store, tmp_path):
-    from s2i_cli.evaluate import evaluate
+    from s2i_cli.eval.evaluate import evaluate
     entry = evaluate(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", augment="all",
                      epochs=1, batch_size=4, workers=0, progress=False, runs_root=tmp_path / "runs")
     assert entry["mode"] == "finetune" and entry["n_train"] > 0 and 0 <= entry["mean_class"] <= 1

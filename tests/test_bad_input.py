@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from s2i_cli import layout
-from s2i_cli.convert import centre_sequences
-from s2i_cli.encoding import Encoding, encode
+from s2i_cli.encoder import skeletons
+from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.encoder.encoding import Encoding, encode
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.base import ALL_ZERO, MAX_COORDINATE
 from s2i_cli.formats.ntu import parse_skeleton
 from s2i_cli.formats.pkummd import parse_sequence
-from s2i_kernels.encode import quantise_batch, quantise_batch_serial
-from s2i_kernels.textscan import read_float
+from s2i_cli.kernels.encode import quantise_batch, quantise_batch_serial
+from s2i_cli.kernels.textscan import read_float
 from tests.samples import (kinetics_doc, ntu_bytes, ntu_joints, nwucla_bytes, pku_bytes, read_kinetics, read_ntu,
                            read_nwucla, read_pkummd, read_toyota, within)
 from tests.test_formats import frame_line, pku_tree, toyota_doc
@@ -139,8 +139,8 @@ def test_every_reader_rejects_an_all_zero_sample_alike(case):
 
 
 def test_the_encoder_refuses_a_sample_without_frames():
-    skel = layout.NTU25
-    col_idx, col_w = layout.column_map(skel, "parts", 8)
+    skel = skeletons.NTU25
+    col_idx, col_w = skeletons.column_map(skel, "parts", 8)
     joints = np.ones((3, 2, 25, 3), dtype=np.float32)  # the first sample's frames; the second has none
     offsets = np.array([0, 3, 3], dtype=np.int64)
     rows = np.zeros((2, 8), dtype=np.int64)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from s2i_cli import convert as convert_mod
+from s2i_cli.convert import executors
 from s2i_cli import store
 from s2i_cli.cli import app
-from s2i_cli.convert import ConvertFailed, convert
+from s2i_cli.convert.flow import ConvertFailed, convert
 from tests.stores import pipeline
 from tests.test_ntu import assert_stores_equal
 
@@ -45,13 +45,13 @@ def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatc
         region = root.attrs["s2i"]["frame_region"]
         root["skeleton/joints"][k * region:k * region + 10] = 7.0
     redone = []
-    real = convert_mod.convert_shard
+    real = executors.convert_shard
 
     def spy(plan, task):
         redone.append(task.index)
         return real(plan, task)
 
-    monkeypatch.setattr(convert_mod, "convert_shard", spy)
+    monkeypatch.setattr(executors, "convert_shard", spy)
     report = convert("ntu120", raw, out, resume=True, **OPTS)
     assert sorted(redone) == [3, 5]
     assert report.written == 16 and report.resumed_from == 16 - 3  # shards 3 and 5: 4 slots, one rejected
@@ -82,8 +82,8 @@ def test_a_failing_task_names_its_shard_and_leaves_a_resumable_store(raw, tmp_pa
 
 
 def test_rejected_slots_are_marked_and_left_out(raw, tmp_path):
-    from s2i_cli.info import store_summary
-    from s2i_cli.show import load_sample
+    from s2i_cli.views.info import store_summary
+    from s2i_cli.views.show import load_sample
 
     convert("ntu120", raw, tmp_path / "o.zarr", **OPTS)
     root = store.open_store(tmp_path / "o.zarr")
@@ -165,7 +165,7 @@ def s3(monkeypatch):
 def forkserver_before_s3():
     """The workers' forkserver started before the AWS_* variables are set (as by an earlier
     conversion in this process): workers must still take the run's environment."""
-    from s2i_cli.convert import worker_context
+    from s2i_cli.convert.executors import worker_context
 
     worker_context()
 
@@ -176,7 +176,7 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_
 
     import xarray as xr
 
-    from s2i_cli.data import make_loader
+    from s2i_cli.train.loader import make_loader
 
     url = "s3://skel/ntu.zarr"
     result = CliRunner().invoke(app, ["convert", "ntu120", str(raw), url, "--size", "32", "--shard-size", "4",
@@ -198,8 +198,8 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_
     assert np.array_equal(images.numpy(), local["images"][:][index.numpy()])
     assert pipeline(loader.dataset._open()[0]) == "BatchedCodecPipeline"  # zarrs has no S3 store
 
-    from s2i_cli import evaluate as ev
-    from s2i_cli.pretrain import pretrain  # pretrain and evaluate take the URL
+    from s2i_cli.eval import evaluate as ev
+    from s2i_cli.train.pretrain import pretrain  # pretrain and evaluate take the URL
 
     run = pretrain(url, tmp_path / "run", epochs=1, batch_size=4, model="vit_tiny", decoder_dim=32, decoder_depth=1,
                    decoder_heads=2, workers=0, progress=False)

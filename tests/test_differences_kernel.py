@@ -4,9 +4,9 @@ it replaced, value for value (float32): random 3D sequences with absent actors a
 sample's end), and each output alone or with the others."""
 import numpy as np
 import pytest
-from s2i_kernels.differences import difference_streams
+from s2i_cli.kernels.differences import difference_streams
 
-from s2i_cli import layout
+from s2i_cli.encoder import skeletons
 
 
 def numpy_streams(joints, offsets, parent, is_2d):
@@ -31,7 +31,7 @@ def numpy_streams(joints, offsets, parent, is_2d):
     return out
 
 
-@pytest.mark.parametrize("skel", [layout.NTU25, layout.OPENPOSE18, layout.NWUCLA20])
+@pytest.mark.parametrize("skel", [skeletons.NTU25, skeletons.OPENPOSE18, skeletons.NWUCLA20])
 def test_kernel_equals_numpy(skel):
     rng = np.random.default_rng(skel.num_joints)
     frames = np.array([5, 1, 12, 3])

@@ -6,9 +6,9 @@ one grey level for another power and of a float64 computation; the serial and pa
 kernels give the same images."""
 import numpy as np
 import pytest
-from s2i_kernels.encode import quantise_batch, quantise_batch_serial
+from s2i_cli.kernels.encode import quantise_batch, quantise_batch_serial
 
-from s2i_cli import layout
+from s2i_cli.encoder import skeletons
 
 
 def reference(joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power, dtype=np.float32):
@@ -40,7 +40,7 @@ def batch(rng, height, frames=(7, 30, 1), persons="stacked", fill="repeat"):
     """Random two-actor values (differences: signed) and each sample's row maps and norm."""
     seqs = [rng.normal(0, 0.3, (f, 2, 25, 3)).astype(np.float32) for f in frames]
     actors = [1 + k % 2 for k in range(len(frames))]
-    maps = [layout.row_map(f, a, height, persons, fill) for f, a in zip(frames, actors)]
+    maps = [skeletons.row_map(f, a, height, persons, fill) for f, a in zip(frames, actors)]
     row_actor, row_f0, row_f1, row_w = (np.stack([m[k] for m in maps]) for k in range(4))
     offsets = np.r_[0, np.cumsum(frames)].astype(np.int64)
     joints = np.concatenate(seqs)
@@ -56,7 +56,7 @@ def batch(rng, height, frames=(7, 30, 1), persons="stacked", fill="repeat"):
 def test_kernel_equals_the_numpy_reference(power, height, persons, fill):
     rng = np.random.default_rng(height)
     joints, offsets, row_actor, row_f0, row_f1, row_w, norm = batch(rng, height, persons=persons, fill=fill)
-    col_idx, col_w = layout.column_map(layout.NWUCLA20, "parts", 41)  # virtual joints: four taps
+    col_idx, col_w = skeletons.column_map(skeletons.NWUCLA20, "parts", 41)  # virtual joints: four taps
     power = np.array(power)
     args = (joints, offsets, row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, power)
     serial = np.empty((len(offsets) - 1, 3, height, 41), dtype=np.uint8)
@@ -82,7 +82,7 @@ def test_repeated_rows_anywhere_are_copied_exactly():
     row_f0 = rng.integers(0, 3, (1, height))
     row_f1 = rng.integers(0, 3, (1, height)) + 3
     row_w = rng.choice(np.array([0.0, 0.25, 0.5], np.float32), (1, height))
-    col_idx, col_w = layout.column_map(layout.NTU25, "concat", 30)
+    col_idx, col_w = skeletons.column_map(skeletons.NTU25, "concat", 30)
     norm = np.tile(np.array([-2.0, 2.0], np.float32), (1, 3, 1))
     args = (joints, np.array([0, 6]), row_actor, row_f0, row_f1, row_w, col_idx, col_w, norm, np.array([1.0, 0.5, 1.0]))
     keys = list(zip(row_actor[0], row_f0[0], row_f1[0], row_w[0]))
@@ -103,7 +103,7 @@ def test_zero_is_mid_grey_in_every_sample(power):
     joints = np.zeros((n, 2, 25, 3), dtype=np.float32)  # one frame per sample, every difference 0
     rows = np.zeros((n, 4), dtype=np.int64)
     norm = np.repeat(np.stack([-s, s], axis=1)[:, None], 3, axis=1)
-    col_idx, col_w = layout.column_map(layout.NTU25, "parts", 10)
+    col_idx, col_w = skeletons.column_map(skeletons.NTU25, "parts", 10)
     out = np.empty((n, 3, 4, 10), dtype=np.uint8)
     quantise_batch_serial(joints, np.arange(n + 1), rows, rows, rows, np.zeros((n, 4), np.float32), col_idx, col_w,
                           norm, np.full(3, power), out)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i_cli import layout, store
-from s2i_cli.convert import convert
-from s2i_cli.encoding import Encoding, dataset_limits, encode
+from s2i_cli.encoder import skeletons
+from s2i_cli import store
+from s2i_cli.convert.flow import convert
+from s2i_cli.encoder.encoding import Encoding, dataset_limits, encode
 from s2i_cli.formats import get_format
 
 
 def reference(seq: np.ndarray, actors: int, enc: Encoding) -> tuple[np.ndarray, np.ndarray]:
     """NumPy: the float image through the maps, then the normalisation of `enc`, then uint8."""
     size = enc.size
-    col_idx, col_w = layout.column_map(enc.skeleton, enc.layout, size)
-    actor, f0, f1, w = layout.row_map(len(seq), actors, size, enc.persons, enc.fill)
+    col_idx, col_w = skeletons.column_map(enc.skeleton, enc.layout, size)
+    actor, f0, f1, w = skeletons.row_map(len(seq), actors, size, enc.persons, enc.fill)
     rows = (1 - w[:, None, None]) * seq[f0, actor] + w[:, None, None] * seq[f1, actor]  # (H, V, C)
     image = np.einsum("wk,hwkc->chw", col_w.astype(np.float64), rows[:, col_idx].astype(np.float64))
-    used = layout.used_joints(enc.skeleton)
+    used = skeletons.used_joints(enc.skeleton)
     read = seq[:, sorted(set(actor.tolist()))][:, :, used].reshape(-1, 3)
     lo, hi = read.min(axis=0).astype(np.float64), read.max(axis=0).astype(np.float64)
     if enc.norm == "isotropic":
@@ -43,8 +44,8 @@ def walk(frames: int, actors: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("fill", ["zero", "repeat"])
 def test_encode_equals_numpy_reference(norm, fill):
     seqs = [walk(37, 1, 1), walk(12, 2, 2), walk(80, 1, 3)]
-    limits = tuple(map(tuple, dataset_limits(seqs, layout.NTU25))) if norm == "dataset" else None
-    enc = Encoding(layout.NTU25, "aligned", 80, "stacked", fill, norm, limits)
+    limits = tuple(map(tuple, dataset_limits(seqs, skeletons.NTU25))) if norm == "dataset" else None
+    enc = Encoding(skeletons.NTU25, "aligned", 80, "stacked", fill, norm, limits)
     images, norms = encode(seqs, [1, 2, 1], enc)
     serial, _ = encode(seqs, [1, 2, 1], enc, parallel=False)
     assert np.array_equal(images, serial)
@@ -56,52 +57,52 @@ def test_encode_equals_numpy_reference(norm, fill):
 
 def test_isotropic_keeps_proportions_and_decodes_to_metres():
     seq = walk(50, 1)
-    enc = Encoding(layout.NTU25, "parts", 32, "main", norm="isotropic")
+    enc = Encoding(skeletons.NTU25, "parts", 32, "main", norm="isotropic")
     images, norm = encode([seq], [1], enc)
     widths = norm[0, :, 1] - norm[0, :, 0]
     assert np.allclose(widths, widths.max())  # one scale for x, y, z
-    used = layout.used_joints(layout.NTU25)
+    used = skeletons.used_joints(skeletons.NTU25)
     assert np.all(norm[0, :, 0] <= seq[:, 0, used].min(axis=(0, 1)) + 1e-6)
     decoded = store.decode_image(images[0], norm[0])
-    want, _ = reference(seq, 1, Encoding(layout.NTU25, "parts", 32, "main"))  # any norm: compare in metres
-    float_image = store.decode_image(want, reference(seq, 1, Encoding(layout.NTU25, "parts", 32, "main"))[1])
+    want, _ = reference(seq, 1, Encoding(skeletons.NTU25, "parts", 32, "main"))  # any norm: compare in metres
+    float_image = store.decode_image(want, reference(seq, 1, Encoding(skeletons.NTU25, "parts", 32, "main"))[1])
     step = widths.max() / 255
     assert np.abs(decoded - float_image).max() <= 2 * step
 
 
 def test_dataset_limits_cover_the_training_values():
     seqs = [walk(40, 1, s) for s in range(5)]
-    limits = dataset_limits(seqs, layout.NTU25, coverage=1.0)
-    values = np.concatenate([s[:, 0][:, layout.used_joints(layout.NTU25)].reshape(-1, 3) for s in seqs])
+    limits = dataset_limits(seqs, skeletons.NTU25, coverage=1.0)
+    values = np.concatenate([s[:, 0][:, skeletons.used_joints(skeletons.NTU25)].reshape(-1, 3) for s in seqs])
     present = np.any(values[:, :2] != 0, axis=1)
     assert np.allclose(limits[:, 0], values[present].min(axis=0)) and np.allclose(limits[:, 1], values[present].max(axis=0))
     with pytest.raises(ValueError, match="limits"):
-        Encoding(layout.NTU25, norm="dataset")
+        Encoding(skeletons.NTU25, norm="dataset")
 
 
 def test_aligned_bands_and_patch_parts():
-    assert layout.band_edges(224, align=16).tolist() == [0, 32, 80, 128, 176, 224]
-    assert layout.band_edges(112, align=16).tolist() == [0, 48, 64, 80, 96, 112]
-    assert layout.patch_column_parts(layout.NTU25, "aligned", 224) == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
-    assert layout.patch_column_parts(layout.NTU25, "parts", 224)[:4] == [0, 0, 0, 1]  # 45-px bands
+    assert skeletons.band_edges(224, align=16).tolist() == [0, 32, 80, 128, 176, 224]
+    assert skeletons.band_edges(112, align=16).tolist() == [0, 48, 64, 80, 96, 112]
+    assert skeletons.patch_column_parts(skeletons.NTU25, "aligned", 224) == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert skeletons.patch_column_parts(skeletons.NTU25, "parts", 224)[:4] == [0, 0, 0, 1]  # 45-px bands
     with pytest.raises(ValueError, match="multiple of 16"):
-        layout.band_edges(100, align=16)
+        skeletons.band_edges(100, align=16)
 
 
 def test_mirror_swaps_limbs():
-    perm = layout.mirror_joints(layout.NTU25)
+    perm = skeletons.mirror_joints(skeletons.NTU25)
     assert perm[4] == 8 and perm[8] == 4 and perm[21] == 23 and perm[19] == 15 and perm[3] == 3
     assert sorted(perm.tolist()) == list(range(25))
-    op = layout.mirror_joints(layout.OPENPOSE18)
+    op = skeletons.mirror_joints(skeletons.OPENPOSE18)
     assert op[5] == 2 and op[13] == 10 and op[0] == 0 and op[1] == 1
 
 
-@pytest.mark.parametrize("skeleton", layout.SKELETONS.values(), ids=layout.SKELETONS)
+@pytest.mark.parametrize("skeleton", skeletons.SKELETONS.values(), ids=skeletons.SKELETONS)
 def test_mirror_swaps_every_left_right_pair(skeleton):
     """Regression: only joints in the limb slots of `parts` swapped, so a mirrored OpenPose-18 or
     COCO-17 skeleton kept its "left eye" (ear) on the right. Every skeleton's mirror is an
     involution that maps each "left X" to "right X", keeps midline joints, and swaps limb slots."""
-    perm = layout.mirror_joints(skeleton)
+    perm = skeletons.mirror_joints(skeleton)
     names = skeleton.joints
     assert sorted(perm.tolist()) == list(range(skeleton.num_joints))
     assert np.array_equal(perm[perm], np.arange(skeleton.num_joints))
@@ -156,9 +157,9 @@ def test_convert_with_dataset_limits(ntu_dir, tmp_path):
     norms = root["norm"][:]
     assert np.all(norms == limits[None])  # one scale for every sample
     train = root["splits/xsub/train"][:]
-    want = dataset_limits([store.read_skeleton(root, int(i)) for i in train], layout.NTU25)
+    want = dataset_limits([store.read_skeleton(root, int(i)) for i in train], skeletons.NTU25)
     assert np.allclose(limits, want)
     i = int(root["splits/xsub/test"][0])
-    enc = Encoding(layout.NTU25, "parts", 32, "stacked", norm="dataset", limits=tuple(map(tuple, limits.tolist())))
+    enc = Encoding(skeletons.NTU25, "parts", 32, "stacked", norm="dataset", limits=tuple(map(tuple, limits.tolist())))
     image, _ = encode([store.read_skeleton(root, i)], [int(root["actors"][i])], enc)
     assert np.array_equal(root["images"][i], image[0])

@@ -1,10 +1,10 @@
-"""Score ensembles (s2i_cli/ensemble.py): identical score files give the single run, weights
+"""Score ensembles (s2i_cli/eval/ensemble.py): identical score files give the single run, weights
 are applied, runs that did not score the same thing are refused with one line."""
 import numpy as np
 import pytest
 
-from s2i_cli.ensemble import EnsembleError, combine, find_scores, join, load_scores, parse_weights, save_scores
-from s2i_cli.metrics import topk_accuracy
+from s2i_cli.eval.ensemble import EnsembleError, combine, find_scores, join, load_scores, parse_weights, save_scores
+from s2i_cli.eval.metrics import topk_accuracy
 
 CLASSES = [f"class {c}" for c in range(6)]
 
@@ -105,8 +105,8 @@ def test_other_modes_and_missing_scores_are_refused(tmp_path, sample):
 
 
 def test_ensemble_results_are_written_and_summarised(tmp_path, sample):
-    from s2i_cli.ensemble import ensemble_table, evaluate_ensemble
-    from s2i_cli.results import summary_table
+    from s2i_cli.eval.ensemble import ensemble_table, evaluate_ensemble
+    from s2i_cli.eval.results import summary_table
 
     names, labels, scores = sample
     noise = np.random.default_rng(2).normal(size=scores.shape).astype(np.float32)

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from s2i_cli import evaluate as ev
-from s2i_cli import metrics, probe
-from s2i_cli.runs import CHECKPOINT
+from s2i_cli.eval import evaluate as ev
+from s2i_cli.eval import metrics, probe
+from s2i_cli.train.runs import CHECKPOINT
 from s2i_cli.cli import app
-from s2i_cli.config import EvalConfig
+from s2i_cli.train.config import EvalConfig
 from tests.stores import make_store
 
 FAST = dict(workers=0, progress=False)  # worker processes cost more than they save on tiny stores
@@ -34,7 +34,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, store):
     """A vit_tiny MAE pretrained for a handful of steps (tiny decoder) on the store."""
-    from s2i_cli.pretrain import pretrain
+    from s2i_cli.train.pretrain import pretrain
 
     runs = tmp_path_factory.mktemp("runs")
     return pretrain(store, runs / "tiny", model="vit_tiny", epochs=1, batch_size=16, max_steps=4,

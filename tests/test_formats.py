@@ -10,10 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from s2i_cli import layout, store
+from s2i_cli.encoder import skeletons
+from s2i_cli import store
 from s2i_cli.cli import DATASET_HELP, app
-from s2i_cli.convert import centre_sequences, convert
-from s2i_cli.encoding import Encoding, encode
+from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.convert.flow import convert
+from s2i_cli.encoder.encoding import Encoding, encode
 from s2i_cli.formats import DATASET_NAMES, FormatError, get_format, split_sides
 from s2i_cli.formats.kinetics import parse_video as parse_kinetics
 from s2i_cli.formats.pkummd import PKUMMD_CLASS_NAMES, parse_sequence, parse_split_text
@@ -47,14 +49,14 @@ def centre_3d(seq: np.ndarray, centre) -> np.ndarray:
     return seq
 
 
-def arranged_matrix(skel: layout.Skeleton, actor_seq: np.ndarray) -> np.ndarray:
+def arranged_matrix(skel: skeletons.Skeleton, actor_seq: np.ndarray) -> np.ndarray:
     """(T, V, C) -> (T, columns, C) of the concat layout, virtual joints averaged."""
     cols = [actor_seq[:, r] if isinstance(r, int) else 0.5 * (actor_seq[:, r[0]] + actor_seq[:, r[1]])
             for r in skel.arranged()]
     return np.stack(cols, axis=1)
 
 
-def check_decodes_to_input(root, i: int, skel: layout.Skeleton, expected_seq: np.ndarray) -> None:
+def check_decodes_to_input(root, i: int, skel: skeletons.Skeleton, expected_seq: np.ndarray) -> None:
     """The stored skeleton equals the expected centred input, and the decoded image (concat
     layout, main persons) equals torch's bilinear resize of it within one quantisation step."""
     seq = store.read_skeleton(root, i)
@@ -131,7 +133,7 @@ def test_pku_real_files_convert_and_decode_to_their_input(pku_dir, tmp_path):
         assert root["label"][i] == it.label and root["frames"][i] == len(seg)
         assert root["actors"][i] == (2 if name.startswith("0036") else 1)
         assert root["meta/confidence"][i] == it.meta["confidence"] and root["meta/sequence"][i] == int(name[:4])
-        check_decodes_to_input(root, i, layout.NTU25, centre_3d(seg, 1))
+        check_decodes_to_input(root, i, skeletons.NTU25, centre_3d(seg, 1))
     assert root.attrs["s2i"]["class_names"][0] == "bow"
 
 
@@ -260,7 +262,7 @@ def test_nwucla_real_files_convert_and_decode_to_their_input(ucla_dir, tmp_path)
         assert root["meta/subject"][i] == int(name[5:7]) and root["meta/episode"][i] == int(name[9:11])
         seq = np.zeros((len(joints), 2, 20, 3), dtype=np.float32)
         seq[:, 0] = joints
-        check_decodes_to_input(root, i, layout.NWUCLA20, centre_3d(seq, 1))
+        check_decodes_to_input(root, i, skeletons.NWUCLA20, centre_3d(seq, 1))
     assert root["frames"][list(root["name"][:]).index("a02_s09_e04_v03")] == 1
     assert root.attrs["s2i"]["persons"] == "main"
 
@@ -343,7 +345,7 @@ def test_kinetics_real_files_convert_and_decode_to_their_input(kinetics_dir, tmp
         stored = store.read_skeleton(root, i)
         missing = stored[..., 2] == 0
         assert np.all(stored[..., :2][missing] == 0)  # missing joints stay at 0 after centring
-        check_decodes_to_input(root, i, layout.OPENPOSE18, centre_2d(seq, 1))
+        check_decodes_to_input(root, i, skeletons.OPENPOSE18, centre_2d(seq, 1))
     many = parse_kinetics((kinetics_dir / "kinetics_val" / "__PYrzYbzKE.json").read_bytes())[0]
     assert many.shape[0] == 299  # up to 11 people a frame, two kept
 
@@ -399,7 +401,7 @@ def test_2d_centring_leaves_missing_joints_at_zero():
     seq[0, 0, 1] = 0  # the neck is missing in frame 0: origin comes from frame 1
     seq[1, 0, 1, :2] = (0.25, 0.75)
     seq[:, 0, 7] = 0  # a joint never detected
-    out = layout.centre_sequence(seq, 1, layout.OPENPOSE18.centre, True)
+    out = skeletons.centre_sequence(seq, 1, skeletons.OPENPOSE18.centre, True)
     assert np.all(out[:, 0, 7] == 0) and np.all(out[0, 0, 1] == 0)
     assert np.allclose(out[1, 0, 1, :2], 0) and np.allclose(out[0, 0, 0, :2], (0.25, -0.25))
     assert np.array_equal(out[..., 2], seq[..., 2])
@@ -427,19 +429,19 @@ def test_same_pose_as_ntu25_and_nwucla20_gives_the_same_bands(layout_name):
         encode(centre_sequences(fmt, [(seq, 1)]), [1], Encoding(fmt.skeleton, layout_name, 60, "main"))
         for fmt, seq in ((get_format("ntu120"), ntu), (get_format("nwucla"), ucla)))
     assert np.allclose(norm_ntu, norm_ucla, atol=1e-5)
-    edges = layout.band_edges(60)
+    edges = skeletons.band_edges(60)
     for p in range(5):
         a, b = img_ntu[0][:, :, edges[p]:edges[p + 1]], img_ucla[0][:, :, edges[p]:edges[p + 1]]
-        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, layout.PART_NAMES[p]
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, skeletons.PART_NAMES[p]
 
 
 def test_every_skeleton_fills_the_ntu_part_slots():
-    for skel in (layout.NWUCLA20, layout.OPENPOSE18, layout.LCRNET13):
-        assert [len(p) for p in skel.parts] == [len(p) for p in layout.NTU25.parts], skel.name
+    for skel in (skeletons.NWUCLA20, skeletons.OPENPOSE18, skeletons.LCRNET13):
+        assert [len(p) for p in skel.parts] == [len(p) for p in skeletons.NTU25.parts], skel.name
         refs = [j for r in skel.arranged() for j in ([r] if isinstance(r, int) else r)]
         assert all(0 <= j < skel.num_joints for j in refs)
         assert all(0 <= c < skel.num_joints and 0 <= p < skel.num_joints for c, p in skel.bones)
-    assert layout.OPENPOSE18.is_2d and not layout.LCRNET13.is_2d
+    assert skeletons.OPENPOSE18.is_2d and not skeletons.LCRNET13.is_2d
 
 
 # --------------------------------------------------------------------------- Toyota Smarthome
@@ -535,7 +537,7 @@ def test_toyota_files_convert_with_their_protocols(tmp_path):
     assert TOYOTA_CLASS_NAMES[root["label"][i]] == "Walk"
     assert root["meta/cv_label"][i] == CROSS_VIEW_CLASSES.index("Walk") and root["meta/camera"][i] == 1
     _, expected = toyota_doc(np.random.default_rng(5))
-    check_decodes_to_input(root, i, layout.LCRNET13, centre_3d(expected, layout.LCRNET13.centre))
+    check_decodes_to_input(root, i, skeletons.LCRNET13, centre_3d(expected, skeletons.LCRNET13.centre))
 
 
 def test_toyota_bad_files_are_rejected():

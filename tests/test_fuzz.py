@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s2i_cli import layout
+from s2i_cli.encoder import skeletons
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.base import MAX_COORDINATE
 from s2i_cli.formats.ntu import parse_skeleton
@@ -66,7 +66,7 @@ def check_reader(name: str, data: bytes) -> None:
         assert seq.dtype == np.float32 and seq.ndim == 4 and seq.shape[1] == 2 and len(seq) >= 1, seq.shape
         assert np.all(np.abs(seq) <= MAX_COORDINATE) and np.any(seq) and actors in (1, 2)  # finite, bounded
         skel = SKELETONS[name]  # what conversion stores next: the centred sequence, finite too
-        assert np.all(np.isfinite(layout.centre_sequence(seq, actors, skel.centre, skel.is_2d)))
+        assert np.all(np.isfinite(skeletons.centre_sequence(seq, actors, skel.centre, skel.is_2d)))
     if name in TEXT:
         try:
             within(TIME_LIMIT, TEXT[name], data)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s2i_cli import layout
+from s2i_cli.encoder import skeletons
 from s2i_cli.formats import FormatError, Item, Rejection
 from s2i_cli.formats.base import MAX_COORDINATE
 from tests.samples import ctrgcn_arrays, import_bytes, npz_bytes, pyskl_doc, within
@@ -53,7 +53,7 @@ def check_import(dataset: str, data: bytes) -> None:
         assert seq.dtype == np.float32 and seq.ndim == 4 and seq.shape[1] == 2 and len(seq) >= 1, seq.shape
         assert np.all(np.abs(seq) <= MAX_COORDINATE) and np.any(seq) and actors in (1, 2)  # finite, bounded
         skel = fmt.skeleton  # what conversion stores next: the centred sequence, finite too
-        assert np.all(np.isfinite(layout.centre_sequence(seq, actors, skel.centre, skel.is_2d)))
+        assert np.all(np.isfinite(skeletons.centre_sequence(seq, actors, skel.centre, skel.is_2d)))
 
 
 def test_the_seeds_import_whole():

@@ -15,15 +15,17 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from s2i_cli import layout, safe_pickle, store
+from s2i_cli.encoder import skeletons
+from s2i_cli.formats import safe_pickle
+from s2i_cli import store
 from s2i_cli.cli import app
-from s2i_cli.convert import convert
+from s2i_cli.convert.flow import convert
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ctrgcn import npz_members, read_rows, real_frames
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, split_masks
 from s2i_cli.formats.pyskl import split_protocols
-from s2i_cli.info import store_summary
-from s2i_kernels.ntu_select import select_actors
+from s2i_cli.views.info import store_summary
+from s2i_cli.kernels.ntu_select import select_actors
 from tests.conftest import shared_data
 from tests.samples import within
 from tests.ctrgcn_reference import two_actors
@@ -310,7 +312,7 @@ def test_pyskl_2d_coco17_file_keeps_two_persons_and_drops_empty_frames(tmp_path)
     pkl.write_bytes(pickle.dumps({"split": split, "annotations": anns}, protocol=2))
     fmt = get_format("pyskl")
     items, rejected, ignored = fmt.discover(pkl)
-    assert fmt.skeleton is layout.COCO17 and fmt.protocols == ("split1", "split2") and not rejected and not ignored
+    assert fmt.skeleton is skeletons.COCO17 and fmt.protocols == ("split1", "split2") and not rejected and not ignored
     assert fmt.class_names == ("class 0", "class 1", "class 2") and fmt.meta_fields == ("split1", "split2")
     assert [it.meta for it in items[:2]] == [{"split1": 0, "split2": 1}, {"split1": 0, "split2": -1}]
     (seq, actors), = fmt.read_items(items[0].path, b"", [items[0]])
@@ -678,7 +680,7 @@ def test_a_deeply_nested_key_is_refused_not_a_crash(tmp_path, blob):
     deep (4 MB) killed the process with a segmentation fault. Run in a child, which it killed."""
     path = tmp_path / "deep.pkl"
     path.write_bytes(blob)
-    code = ("import sys; from pathlib import Path; from s2i_cli import safe_pickle\n"
+    code = ("import sys; from pathlib import Path; from s2i_cli.formats import safe_pickle\n"
             "try: safe_pickle.load_path(Path(sys.argv[1]))\nexcept ValueError as exc: print(exc)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "nested more than 1000 tuples deep" in done.stdout, (done.returncode, done.stderr)

@@ -1,4 +1,4 @@
-"""Masking strategies (s2i_cli/masking.py): each hides exactly the requested count and has its
+"""Masking strategies (s2i_cli/train/masking.py): each hides exactly the requested count and has its
 shape (tube: whole columns; frames: one block of rows; parts: whole part bands in a row block),
 and is reproducible from a seeded generator."""
 from __future__ import annotations
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from s2i_cli import layout
-from s2i_cli.mae import MaskedAutoencoder
-from s2i_cli.masking import STRATEGIES, hidden_count, mask_scores
+from s2i_cli.encoder import skeletons
+from s2i_cli.train.mae import MaskedAutoencoder
+from s2i_cli.train.masking import STRATEGIES, hidden_count, mask_scores
 
 GRID = (14, 14)
-PARTS = layout.patch_column_parts(layout.NTU25, "aligned", 224)  # 2/3/3/3/3 patch columns
+PARTS = skeletons.patch_column_parts(skeletons.NTU25, "aligned", 224)  # 2/3/3/3/3 patch columns
 
 
 def hidden(strategy: str, ratio: float = 0.75, n: int = 64, seed: int = 0) -> np.ndarray:

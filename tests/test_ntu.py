@@ -8,13 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from s2i_cli import layout, store
+from s2i_cli.encoder import skeletons
+from s2i_cli import store
 from s2i_cli.cli import app
-from s2i_cli.convert import centre_sequences, convert
-from s2i_cli.encoding import Encoding, encode
+from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.convert.flow import convert
+from s2i_cli.encoder.encoding import Encoding, encode
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, read_missing_list, split_masks
-from s2i_kernels.ntu_select import select_actors
+from s2i_cli.kernels.ntu_select import select_actors
 from tests.conftest import shared_data
 from tests.ctrgcn_reference import two_actors
 from tests.ntu_reference import read_skeleton
@@ -90,7 +92,7 @@ def test_concat_layout_equals_torch_bilinear(ntu_dir):
     size = 64
     centred = centre_sequences(fmt, [(seq, actors)])
     images, norm = encode(centred, [actors], Encoding(fmt.skeleton, "concat", size, "main"))
-    arranged = centred[0][:, 0][:, list(layout.NTU25.arranged())]  # T x 25 x 3
+    arranged = centred[0][:, 0][:, list(skeletons.NTU25.arranged())]  # T x 25 x 3
     ref = torch.nn.functional.interpolate(torch.from_numpy(arranged).permute(2, 0, 1)[None], size=(size, size),
                                           mode="bilinear", align_corners=False)[0].numpy()
     lo, hi = norm[0, :, 0], norm[0, :, 1]
@@ -101,17 +103,17 @@ def test_concat_layout_equals_torch_bilinear(ntu_dir):
 
 def test_parts_layout_puts_each_part_in_its_band():
     seq = np.zeros((10, 2, 25, 3), dtype=np.float32)
-    for p, part in enumerate(layout.NTU25.parts):
+    for p, part in enumerate(skeletons.NTU25.parts):
         for j in part:
             seq[:, 0, j, :] = p + 1  # every joint of part p holds value p + 1
     seq[:, 0, 1, :] = 1  # centre joint (torso) -> centring keeps the torso at 0
     centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
-    images, norm = encode(centred, [1], Encoding(layout.NTU25, "parts", 60, "main"))
+    images, norm = encode(centred, [1], Encoding(skeletons.NTU25, "parts", 60, "main"))
     decoded = store.decode_image(images[0], norm[0])
-    edges = layout.band_edges(60)
+    edges = skeletons.band_edges(60)
     for p in range(5):
         band = decoded[:, :, edges[p]:edges[p + 1]]
-        assert np.allclose(band, p, atol=0.02), layout.PART_NAMES[p]
+        assert np.allclose(band, p, atol=0.02), skeletons.PART_NAMES[p]
 
 
 def test_decoding_returns_centred_coordinates():
@@ -120,9 +122,9 @@ def test_decoding_returns_centred_coordinates():
     seq = np.zeros((25, 2, 25, 3), dtype=np.float32)
     seq[:, 0] = rng.normal(size=(25, 25, 3))
     centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
-    images, norm = encode(centred, [1], Encoding(layout.NTU25, "concat", 25, "main"))
+    images, norm = encode(centred, [1], Encoding(skeletons.NTU25, "concat", 25, "main"))
     decoded = store.decode_image(images[0], norm[0])  # (3, T, 25) in arranged joint order
-    expected = centred[0][:, 0][:, list(layout.NTU25.arranged())].transpose(2, 0, 1)
+    expected = centred[0][:, 0][:, list(skeletons.NTU25.arranged())].transpose(2, 0, 1)
     step = (norm[0, :, 1] - norm[0, :, 0]) / 255
     assert np.all(np.abs(decoded - expected) <= step[:, None, None] / 2 + 1e-6)
     assert np.allclose(centred[0][0, 0, 1], 0)  # centred on spine-mid of the first frame

@@ -16,11 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from s2i_cli.cli import app
-from s2i_cli.data import BlockDataset, make_loader, normalize
-from s2i_cli.mae import MaskedAutoencoder, build_encoder, load_weights
-from s2i_cli.pretrain import pretrain
+from s2i_cli.train.loader import BlockDataset, make_loader, normalize
+from s2i_cli.train.mae import MaskedAutoencoder, build_encoder, load_weights
+from s2i_cli.train.pretrain import pretrain
 from s2i_cli.store import StoreError, open_store, split_indices
-from s2i_cli.training import CheckpointWriter, Schedule, set_lr
+from s2i_cli.train.plumbing import CheckpointWriter, Schedule, set_lr
 from tests.stores import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_load_weights_mae_visualize_release(tmp_path):
 def test_mae_conventions_as_released():
     """MAE's util/pos_embed.py: the first half of the channels encodes the column (x), the second
     the row; every LayerNorm (encoder, decoder blocks, decoder_norm) has eps 1e-6."""
-    from s2i_cli.mae import sincos_pos_embed
+    from s2i_cli.train.mae import sincos_pos_embed
     emb = sincos_pos_embed(8, (2, 3))[0]  # dim 8: each axis 4 channels, omega = (1, 1/100)
     assert emb.shape == (7, 8) and torch.equal(emb[0], torch.zeros(8))
     for r in range(2):

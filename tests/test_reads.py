@@ -15,8 +15,8 @@ import zarr
 from torch.utils.data import DataLoader
 
 from s2i_cli import store
-from s2i_cli.convert import convert
-from s2i_cli.data import BlockDataset, make_loader
+from s2i_cli.convert.flow import convert
+from s2i_cli.train.loader import BlockDataset, make_loader
 from tests.conftest import shared_data
 from tests.stores import make_store, pipeline
 
@@ -107,7 +107,7 @@ md.entry_points = lambda: md.EntryPoints(e for d in md.distributions() for e in 
                                         if not e.value.startswith("zarrs"))
 import numpy as np
 from s2i_cli import store
-from s2i_cli.convert import convert
+from s2i_cli.convert.flow import convert
 assert not store.HAVE_ZARRS
 convert("ntu120", {str(shared_data("ntu"))!r}, {str(tmp_path / "plain.zarr")!r}, size=224, shard=4, workers=1,
         streams=("joint", "bone"), progress=False)

@@ -11,14 +11,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from s2i_cli import layout
+from s2i_cli.encoder import skeletons
 from s2i_cli.cli import app
-from s2i_cli.convert import convert
+from s2i_cli.convert.flow import convert
 from s2i_cli.formats import DATASET_NAMES
-from s2i_cli.info import store_summary
-from s2i_cli.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_BOX, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample,
-                          reconstruct, render_animation, render_sample)
-from s2i_cli.store import create_store, decode_image, finalize, open_store, write_shard
+from s2i_cli.views.info import store_summary
+from s2i_cli.views.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_BOX, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample,
+                                reconstruct, render_animation, render_sample)
+from s2i_cli.store import create_store, finalize, open_store, write_shard
+from s2i_cli.encoder.pixels import decode_image
 
 from .conftest import shared_data
 from .stores import make_store
@@ -142,7 +143,7 @@ def test_image_decodes_to_the_stored_skeleton(ntu_store):
     root = open_store(ntu_store)
     for index in (0, 6):
         s = load_sample(root, index)
-        assert s.skel is layout.NTU25
+        assert s.skel is skeletons.NTU25
         expected = reconstruct(s.skel, s.attrs, s.seq, s.actors, *s.image.shape[1:])
         step = (s.norm[:, 1] - s.norm[:, 0]) / 255.0
         err = np.abs(decode_image(s.image, s.norm) - expected).reshape(3, -1).max(axis=1)
@@ -240,7 +241,7 @@ def make_2d_store(path: Path, layout_name: str = "concat") -> Path:
         seqs.append(seq)
     size = 64
     attrs = {"dataset": "kinetics-like", "skeleton": "openpose18-test", "joint_names": list(OPENPOSE18),
-             "bones": [list(b) for b in OPENPOSE_BONES], "part_names": list(layout.PART_NAMES),
+             "bones": [list(b) for b in OPENPOSE_BONES], "part_names": list(skeletons.PART_NAMES),
              "layout": layout_name, "bands": [0, size], "persons": "main", "image_size": [size, size],
              "channels": ["x", "y", "confidence"], "class_names": ["wave", "stand"], "meta_fields": [],
              "command": "tests", "ignored": {"no pose": 2}}

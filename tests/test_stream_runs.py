@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from s2i_cli import evaluate as ev
+from s2i_cli.eval import evaluate as ev
 from s2i_cli.cli import app
-from s2i_cli.convert import convert
-from s2i_cli.ensemble import load_scores
-from s2i_cli.metrics import topk_accuracy
+from s2i_cli.convert.flow import convert
+from s2i_cli.eval.ensemble import load_scores
+from s2i_cli.eval.metrics import topk_accuracy
 from s2i_cli.store import open_store, split_indices
 from tests.conftest import shared_data
 
@@ -24,7 +24,7 @@ TINY = dict(model="vit_tiny", epochs=1, batch_size=4, max_steps=2, decoder_dim=3
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The real NTU files with all four streams, and a tiny run pretrained on joint and on bone."""
-    from s2i_cli.pretrain import pretrain
+    from s2i_cli.train.pretrain import pretrain
 
     tmp = tmp_path_factory.mktemp("stream-runs")
     out = tmp / "ntu.zarr"

@@ -1,4 +1,4 @@
-"""Bone, motion and bone-motion images (s2i_cli/streams.py) against an independent NumPy
+"""Bone, motion and bone-motion images (s2i_cli/encoder/streams.py) against an independent NumPy
 reference computed from the stored skeletons of real files (NTU single- and two-person,
 NW-UCLA, Kinetics): the same resize as the joint stream (torch's bilinear interpolation),
 the documented scaling, within one quantisation step; and every image decodes back."""
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from s2i_cli import layout, store, streams
-from s2i_cli.convert import convert
+from s2i_cli.encoder import skeletons, streams
+from s2i_cli import store
+from s2i_cli.convert.flow import convert
 from tests.conftest import shared_data
 
 SIZE = 32
@@ -65,7 +66,7 @@ def reference_stream(seq: np.ndarray, stream: str, parent: list[int], is_2d: boo
     return values
 
 
-def resized(skel: layout.Skeleton, values: np.ndarray, actors: int) -> np.ndarray:
+def resized(skel: skeletons.Skeleton, values: np.ndarray, actors: int) -> np.ndarray:
     """(3, SIZE, SIZE) of the `concat` layout, `stacked` persons: each actor's arranged
     (T, columns) matrix resized by torch into its half of the rows."""
     halves = []
@@ -78,7 +79,7 @@ def resized(skel: layout.Skeleton, values: np.ndarray, actors: int) -> np.ndarra
     return np.concatenate(halves, axis=1)
 
 
-def reference_image(skel: layout.Skeleton, seq: np.ndarray, actors: int, stream: str, parent: list[int]) -> np.ndarray:
+def reference_image(skel: skeletons.Skeleton, seq: np.ndarray, actors: int, stream: str, parent: list[int]) -> np.ndarray:
     """Float pixel values (3, SIZE, SIZE) before rounding: the scaling of docs/design.md §2."""
     is_2d = skel.is_2d
     spatial = 2 if is_2d else 3
@@ -110,9 +111,9 @@ def reference_image(skel: layout.Skeleton, seq: np.ndarray, actors: int, stream:
 
 CASES = {  # dataset, raw folder, file names (None: all), skeleton, published parents
     "ntu": ("ntu120", ("ntu",), ["S001C001P001R001A001", "S001C001P001R001A050", "S017C003P020R002A055"],
-            layout.NTU25, parents_from(NTU_PAIRS, 25)),
-    "nwucla": ("nwucla", ("nwucla",), None, layout.NWUCLA20, parents_from(UCLA_PAIRS, 20)),
-    "kinetics": ("kinetics", ("kinetics_skeleton",), None, layout.OPENPOSE18, parents_from(OPENPOSE_PAIRS, 18)),
+            skeletons.NTU25, parents_from(NTU_PAIRS, 25)),
+    "nwucla": ("nwucla", ("nwucla",), None, skeletons.NWUCLA20, parents_from(UCLA_PAIRS, 20)),
+    "kinetics": ("kinetics", ("kinetics_skeleton",), None, skeletons.OPENPOSE18, parents_from(OPENPOSE_PAIRS, 18)),
 }
 
 
@@ -137,7 +138,7 @@ def test_streams_equal_the_reference_within_one_step(stored):
     root, index, skel, parent = stored
     seqs = [store.read_skeleton(root, i) for i in index]
     actors = [int(root["actors"][i]) for i in index]
-    if skel is layout.NTU25:
+    if skel is skeletons.NTU25:
         assert actors == [1, 2, 2]  # one single-person and two two-person samples
     encoded = streams.encode_streams(skel, seqs, actors, SIZE, "concat", "stacked", streams.STREAMS)
     np.testing.assert_array_equal(encoded["joint"][0], root["images"][index])  # the stored joint images
@@ -166,11 +167,11 @@ def test_last_frame_of_motion_and_root_bone_are_zero():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 2, 25, 3)).astype(np.float32), rng.normal(size=(3, 2, 25, 3)).astype(np.float32)
     joints, offsets = np.concatenate([a, b]), np.array([0, 5, 8])
-    motion = streams.stream_values(joints, offsets, "motion", layout.NTU25)
+    motion = streams.stream_values(joints, offsets, "motion", skeletons.NTU25)
     np.testing.assert_allclose(motion[:4], a[1:] - a[:-1], atol=1e-6)
     assert np.all(motion[4] == 0) and np.all(motion[7] == 0)  # the last frame of each sample
     np.testing.assert_allclose(motion[5:7], b[1:] - b[:-1], atol=1e-6)
-    bone = streams.stream_values(joints, offsets, "bone", layout.NTU25)
+    bone = streams.stream_values(joints, offsets, "bone", skeletons.NTU25)
     assert np.all(bone[:, :, 20] == 0)  # spine shoulder, the root
     np.testing.assert_allclose(bone[:, :, 3], joints[:, :, 3] - joints[:, :, 2], atol=1e-6)  # head - neck
 
@@ -181,8 +182,8 @@ def test_missing_ends_give_zero_differences_and_2d_keeps_confidence():
     seq[:, 0, :, 2] = 0.9
     seq[1, 0, 4, :] = 0  # right wrist missing in frame 1
     offsets = np.array([0, 3])
-    bone = streams.stream_values(seq, offsets, "bone", layout.OPENPOSE18)
-    motion = streams.stream_values(seq, offsets, "motion", layout.OPENPOSE18)
+    bone = streams.stream_values(seq, offsets, "bone", skeletons.OPENPOSE18)
+    motion = streams.stream_values(seq, offsets, "motion", skeletons.OPENPOSE18)
     assert np.all(bone[1, 0, 4, :2] == 0)  # its own bone
     assert np.all(motion[0, 0, 4, :2] == 0) and np.all(motion[1, 0, 4, :2] == 0)  # into and out of frame 1
     assert np.all(bone[:, 1, :, :2] == 0) and np.all(motion[:, 1, :, :2] == 0)  # an absent actor
@@ -196,7 +197,7 @@ def test_near_static_clip_stays_near_grey():
     pose = rng.uniform(-0.8, 0.8, size=(1, 1, 25, 3)).astype(np.float32)
     seq = np.zeros((60, 2, 25, 3), dtype=np.float32)
     seq[:, :1] = pose + rng.normal(0, 0.001, size=(60, 1, 25, 3)).astype(np.float32)  # 1 mm jitter
-    images, _ = streams.encode_streams(layout.NTU25, [seq], [1], SIZE, "parts", "stacked", ("motion",))["motion"]
+    images, _ = streams.encode_streams(skeletons.NTU25, [seq], [1], SIZE, "parts", "stacked", ("motion",))["motion"]
     assert np.abs(images.astype(int) - 128).max() < 64
 
 
@@ -207,13 +208,13 @@ def test_parse_streams():
 
 
 def test_every_skeleton_has_one_bone_tree():
-    assert len(layout.SKELETONS) >= 4
-    for skel in layout.SKELETONS.values():
+    assert len(skeletons.SKELETONS) >= 4
+    for skel in skeletons.SKELETONS.values():
         parent = skel.parent_index()
         assert len(parent) == skel.num_joints
         drawn = {frozenset(b) for b in skel.bones}
         assert all(frozenset((j, p)) in drawn for j, p in enumerate(parent) if j != p), skel.name
-    broken = layout.Skeleton(name="loop", joints=("a", "b", "c"), parts=((0,), (1,), (2,), (0,), (1,)), centre=0,
+    broken = skeletons.Skeleton(name="loop", joints=("a", "b", "c"), parts=((0,), (1,), (2,), (0,), (1,)), centre=0,
                              bones=((0, 1), (1, 2), (2, 0)))
     with pytest.raises(ValueError, match="not one tree"):
         broken.parent_index()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from s2i_cli.formats.ntu_names import NTU_CLASS_NAMES, NTU_TWO_PERSON_ACTIONS
-from s2i_cli.synth import _format_sample, synthesize
+from s2i_cli.formats.synth import _format_sample, synthesize
 from tests.ntu_reference import read_skeleton
 
 NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})\.skeleton")

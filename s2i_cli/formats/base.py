@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import Skeleton
+from ..encoder.skeletons import Skeleton
 
 
 @dataclass(frozen=True)

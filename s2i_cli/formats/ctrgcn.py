@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import NTU25
+from ..encoder.skeletons import NTU25
 from .base import MAX_CLASSES, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked
 from .ntu_names import NTU_CLASS_NAMES
 

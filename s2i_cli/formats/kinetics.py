@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import OPENPOSE18
+from ..encoder.skeletons import OPENPOSE18
 from .base import (ALL_ZERO, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate,
                    json_numbers, parse_json, top_two_per_frame)
 

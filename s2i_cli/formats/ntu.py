@@ -7,9 +7,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from s2i_kernels import ntu_parse, ntu_select
+from ..kernels import ntu_parse, ntu_select
 
-from ..layout import NTU25
+from ..encoder.skeletons import NTU25
 from .base import (MAX_COORDINATE, DatasetFormat, FormatError, Item, Sequence, check_options, checked, duplicate,
                    named_files)
 from .ntu_names import NTU_CLASS_NAMES

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import NWUCLA20
+from ..encoder.skeletons import NWUCLA20
 from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate,
                    json_numbers, named_files, parse_json)
 

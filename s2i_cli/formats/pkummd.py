@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from s2i_kernels import rows_parse
+from ..kernels import rows_parse
 
-from ..layout import NTU25
+from ..encoder.skeletons import NTU25
 from .base import (ALL_ZERO, MAX_COORDINATE, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options,
                    checked, duplicate)
 

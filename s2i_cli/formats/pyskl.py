@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import safe_pickle
-from ..layout import COCO17, NTU25, SKELETONS, Skeleton
+from ..encoder.skeletons import COCO17, NTU25, SKELETONS, Skeleton
+from . import safe_pickle
 from .base import (MAX_CLASSES, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked,
                    duplicate)
 from .ntu import META_FIELDS as NTU_META_FIELDS

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import LCRNET13
+from ..encoder.skeletons import LCRNET13
 from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate, json_numbers,
                    named_files, parse_json, top_two_per_frame)
 

@@ -1,0 +1,250 @@
+"""Evaluate a pretrained encoder on a store's protocol (docs/design.md §4, `s2i evaluate`).
+
+Three modes, all ending in the same metrics (top-1, top-5, per-class accuracy, a confusion
+matrix) written to `results.json` and a PNG in the run directory:
+
+- `linear`: frozen encoder; features of both sides are extracted once and cached in the run
+  directory, then a linear head is trained on them (probe.py);
+- `knn`: cosine k-NN with temperature-weighted votes on the same cached features (probe.py);
+- `finetune`: the whole encoder plus a new head, checkpointed so `--resume` continues it (finetune.py).
+
+Weights come from a pretraining run (`runs/NAME/checkpoint-last.pt`), from a file alone
+(`init=PATH`, e.g. ImageNet weights) or from nothing (`run="none"`, random init), so a user
+can see what pretraining adds. This module picks the run, store, samples and weights, and
+hands over; results.py files the outcome."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from ..store import StoreError, absolute, open_store, split_indices, stream_arrays
+from ..train import runs
+from ..train.config import MODE_DEFAULTS, EvalConfig
+from ..views.progress import progress_bar
+from .ensemble import save_scores
+from .finetune import finetuned_scores
+from .probe import frozen_scores
+from .results import result_key, write_results
+
+MODES = tuple(MODE_DEFAULTS)
+POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
+
+
+class EvaluateError(ValueError):
+    """A user error (mismatched store, unknown mode, nothing to resume, ...): one line with the fix."""
+
+
+def store_facts(root) -> dict[str, Any]:
+    """What evaluation needs from a store's attributes: dataset, image size, class names."""
+    attrs = root.attrs["s2i"]
+    _, _, height, width = root["images"].shape
+    labels_max = int(root["label"][:].max()) if root["label"].shape[0] else -1
+    names = list(attrs.get("class_names") or [str(c) for c in range(labels_max + 1)])
+    return {"dataset": attrs.get("dataset", "unknown"), "img_size": height if height == width else (height, width),
+            "class_names": names, "protocols": list(attrs.get("protocols", []))}
+
+
+def size_text(size: int | tuple[int, int] | list[int]) -> str:
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{h}x{w}"
+
+
+def check_compatible(config: dict[str, Any], facts: dict[str, Any], store_path: Path, *, recorded_store: bool) -> None:
+    """Refuse a store whose images the run's encoder was not built for (or that changed under it)."""
+    run_size = config.get("img_size")
+    if run_size is not None and size_text(run_size) != size_text(facts["img_size"]):
+        raise EvaluateError(f"image size mismatch: the run was pretrained on {size_text(run_size)} images but store "
+                            f"{store_path} holds {size_text(facts['img_size'])}: convert the store with the run's size")
+    run_classes = config.get("class_names")
+    if recorded_store and run_classes is not None and len(run_classes) != len(facts["class_names"]):
+        raise EvaluateError(f"number of classes mismatch: the run recorded {len(run_classes)} classes but store "
+                            f"{store_path} now has {len(facts['class_names'])}: the store changed since pretraining; "
+                            f"pass --store to evaluate on it anyway")
+
+
+def choose_protocol(protocol: str | None, facts: dict[str, Any]) -> str:
+    """The protocol asked for, or `xsub` (else the store's first) when none was."""
+    if protocol is not None:
+        return protocol
+    if "xsub" in facts["protocols"]:
+        return "xsub"
+    if facts["protocols"]:
+        return facts["protocols"][0]
+    raise EvaluateError("the store has no protocols (no splits): it cannot be evaluated")
+
+
+def balanced_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted positions into `labels` keeping `fraction` of each class (at least one each).
+
+    The same labels, fraction and seed always give the same subset."""
+    if not 0.0 < fraction <= 1.0:
+        raise EvaluateError(f"--fraction must be in (0, 1], got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        count = min(len(members), max(1, int(round(fraction * len(members)))))
+        keep.append(rng.choice(members, size=count, replace=False))
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
+def random_subset(n: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted positions of a random int(n * fraction) of n samples (at least one), as MAMP's
+    semi-supervised protocol draws them; the same n, fraction and seed give the same subset."""
+    if not 0.0 < fraction <= 1.0:
+        raise EvaluateError(f"--fraction must be in (0, 1], got {fraction}")
+    count = min(n, max(1, int(n * fraction)))
+    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_weights(run: str | Path | None, init: str | Path | None, store: str | Path | None,
+                    runs_root: Path) -> tuple[Path | None, dict[str, Any], Path | None]:
+    """(run directory or None for a baseline, its config, the weights file or None for random init)."""
+    if init is not None and run is not None and str(run) != "none":
+        raise EvaluateError("give --run (a pretraining run) or --init (weights alone), not both")
+    if init is not None or str(run) == "none":
+        weights = Path(init) if init is not None else None
+        if weights is not None and not weights.is_file():
+            raise EvaluateError(f"--init {weights}: no such file")
+        if store is None:
+            raise EvaluateError("without a pretraining run there is no recorded store: pass --store STORE")
+        return None, {}, weights
+    run_dir = Path(run) if run is not None else runs.newest_run(runs_root)
+    config = runs.read_config(run_dir)
+    if store is None and not config.get("store"):
+        raise EvaluateError(f"{run_dir}/config.json records no store: pass --store STORE")
+    weights = run_dir / runs.CHECKPOINT if (run_dir / runs.CHECKPOINT).exists() else config.get("init")
+    return run_dir, config, Path(weights) if weights else None
+
+
+def baseline_dir(runs_root: Path, store_path: Path, model: str, weights: Path | None, stream: str = "joint") -> Path:
+    """Where a baseline's results go: runs/<store>-scratch-<model> or runs/<store>-init-<weights>-<model>
+    (with -<stream> for a stream other than joint)."""
+    tag = "scratch" if weights is None else f"init-{weights.stem}"
+    return Path(runs_root) / (f"{Path(store_path).stem}-{tag}-{model}" + ("" if stream == "joint" else f"-{stream}"))
+
+
+def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
+             max_steps: int | None = None, progress: bool = True, console: Console | None = None,
+             **options: Any) -> dict[str, Any]:
+    """Evaluate one run (or a baseline) on one protocol; write results.json + confusion PNG; return the entry.
+
+    `options` are EvalConfig fields. resume/overwrite continue or restart a fine-tuning
+    checkpoint; max_steps stops fine-tuning early (checkpointed)."""
+    import timm
+
+    from ..train.mae import MODELS, build_encoder, load_weights
+
+    started = time.time()
+    cfg = EvalConfig(**options)
+    console = console or Console(stderr=True)
+    if cfg.mode not in MODES:
+        raise EvaluateError(f"unknown mode {cfg.mode!r}: use one of {', '.join(MODES)}")
+    if cfg.pool is not None and cfg.pool not in POOLS:
+        raise EvaluateError(f"unknown pool {cfg.pool!r}: use one of {', '.join(POOLS)}")
+    if (resume or overwrite) and cfg.mode != "finetune":
+        raise EvaluateError("--resume and --overwrite are for --mode finetune (linear and knn reuse cached features)")
+    runs_root = Path(runs_root)
+
+    # 1. which weights, which store, which samples
+    run_dir, config, weights = resolve_weights(cfg.run, cfg.init, cfg.store, runs_root)
+    if cfg.model is not None and config.get("model") and cfg.model != config["model"]:
+        raise EvaluateError(f"--model {cfg.model}, but run {run_dir} is a {config['model']}: drop --model")
+    run_stream = config.get("stream", "joint")
+    cfg = replace(cfg, model=cfg.model or config.get("model") or "vit_base", stream=cfg.stream or run_stream).for_mode()
+    if MODELS.get(cfg.model, cfg.model) not in timm.list_models("vit_*"):
+        raise EvaluateError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)} (or a timm vit_* name)")
+    recorded_store = cfg.store is None
+    store_path = absolute(cfg.store if cfg.store is not None else config["store"])  # a directory or a URL
+    try:
+        root = open_store(store_path)
+    except StoreError as exc:
+        if recorded_store:
+            raise StoreError(f"{exc} (the store recorded by run {run_dir}; pass --store to use another)") from exc
+        raise
+    facts = store_facts(root)
+    check_compatible(config, facts, store_path, recorded_store=recorded_store)
+    stream_arrays(root, cfg.stream)  # a stream the store lacks: one line naming `s2i encode`
+    protocol = choose_protocol(cfg.protocol, facts)
+    train_idx = split_indices(root, protocol, "train")
+    test_idx = split_indices(root, protocol, "test")
+    labels = np.asarray(root["label"][:], dtype=np.int64)
+    class_names = facts["class_names"]
+    if cfg.fraction is not None:
+        train_idx = train_idx[balanced_subset(labels[train_idx], cfg.fraction, cfg.seed) if cfg.balanced
+                              else random_subset(len(train_idx), cfg.fraction, cfg.seed)]
+
+    # 2. where results go
+    out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights, cfg.stream)
+    if run_dir is None and not (out_dir / runs.CONFIG).exists():
+        runs.write_config(out_dir, {"kind": "baseline", "store": store_path, "model": cfg.model,
+                                    "img_size": facts["img_size"], "dataset": facts["dataset"],
+                                    "class_names": class_names, "init": str(weights.resolve()) if weights else None,
+                                    "stream": cfg.stream})
+    transfer = None
+    if not recorded_store and config.get("store") and absolute(config["store"]) != store_path:
+        transfer = f"{facts['dataset']}-{hashlib.sha1(store_path.encode()).hexdigest()[:6]}"
+    key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer) + ("-balanced" if cfg.balanced and
+                                                                              cfg.fraction is not None else "")
+    if run_dir is not None and cfg.stream != run_stream:  # a run evaluated on another stream than its own
+        key += f"-{cfg.stream}"
+    device = pick_device(cfg.device)
+    console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
+                  f"{escape(str(weights or 'random init'))}) on {escape(str(store_path))}, protocol {protocol}, "
+                  f"by {cfg.mode}: {len(train_idx)} train / {len(test_idx)} test, {len(class_names)} classes, {device}")
+
+    def load_encoder(**kwargs):
+        torch.manual_seed(cfg.seed)
+        try:
+            encoder = build_encoder(cfg.model, facts["img_size"], **kwargs)
+            fix = runs.damaged_checkpoint_fix(run_dir) if run_dir is not None else "pass a complete weights file"
+            report = load_weights(encoder, weights, fix=fix) if weights is not None else None
+        except ValueError as exc:  # unknown model, size not a multiple of the patch, unreadable weights
+            raise EvaluateError(str(exc)) from exc
+        if report is not None and not any(name.startswith("blocks.") for name in report["loaded"]):
+            raise EvaluateError(f"none of the transformer blocks in {weights} fit a {cfg.model} encoder: "
+                                f"check --model / --init")
+        return encoder
+
+    # 3. scores on the test side
+    with progress_bar(progress, console) as bar:
+        if cfg.mode in ("linear", "knn"):  # the encoder's own pooling, after its final norm (no fc_norm)
+            scores, test_y, settings = frozen_scores(
+                cfg, lambda: load_encoder(num_classes=0, global_pool=cfg.pool, fc_norm=False), out_dir, store_path,
+                root, protocol, train_idx, test_idx, labels, len(class_names), weights=weights, device=device,
+                progress=bar)
+        else:
+            checkpoint = out_dir / f"finetune-{key}-last.pt"
+            if checkpoint.exists() and not (resume or overwrite):
+                raise EvaluateError(f"a fine-tuning checkpoint exists at {checkpoint}: pass --resume to continue "
+                                    f"(or re-evaluate) it, or --overwrite to start again")
+            encoder = load_encoder(num_classes=len(class_names), drop_path_rate=cfg.drop_path, global_pool=cfg.pool)
+            scores, test_y, settings = finetuned_scores(cfg, encoder, store_path, train_idx, test_idx, labels,
+                                                        len(class_names), checkpoint=checkpoint, resume=resume,
+                                                        max_steps=max_steps, device=device, progress=bar)
+
+    # 4. per-sample test scores (for ensembles), metrics, plot, results.json
+    saved = save_scores(out_dir, key, names=np.asarray(root["name"][:])[test_idx], labels=test_y,
+                        scores=np.log(np.maximum(scores, 1e-30)) if cfg.mode == "knn" else scores, protocol=protocol,
+                        mode=cfg.mode, dataset=facts["dataset"], stream=cfg.stream, class_names=class_names)
+    return write_results(out_dir, key, scores, test_y, class_names, facts, protocol=protocol, mode=cfg.mode,
+                         stream=cfg.stream, scores_file=saved.name,
+                         fraction=cfg.fraction, seed=cfg.seed, store=store_path,
+                         weights=str(weights) if weights else None, n_train=int(len(train_idx)),
+                         n_test=int(len(test_idx)), settings={"model": cfg.model, "device": str(device), **settings},
+                         seconds=round(time.time() - started, 1))

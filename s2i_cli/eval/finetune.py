@@ -1,0 +1,123 @@
+"""Fine-tuning evaluation: the whole encoder plus a new head (MAE's main_finetune recipe: layer-wise
+lr decay, drop path, label smoothing, optional mixup/cutmix, AdamW with a warmed-up cosine),
+checkpointed every epoch and when stopped, so `--resume` continues exactly where it stopped."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from ..encoder.encoding import store_encoding
+from ..store import open_store
+from ..train.augment import parse_augment
+from ..train.loader import make_loader, normalize
+from ..train.plumbing import (CheckpointWriter, LossGuard, Schedule, TrainingError, autocast, load_checkpoint,
+                              rng_state, restore_training_state, set_lr)
+from .probe import run_over_store
+
+if TYPE_CHECKING:
+    from ..train.config import EvalConfig
+
+
+def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray, cfg: EvalConfig, *,
+             num_classes: int, checkpoint: Path, resume: bool, max_steps: int | None, device: torch.device,
+             progress: Progress, settings: dict[str, Any]) -> VisionTransformer:
+    """Train `encoder` (with its classification head) on `train_idx` under `cfg` (mode defaults filled in);
+    save `checkpoint` at every epoch end and when max_steps stops it.
+
+    lr = cfg.lr * batch_size / 256, scaled per layer by layer_decay ** depth-from-top (timm's
+    groups carry it as lr_scale). temporal_crop=F crops a random F..1 of each image's rows."""
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+    from timm.optim import param_groups_layer_decay
+
+    torch.manual_seed(cfg.seed)
+    encoder.to(device)
+    batch_size = max(1, min(cfg.batch_size, len(train_idx)))
+    use_mix = cfg.mixup > 0 or cfg.cutmix > 0
+    if use_mix and batch_size % 2:
+        batch_size = max(2, batch_size - 1)  # timm's Mixup flips the batch: it must be even
+    per_epoch = max(1, len(train_idx) // batch_size)
+    total = cfg.epochs * per_epoch
+    schedule = Schedule(cfg.lr * batch_size / 256, per_epoch, total, warmup_steps=cfg.warmup_epochs * per_epoch)
+    groups = param_groups_layer_decay(encoder, weight_decay=cfg.weight_decay,
+                                      no_weight_decay_list=encoder.no_weight_decay(), layer_decay=cfg.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=schedule.peak_lr, betas=(0.9, 0.999))
+    step = _restore(checkpoint, encoder, optimizer, num_classes) if resume else 0
+    mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                  num_classes=num_classes) if use_mix else None
+    criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    augment = parse_augment(cfg.augment)
+    encoding = replace(store_encoding(open_store(store_path).attrs["s2i"]), stream=cfg.stream) if augment else None
+    loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                         drop_last=True, temporal_crop=(cfg.temporal_crop, 1.0) if cfg.temporal_crop else None,
+                         encoding=encoding, augment=augment, stream=cfg.stream)
+    task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
+    guard = LossGuard(checkpoint, saved_step=step if resume else None)
+    last_step = total if max_steps is None else min(total, max_steps)
+    with CheckpointWriter() as writer:
+        while step < last_step:
+            epoch, first = divmod(step, per_epoch)  # a run stopped mid-epoch resumes mid-epoch
+            encoder.train()
+            loader.dataset.set_epoch(epoch, skip_batches=first)
+            for images, labels, _ in loader:
+                images = normalize(images.to(device, non_blocking=True))
+                labels = labels.to(device, non_blocking=True)
+                if mixer is not None:
+                    images, labels = mixer(images, labels)
+                set_lr(optimizer, schedule.lr(step))
+                with autocast(device):
+                    loss = criterion(encoder(images).float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                guard.step(loss, step)
+                progress.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss {guard.last:.3f}")
+                if step >= last_step:
+                    break
+            guard.check()  # before anything is saved
+            writer.save({"model": encoder.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                         "step": step, "num_classes": num_classes, "rng": rng_state(), "settings": settings},
+                        checkpoint)
+            guard.saved_step = step
+    progress.remove_task(task)
+    return encoder.eval()
+
+
+def _restore(checkpoint: Path, encoder: VisionTransformer, optimizer: torch.optim.Optimizer, num_classes: int) -> int:
+    """Load a fine-tuning checkpoint's weights, optimizer and random state; the step it reached."""
+    if not checkpoint.exists():
+        raise TrainingError(f"--resume: no fine-tuning checkpoint at {checkpoint}; run without --resume to start one")
+    state = load_checkpoint(checkpoint, fix="pass --overwrite to start the fine-tuning again")
+    if state["num_classes"] != num_classes:
+        raise TrainingError(f"number of classes mismatch: {checkpoint} was fine-tuned for {state['num_classes']} "
+                            f"classes, the store has {num_classes}: pass --overwrite to start again")
+    return restore_training_state(state, encoder, optimizer, checkpoint,
+                                  fix="pass --overwrite to start the fine-tuning again")
+
+
+def finetuned_scores(cfg: EvalConfig, encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray,
+                     test_idx: np.ndarray, labels: np.ndarray, num_classes: int, *, checkpoint: Path, resume: bool,
+                     max_steps: int | None, device: torch.device,
+                     progress: Progress) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Fine-tune `encoder` (a new head) and score the test side: (test scores, test labels, settings)."""
+    settings = dict(pool=cfg.pool, epochs=cfg.epochs, batch_size=cfg.batch_size, base_lr=cfg.lr,
+                    weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, drop_path=cfg.drop_path,
+                    label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
+                    warmup_epochs=cfg.warmup_epochs, temporal_crop=cfg.temporal_crop, max_steps=max_steps,
+                    checkpoint=checkpoint.name)
+    nn.init.trunc_normal_(encoder.head.weight, std=2e-5)  # MAE's head init
+    nn.init.zeros_(encoder.head.bias)
+    encoder = finetune(encoder, store_path, train_idx, cfg, num_classes=num_classes, checkpoint=checkpoint,
+                       resume=resume, max_steps=max_steps, device=device, progress=progress, settings=settings)
+    scores = run_over_store(encoder, store_path, test_idx, batch_size=cfg.batch_size, device=device,
+                            workers=cfg.workers, progress=progress, what="test", stream=cfg.stream)
+    return scores, labels[test_idx], settings

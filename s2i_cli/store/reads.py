@@ -1,0 +1,107 @@
+"""Reading an s2i store: open and validate a finished one, its splits, samples, skeletons
+and streams."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .schema import (FORMAT_VERSION, OLDEST_READABLE, Location, StoreError, _zarrs_reads, exists, is_url,
+                     open_group, stored_streams, stream_paths)
+
+def store_bytes(location: Location) -> int | None:
+    """Bytes on disk of a local store, everything; None for one at a URL."""
+    if is_url(location) or not Path(location).is_dir():
+        return None
+    return sum(f.stat().st_size for f in Path(location).rglob("*") if f.is_file())
+
+
+def open_store(location: Location, storage_options: dict | None = None) -> zarr.Group:
+    """Open a finished s2i store read-only, or raise StoreError saying what is wrong."""
+    if not exists(location, storage_options):
+        raise StoreError(f"no store at {location}: make one with `s2i convert DATASET RAW {location}`")
+    try:
+        root = open_group(location, storage_options)
+    except Exception as exc:  # zarr raises several types for a non-store directory
+        raise StoreError(f"{location} is not a Zarr store ({type(exc).__name__}): point at the output of `s2i convert`") from exc
+    attrs = root.attrs.get("s2i")
+    if not isinstance(attrs, dict) or "format_version" not in attrs:
+        raise StoreError(f"{location} is a Zarr store but not an s2i store (no 's2i' attributes)")
+    version = attrs["format_version"]
+    if version > FORMAT_VERSION:
+        raise StoreError(f"{location} has store format {version}, newer than this s2i ({FORMAT_VERSION}): upgrade s2i")
+    if version < OLDEST_READABLE:
+        again = attrs.get("command") or "s2i convert DATASET RAW OUT"
+        raise StoreError(f"{location} has store format {version}, older than this s2i's ({FORMAT_VERSION}): "
+                         f"convert it again with `{again} --overwrite`")
+    if not attrs.get("complete"):
+        raise StoreError(f"{location} is an unfinished conversion: run the same `s2i convert` with --resume")
+    return root
+
+
+def valid_indices(root: zarr.Group) -> np.ndarray:
+    """Indices of the slots that hold a sample (rejected files' slots are left out)."""
+    return np.flatnonzero(np.asarray(root["valid"][:], dtype=bool)).astype(np.int64)
+
+
+def split_indices(root: zarr.Group, protocol: str | None, side: str) -> np.ndarray:
+    """Sample indices of one side (train/test) of a protocol; `None` means every valid sample."""
+    if protocol is None:
+        return valid_indices(root)
+    protocols = root.attrs["s2i"].get("protocols", [])
+    if protocol not in protocols:
+        raise StoreError(f"protocol {protocol!r} is not in this store; it has: {', '.join(protocols) or 'none'}")
+    return np.asarray(root[f"splits/{protocol}/{side}"][:], dtype=np.int64)
+
+
+def check_sample(root: zarr.Group, index: int) -> None:
+    """StoreError when slot `index` holds no sample (its file was rejected), naming the reason."""
+    if not bool(root["valid"][index]):
+        name = str(root["name"][index])
+        why = next((r["reason"] for r in root.attrs["s2i"].get("rejected", []) if r.get("name") == name), "rejected")
+        raise StoreError(f"sample {index} ({name}) is not in the store: its file was rejected ({why})")
+
+
+def read_skeleton(root: zarr.Group, index: int) -> np.ndarray:
+    """The selected, centred sequence of one sample: (T, 2, V, C) float32."""
+    return read_skeletons(root, index, index + 1)[0]
+
+
+def read_skeletons(root: zarr.Group, lo: int, hi: int) -> list[np.ndarray]:
+    """The sequences of samples lo..hi-1 (a training block): one slice read per shard they
+    touch, since a shard's samples lie back to back in its frame region."""
+    start = np.asarray(root["skeleton/start"][lo:hi], dtype=np.int64)
+    frames = np.asarray(root["frames"][lo:hi], dtype=np.int64)
+    joints, out = root["skeleton/joints"], []
+    shard = root.attrs["s2i"]["shard"]
+    a = lo
+    while a < hi:
+        b = min(hi, (a // shard + 1) * shard)
+        s, f = start[a - lo:b - lo], frames[a - lo:b - lo]
+        span = joints[int(s[0]):int(s[-1] + f[-1])]
+        out += np.split(span, (s - s[0])[1:])
+        a = b
+    return out
+
+
+def image_bytes(root: zarr.Group) -> tuple[int, int]:
+    """(uncompressed, stored) bytes of every stream's images array together: what the
+    conversion summary and `s2i info` report as the images' size and compression."""
+    arrays = [root[stream_paths(stream)[0]] for stream in stored_streams(root)]
+    return sum(int(a.nbytes) for a in arrays), sum(int(a.nbytes_stored()) for a in arrays)
+
+
+def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array, np.ndarray]:
+    """(images, norm, power) of one stream, or StoreError naming the streams there are."""
+    from ..encoder.streams import STREAMS
+
+    if stream not in STREAMS:
+        raise StoreError(f"unknown stream {stream!r}: choose from {', '.join(STREAMS)}")
+    have = stored_streams(root)
+    if stream not in have:
+        raise StoreError(f"this store has no {stream} stream (it has {', '.join(have)}): "
+                         f"add it with `s2i encode STORE --streams {stream}`")
+    images, norm = stream_paths(stream)
+    with _zarrs_reads(root):  # the arrays are opened in it: zarr reads the setting then
+        return root[images], root[norm], np.asarray(have[stream], dtype=np.float64)
