@@ -48,11 +48,11 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2i_cli import store as s2i_store  # noqa: E402
+from s2i_cli.encoder.encoding import store_encoding  # noqa: E402
+from s2i_cli.store import open_store, stored_streams  # noqa: E402
 from s2i_cli.train.augment import AUGMENTS  # noqa: E402
 from s2i_cli.train.loader import make_loader, normalize  # noqa: E402
-from s2i_cli.encoder.encoding import store_encoding  # noqa: E402
 from s2i_cli.train.mae import MaskedAutoencoder  # noqa: E402
-from s2i_cli.store import open_store, stored_streams  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Consolidated metadata")
 

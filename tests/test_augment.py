@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from s2i_cli.encoder import skeletons
 from s2i_cli import store
-from s2i_cli.train.augment import AUGMENTS, augment_sequence, encode_augmented, parse_augment
 from s2i_cli.convert.flow import convert
-from s2i_cli.train.loader import BlockDataset, make_loader
+from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, encode, store_encoding
+from s2i_cli.train.augment import AUGMENTS, augment_sequence, encode_augmented, parse_augment
+from s2i_cli.train.loader import BlockDataset, make_loader
 
 
 def walk(frames: int, actors: int = 1, seed: int = 0) -> np.ndarray:

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from s2i_cli.encoder import skeletons
 from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, encode
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.base import ALL_ZERO, MAX_COORDINATE

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from s2i_cli.convert import executors
 from s2i_cli import store
 from s2i_cli.cli import app
+from s2i_cli.convert import executors
 from s2i_cli.convert.flow import ConvertFailed, convert
 from tests.stores import pipeline
 from tests.test_ntu import assert_stores_equal

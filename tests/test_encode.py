@@ -7,11 +7,11 @@ from typer.testing import CliRunner
 
 from s2i_cli import store
 from s2i_cli.cli import app
-from s2i_cli.convert.flow import convert
-from s2i_cli.train.loader import make_loader
 from s2i_cli.convert.add_streams import encode
-from s2i_cli.views.info import store_summary
+from s2i_cli.convert.flow import convert
 from s2i_cli.encoder.streams import STREAMS
+from s2i_cli.train.loader import make_loader
+from s2i_cli.views.info import store_summary
 from tests.conftest import shared_data
 
 SIZE = 32

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i_cli.encoder import skeletons
 from s2i_cli import store
 from s2i_cli.convert.flow import convert
+from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, dataset_limits, encode
+from s2i_cli.encoder.pixels import decode_image
 from s2i_cli.formats import get_format
 
 
@@ -63,9 +64,9 @@ def test_isotropic_keeps_proportions_and_decodes_to_metres():
     assert np.allclose(widths, widths.max())  # one scale for x, y, z
     used = skeletons.used_joints(skeletons.NTU25)
     assert np.all(norm[0, :, 0] <= seq[:, 0, used].min(axis=(0, 1)) + 1e-6)
-    decoded = store.decode_image(images[0], norm[0])
+    decoded = decode_image(images[0], norm[0])
     want, _ = reference(seq, 1, Encoding(skeletons.NTU25, "parts", 32, "main"))  # any norm: compare in metres
-    float_image = store.decode_image(want, reference(seq, 1, Encoding(skeletons.NTU25, "parts", 32, "main"))[1])
+    float_image = decode_image(want, reference(seq, 1, Encoding(skeletons.NTU25, "parts", 32, "main"))[1])
     step = widths.max() / 255
     assert np.abs(decoded - float_image).max() <= 2 * step
 
@@ -130,7 +131,7 @@ def test_single_actor_zero_fill_has_no_twin(ntu_dir, tmp_path):
     assert np.array_equal(top, bottom)  # the twin the zero fill removes
     image, norm = zero["images"][0], zero["norm"][0]
     assert not np.array_equal(image[:, :16], image[:, 16:])
-    decoded = store.decode_image(image, norm)
+    decoded = decode_image(image, norm)
     step = (norm[:, 1] - norm[:, 0]) / 255
     assert np.all(np.abs(decoded[:, 16:]) <= step[:, None, None])  # the empty body sits at the origin
     with pytest.raises(Exception, match="unknown fill"):

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from s2i_cli.cli import app
 from s2i_cli.eval import evaluate as ev
 from s2i_cli.eval import metrics, probe
-from s2i_cli.train.runs import CHECKPOINT
-from s2i_cli.cli import app
 from s2i_cli.train.config import EvalConfig
+from s2i_cli.train.runs import CHECKPOINT
 from tests.stores import make_store
 
 FAST = dict(workers=0, progress=False)  # worker processes cost more than they save on tiny stores

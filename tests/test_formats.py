@@ -10,12 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from s2i_cli.encoder import skeletons
 from s2i_cli import store
 from s2i_cli.cli import DATASET_HELP, app
-from s2i_cli.convert.shard import centre_sequences
 from s2i_cli.convert.flow import convert
+from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, encode
+from s2i_cli.encoder.pixels import decode_image
 from s2i_cli.formats import DATASET_NAMES, FormatError, get_format, split_sides
 from s2i_cli.formats.kinetics import parse_video as parse_kinetics
 from s2i_cli.formats.pkummd import PKUMMD_CLASS_NAMES, parse_sequence, parse_split_text
@@ -66,7 +67,7 @@ def check_decodes_to_input(root, i: int, skel: skeletons.Skeleton, expected_seq:
     ref = torch.nn.functional.interpolate(arranged.permute(2, 0, 1)[None], size=(size, size), mode="bilinear",
                                           align_corners=False)[0].numpy()
     norm = root["norm"][i]
-    decoded = store.decode_image(root["images"][i], norm)
+    decoded = decode_image(root["images"][i], norm)
     step = (norm[:, 1] - norm[:, 0]) / 255
     assert np.all(np.abs(decoded - ref) <= step[:, None, None] * 0.5 + 1e-5 + 1e-6 * np.abs(ref))
 

@@ -15,17 +15,17 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from s2i_cli.encoder import skeletons
-from s2i_cli.formats import safe_pickle
 from s2i_cli import store
 from s2i_cli.cli import app
 from s2i_cli.convert.flow import convert
+from s2i_cli.encoder import skeletons
+from s2i_cli.formats import safe_pickle
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ctrgcn import npz_members, read_rows, real_frames
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, split_masks
 from s2i_cli.formats.pyskl import split_protocols
-from s2i_cli.views.info import store_summary
 from s2i_cli.kernels.ntu_select import select_actors
+from s2i_cli.views.info import store_summary
 from tests.conftest import shared_data
 from tests.samples import within
 from tests.ctrgcn_reference import two_actors

@@ -8,12 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from s2i_cli.encoder import skeletons
 from s2i_cli import store
 from s2i_cli.cli import app
-from s2i_cli.convert.shard import centre_sequences
 from s2i_cli.convert.flow import convert
+from s2i_cli.convert.shard import centre_sequences
+from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, encode
+from s2i_cli.encoder.pixels import decode_image
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, read_missing_list, split_masks
 from s2i_cli.kernels.ntu_select import select_actors
@@ -109,7 +110,7 @@ def test_parts_layout_puts_each_part_in_its_band():
     seq[:, 0, 1, :] = 1  # centre joint (torso) -> centring keeps the torso at 0
     centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
     images, norm = encode(centred, [1], Encoding(skeletons.NTU25, "parts", 60, "main"))
-    decoded = store.decode_image(images[0], norm[0])
+    decoded = decode_image(images[0], norm[0])
     edges = skeletons.band_edges(60)
     for p in range(5):
         band = decoded[:, :, edges[p]:edges[p + 1]]
@@ -123,7 +124,7 @@ def test_decoding_returns_centred_coordinates():
     seq[:, 0] = rng.normal(size=(25, 25, 3))
     centred = centre_sequences(get_format("ntu120"), [(seq, 1)])
     images, norm = encode(centred, [1], Encoding(skeletons.NTU25, "concat", 25, "main"))
-    decoded = store.decode_image(images[0], norm[0])  # (3, T, 25) in arranged joint order
+    decoded = decode_image(images[0], norm[0])  # (3, T, 25) in arranged joint order
     expected = centred[0][:, 0][:, list(skeletons.NTU25.arranged())].transpose(2, 0, 1)
     step = (norm[0, :, 1] - norm[0, :, 0]) / 255
     assert np.all(np.abs(decoded - expected) <= step[:, None, None] / 2 + 1e-6)

@@ -16,11 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from s2i_cli.cli import app
+from s2i_cli.store import StoreError, open_store, split_indices
 from s2i_cli.train.loader import BlockDataset, make_loader, normalize
 from s2i_cli.train.mae import MaskedAutoencoder, build_encoder, load_weights
-from s2i_cli.train.pretrain import pretrain
-from s2i_cli.store import StoreError, open_store, split_indices
 from s2i_cli.train.plumbing import CheckpointWriter, Schedule, set_lr
+from s2i_cli.train.pretrain import pretrain
 from tests.stores import make_store
 
 REPO = Path(__file__).resolve().parents[1]

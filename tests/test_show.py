@@ -11,15 +11,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from s2i_cli.encoder import skeletons
 from s2i_cli.cli import app
 from s2i_cli.convert.flow import convert
+from s2i_cli.encoder import skeletons
 from s2i_cli.formats import DATASET_NAMES
 from s2i_cli.views.info import store_summary
 from s2i_cli.views.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_BOX, IMAGE_LEFT, IMAGE_TOP, PNG_SIZE, Painter, load_sample,
                                 reconstruct, render_animation, render_sample)
-from s2i_cli.store import create_store, finalize, open_store, write_shard
 from s2i_cli.encoder.pixels import decode_image
+from s2i_cli.store import create_store, finalize, open_store, write_shard
 
 from .conftest import shared_data
 from .stores import make_store

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from s2i_cli.eval import evaluate as ev
 from s2i_cli.cli import app
 from s2i_cli.convert.flow import convert
+from s2i_cli.eval import evaluate as ev
 from s2i_cli.eval.ensemble import load_scores
 from s2i_cli.eval.metrics import topk_accuracy
 from s2i_cli.store import open_store, split_indices

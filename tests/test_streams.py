@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from s2i_cli.encoder import skeletons, streams
 from s2i_cli import store
 from s2i_cli.convert.flow import convert
+from s2i_cli.encoder import skeletons, streams
+from s2i_cli.encoder.pixels import decode_image
 from tests.conftest import shared_data
 
 SIZE = 32
@@ -148,7 +149,7 @@ def test_streams_equal_the_reference_within_one_step(stored):
             ref = reference_image(skel, seq, a, stream, parent)
             diff = np.abs(images[k].astype(np.float64) - ref)
             assert diff.max() <= 1.0 + 1e-6, (stream, k, diff.max())
-            decoded = store.decode_image(images[k], norm[k], streams.stream_power(stream, skel.is_2d))
+            decoded = decode_image(images[k], norm[k], streams.stream_power(stream, skel.is_2d))
             requantised = decoded[None]  # decode -> quantise gives the same image back
             power = streams.stream_power(stream, skel.is_2d)
             for c in range(3):

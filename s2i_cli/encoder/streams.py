@@ -21,7 +21,7 @@ extent (the joint stream's largest spatial range), so a near-static clip's senso
 not blown up to full contrast. Motion streams then pass through a signed square root
 (POWER): their largest values are tracking glitches tens of times the typical motion,
 which a linear scale would squeeze into a few grey levels. `norm` holds (-s, s) and the
-power is per stream, so `store.decode_image` decodes every image back to metres, exactly
+power is per stream, so `pixels.decode_image` decodes every image back to metres, exactly
 (within quantisation) and with no clipping."""
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ class Sample:
     actors: int
     image: np.ndarray  # (3, H, W) as stored
     norm: np.ndarray  # (3, 2)
-    power: np.ndarray  # (3,) the stream's quantisation power (store.decode_image)
+    power: np.ndarray  # (3,) the stream's quantisation power (pixels.decode_image)
     stream: str
     seq: np.ndarray  # (T, 2, V, C) from skeleton/
     attrs: dict[str, Any]
