@@ -219,6 +219,41 @@ def show(
     console.print(f"wrote {written}" + (f" and {animate}" if animate else ""))
 
 
+@app.command()
+def export(
+    store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL")],
+    out: Annotated[Path, typer.Argument(help="Folder for the exported files (made if absent)")],
+    to: Annotated[str, typer.Option(help="ctrgcn: CTR-GCN's NTU .npz per protocol (NTU60_CS.npz ...: x_train, "
+                                         "y_train, x_test, y_test), read by CTR-GCN, InfoGCN, HD-GCN, MAMP. "
+                                         "pyskl: pyskl's / MMAction2's annotation pickle (split + annotations)")] = "ctrgcn",
+    protocol: Annotated[Optional[str], typer.Option(help="Export only this protocol (default: every protocol of the store)")] = None,
+    frames: Annotated[int, typer.Option(help="ctrgcn: frames per sample, zero-padded (longer samples are resampled)")] = 300,
+    overwrite: Annotated[bool, typer.Option(help="Replace exported files of the same names in OUT (nothing else)")] = False,
+    storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL (as for convert)")] = None,
+) -> None:
+    """Write a store's skeletons (selected actors, centred) in the formats GCN tools train on, so
+    one `s2i convert` replaces CTR-GCN's or pyskl's preprocessing scripts. Streamed shard by
+    shard: memory stays flat in the number of samples."""
+    from .export import ExportError, Target, samples_to_write
+    from .export import export as export_store
+    from .store import StoreError, open_store
+    from .views.progress import progress_bar
+
+    if to not in Target.__members__:
+        fail(f"--to {to}: choose {' or '.join(Target.__members__)}")
+    try:
+        root = open_store(store, key_values(storage_option, "--storage-option"))
+        total = samples_to_write(root, out, Target(to), protocol, frames, overwrite)
+        with progress_bar(True, console) as bar:
+            task = bar.add_task(f"export {to}", total=total, info="")
+            written = export_store(root, out, Target(to), protocol, frames, overwrite,
+                                   lambda n: bar.advance(task, n))
+    except (StoreError, ExportError, OSError) as exc:
+        fail(str(exc))
+    for name, held in written.items():
+        console.print(f"wrote {out / name}: {held if isinstance(held, int) else ', '.join(f'{k} {v}' for k, v in held.items())} samples")
+
+
 # --- pretrain, evaluate ---
 def _defaults(name: str) -> str:
     """'256 linear, 64 finetune': a per-mode default for --help, from config.MODE_DEFAULTS."""

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "s2i_cli"
 # The layer order, lowest first, declared once. A module's layer is its sub-package's; the
 # modules at the top of s2i_cli (safe_text, files, ...) are the base layer, but `cli` and
 # `__main__`, which are the top.
-LAYERS = ("base", "kernels", "encoder", "formats", "store", "views", "convert", "train", "eval", "cli")
+LAYERS = ("base", "kernels", "encoder", "formats", "store", "views", "convert", "export", "train", "eval", "cli")
 TOP = {"cli", "__main__"}
 
 
