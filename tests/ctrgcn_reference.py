@@ -2,6 +2,8 @@
 (data/ntu*/get_raw_skes_data.py + get_raw_denoised_data.py, as described in
 formats.md §1.7), written over the plain reader's output with dicts and lists the way the
 original scripts are, independent of s2i's vectorised implementation."""
+from pathlib import Path
+
 import numpy as np
 
 from tests.ntu_reference import read_skeleton
@@ -74,3 +76,19 @@ def two_actors(path):
             out[s:e + 1, 75:] = b["joints"].reshape(-1, 75)
             s2, e2 = min(s, s2), max(e, e2)
     return out[np.any(out != 0, axis=1)]
+
+
+def ctrgcn_rows(path: Path) -> np.ndarray:
+    """CTR-GCN's seq_transformation of one raw file: denoised (T, 150), centred on body 1's
+    spine-mid in its first frame, body-2 frames where it is absent kept at zero, padded to 300."""
+    joints = two_actors(path)
+    if joints.shape[1] == 75:
+        joints = np.hstack([joints, np.zeros_like(joints)])
+    missing = [np.all(joints[:, k:k + 75] == 0, axis=1) for k in (0, 75)]
+    first = np.flatnonzero(~missing[0])[0]
+    joints = joints - np.tile(joints[first, 3:6], 50)
+    for k, gone in zip((0, 75), missing):
+        joints[gone, k:k + 75] = 0
+    out = np.zeros((300, 150), np.float32)
+    out[:len(joints)] = joints
+    return out

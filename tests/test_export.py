@@ -13,16 +13,17 @@ from typer.testing import CliRunner
 from s2i_cli import store
 from s2i_cli.cli import app
 from s2i_cli.convert.flow import convert
-from s2i_cli.export.ctrgcn import frame_rows
+from s2i_cli.export.ctrgcn import file_name, frame_rows
+from tests.ctrgcn_reference import ctrgcn_rows
 
 from .conftest import shared_data
 
 
 @pytest.fixture(scope="module")
-def ntu120(tmp_path_factory) -> tuple[Path, zarr.Group]:
-    """`s2i convert ntu120` of the real NTU sample files (protocols xsub, xset)."""
-    out = tmp_path_factory.mktemp("ntu120") / "ntu.zarr"
-    convert("ntu120", shared_data("ntu"), out, size=32, progress=False)
+def ntu60(tmp_path_factory) -> tuple[Path, zarr.Group]:
+    """`s2i convert ntu60` of the real NTU sample files (protocols xsub, xview)."""
+    out = tmp_path_factory.mktemp("ntu60") / "ntu.zarr"
+    convert("ntu60", shared_data("ntu"), out, size=32, progress=False)
     return out, zarr.open_group(str(out), mode="r")
 
 
@@ -36,21 +37,26 @@ def side(root: zarr.Group, protocol: str, name: str) -> list[int]:
     return root[f"splits/{protocol}/{name}"][:].tolist()
 
 
-def test_ctrgcn_export_reads_as_ctrgcn_feeder_and_converts_back(ntu120, tmp_path):
-    path, ref = ntu120
+def test_ctrgcn_export_reads_as_ctrgcn_feeder_and_converts_back(ntu60, tmp_path):
+    path, ref = ntu60
     export(str(path), str(tmp_path / "x"), "--to", "ctrgcn")
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["NTU120_CSet.npz", "NTU120_CSub.npz"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["NTU60_CS.npz", "NTU60_CV.npz"]
     # what CTR-GCN's feeders/feeder_ntu.py does with the file
-    npz = np.load(tmp_path / "x" / "NTU120_CSub.npz")
+    npz = np.load(tmp_path / "x" / "NTU60_CS.npz")
     data, label = npz["x_train"], np.where(npz["y_train"] > 0)[1]
     n, t, _ = data.shape
     data = data.reshape((n, t, 2, 25, 3)).transpose(0, 4, 1, 3, 2)
     train = side(ref, "xsub", "train")
-    assert data.shape == (len(train), 3, 300, 25, 2) and npz["y_train"].shape == (len(train), 120)
+    assert data.shape == (len(train), 3, 300, 25, 2) and npz["y_train"].shape == (len(train), 60)
     assert label.tolist() == ref["label"].get_orthogonal_selection((np.array(train),)).tolist()
     assert npz["x_test"].shape == (len(side(ref, "xsub", "test")), 300, 150)
+    # the rows CTR-GCN's own scripts make of the same raw files (selection, centring, padding)
+    names = ref["name"][:].tolist()
+    for which in ("train", "test"):
+        for row, i in zip(npz[f"x_{which}"], side(ref, "xsub", which)):
+            assert np.allclose(row, ctrgcn_rows(shared_data("ntu") / f"{names[i]}.skeleton"), atol=1e-5), names[i]
     # back through the importer: the same skeletons, labels, actors and sides
-    convert("ctrgcn", tmp_path / "x" / "NTU120_CSub.npz", tmp_path / "c.zarr", size=32, progress=False)
+    convert("ctrgcn", tmp_path / "x" / "NTU60_CS.npz", tmp_path / "c.zarr", size=32, progress=False)
     got = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
     names = got["name"][:].tolist()
     for j, name in enumerate(names):
@@ -63,15 +69,15 @@ def test_ctrgcn_export_reads_as_ctrgcn_feeder_and_converts_back(ntu120, tmp_path
     assert len(side(got, "xsub", "train")) == len(train)
 
 
-def test_pyskl_export_loads_with_pickle_and_converts_back(ntu120, tmp_path):
-    path, ref = ntu120
+def test_pyskl_export_loads_with_pickle_and_converts_back(ntu60, tmp_path):
+    path, ref = ntu60
     export(str(path), str(tmp_path / "p"), "--to", "pyskl")
-    pkl = tmp_path / "p" / "ntu120.pkl"
+    pkl = tmp_path / "p" / "ntu60.pkl"
     with open(pkl, "rb") as f:
         doc = pickle.load(f)  # plain pickle, as pyskl's mmcv.load
     valid = store.valid_indices(ref).tolist()
     assert [a["frame_dir"] for a in doc["annotations"]] == [str(ref["name"][i]) for i in valid]
-    assert set(doc["split"]) == {"xsub_train", "xsub_val", "xset_train", "xset_val"}
+    assert set(doc["split"]) == {"xsub_train", "xsub_val", "xview_train", "xview_val"}
     first = doc["annotations"][0]
     assert first["keypoint"].shape == (int(ref["actors"][valid[0]]), first["total_frames"], 25, 3)
     convert("pyskl", pkl, tmp_path / "q.zarr", size=32, progress=False)
@@ -81,24 +87,30 @@ def test_pyskl_export_loads_with_pickle_and_converts_back(ntu120, tmp_path):
         assert got["label"][j] == ref["label"][i] and got["actors"][j] == ref["actors"][i]
         m = int(ref["actors"][i])
         assert np.allclose(store.read_skeleton(got, j)[:, :m], store.read_skeleton(ref, i)[:, :m], atol=1e-6)
-    for protocol in ("xsub", "xset"):
+    for protocol in ("xsub", "xview"):
         for s in ("train", "test"):
             want = {str(ref["name"][i]) for i in side(ref, protocol, s)}
             assert {str(got["name"][i]) for i in side(got, protocol, s)} == want
 
 
-def test_export_refuses_what_it_cannot_write_in_one_line(ntu120, tmp_path):
-    path, _ = ntu120
+def test_export_refuses_what_it_cannot_write_in_one_line(ntu60, tmp_path):
+    path, _ = ntu60
     export(str(path), str(tmp_path / "x"), "--to", "ctrgcn", "--protocol", "xsub")
     again = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "x"), "--to", "ctrgcn", "--protocol", "xsub"])
     assert again.exit_code == 2 and "--overwrite" in again.output and len(again.output.strip().splitlines()) == 1
     export(str(path), str(tmp_path / "x"), "--to", "ctrgcn", "--protocol", "xsub", "--overwrite")
-    for args, words in ((["--protocol", "xview"], "not in this store"), (["--to", "gcn"], "choose")):
+    for args, words in ((["--protocol", "xset"], "not in this store"), (["--to", "gcn"], "choose")):
         bad = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "y"), *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output
     (tmp_path / "file").write_text("x")
     bad = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "file")])
     assert bad.exit_code == 2 and "is a file" in bad.output
+
+
+def test_file_names_follow_ctrgcn():
+    assert [file_name(p, 60) for p in ("xsub", "xview")] == ["NTU60_CS.npz", "NTU60_CV.npz"]
+    assert [file_name(p, 120) for p in ("xsub", "xset", "other")] == ["NTU120_CSub.npz", "NTU120_CSet.npz",
+                                                                        "NTU120_other.npz"]
 
 
 def test_frame_rows_pad_zero_and_resample_long_samples():

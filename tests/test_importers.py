@@ -28,7 +28,7 @@ from s2i_cli.kernels.ntu_select import select_actors
 from s2i_cli.views.info import store_summary
 from tests.conftest import shared_data
 from tests.samples import within
-from tests.ctrgcn_reference import two_actors
+from tests.ctrgcn_reference import ctrgcn_rows
 
 # --------------------------------------------------------------------------- restricted unpickler
 
@@ -240,22 +240,6 @@ def test_pyskl_pickle_from_real_ntu_files_equals_ntu60_conversion(ntu_store, tmp
         diff = np.abs(got["images"][i].astype(int) - ref["images"][i].astype(int))
         assert diff.max() <= int(np.ceil(levels)) + 1, (ref["name"][i], diff.max(), levels)
         assert np.abs(got["norm"][i] - norm).max() <= 2 * half_step
-
-
-def ctrgcn_rows(path: Path) -> np.ndarray:
-    """CTR-GCN's seq_transformation of one raw file: denoised (T, 150), centred on body 1's
-    spine-mid in its first frame, body-2 frames where it is absent kept at zero, padded to 300."""
-    joints = two_actors(path)
-    if joints.shape[1] == 75:
-        joints = np.hstack([joints, np.zeros_like(joints)])
-    missing = [np.all(joints[:, k:k + 75] == 0, axis=1) for k in (0, 75)]
-    first = np.flatnonzero(~missing[0])[0]
-    joints = joints - np.tile(joints[first, 3:6], 50)
-    for k, gone in zip((0, 75), missing):
-        joints[gone, k:k + 75] = 0
-    out = np.zeros((300, 150), np.float32)
-    out[:len(joints)] = joints
-    return out
 
 
 def test_ctrgcn_npz_from_real_ntu_files_equals_ntu60_conversion(ntu_store, tmp_path):

@@ -50,7 +50,7 @@ def write_pickle(root: zarr.Group, protocols: list[str], path: Path, advance: Ca
             p = pickle._Pickler(f, protocol=4)  # the pure-Python one: its save() writes one object into an open frame
             p.fast = True  # no memo (see the module docstring)
             p.write(pickle.PROTO + bytes([4]))
-            p.framer.start_framing()
+            # no framing (optional in protocol 4): each write goes straight to the file
             p.write(pickle.EMPTY_DICT)
             p.save("split")
             p.save(split)
@@ -71,7 +71,6 @@ def write_pickle(root: zarr.Group, protocols: list[str], path: Path, advance: Ca
                 p.write(pickle.APPENDS)
             p.write(pickle.SETITEM)
             p.write(pickle.STOP)
-            p.framer.end_framing()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
