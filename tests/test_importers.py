@@ -535,7 +535,10 @@ def deep_pickle(doc, sentinel: str = "<deep>", depth: int = 100_000) -> bytes:
     ("frame_dir", None), ("label", "label a list is not an integer"), ("total_frames", "total_frames a list"),
     ("split name", "not a list of frame_dir strings"), ("split key", "split 7 is not named <protocol>_train"),
 ])
-def test_pyskl_deeply_nested_values_are_reasons_not_recursion_errors(tmp_path, where, fragment):
+@pytest.mark.parametrize("depth", [50, 100_000])
+def test_pyskl_deeply_nested_values_are_reasons_not_recursion_errors(tmp_path, where, fragment, depth):
+    """Nested 50 deep: the sample's reason; 100,000 deep: the whole file, one line (the
+    reader refuses containers nested more than safe_pickle.MAX_DEPTH deep)."""
     ann = ntu_annotation("S001C001P001R001A001")
     other = ntu_annotation("S001C001P001R001A002")
     split = {"xsub_train": ["S001C001P001R001A001"]}
@@ -546,8 +549,13 @@ def test_pyskl_deeply_nested_values_are_reasons_not_recursion_errors(tmp_path, w
     else:
         split = {7: ["<deep>"]}
     pkl = tmp_path / "in.pkl"
-    pkl.write_bytes(deep_pickle({"split": split, "annotations": [ann, other]}))
+    pkl.write_bytes(deep_pickle({"split": split, "annotations": [ann, other]}, depth=depth))
     fmt = get_format("pyskl", cache_dir=str(tmp_path / "c"))
+    if depth > safe_pickle.MAX_DEPTH:
+        with pytest.raises(ValueError, match="nested more than") as info:
+            fmt.discover(pkl)
+        assert str(info.value).startswith(str(pkl)) and "\n" not in str(info.value)
+        return
     if where.startswith("split"):
         with pytest.raises(ValueError, match=fragment) as info:
             fmt.discover(pkl)
@@ -667,4 +675,4 @@ def test_a_deeply_nested_key_is_refused_not_a_crash(tmp_path, blob):
     code = ("import sys; from pathlib import Path; from s2i_cli.formats import safe_pickle\n"
             "try: safe_pickle.load_path(Path(sys.argv[1]))\nexcept ValueError as exc: print(exc)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "nested more than 1000 tuples deep" in done.stdout, (done.returncode, done.stderr)
+    assert done.returncode == 0 and "nested more than 100 deep" in done.stdout, (done.returncode, done.stderr)
