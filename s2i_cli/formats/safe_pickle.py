@@ -50,6 +50,8 @@ MAX_DEPTH = 100  # containers nested in containers; pyskl's files need 4
 MAX_DIMS = 32
 BYTES_PER_FILE_BYTE, BYTES_CONSTANT = 4, 256 << 20
 NODES_PER_FILE_BYTE, NODES_CONSTANT = 4, 1_000_000
+LAZY_TEXT = 1 << 12  # bytes of a str kept in the file until it is used
+TRIM = 16 << 20  # bytes of a memory-mapped file read before the pages behind are handed back
 QUOTE = 60  # characters of a file's text quoted in a message
 
 # dtype codes an array or scalar may have: (kind, item size); S and U take any size > 0
@@ -127,17 +129,29 @@ class _Bytes:
                  mutable: bool = False):
         self.buf, self.start, self.stop, self.text, self.mutable, self.value = buf, start, stop, text, mutable, None
 
-    def __len__(self) -> int:
-        return len(self.text) if self.text is not None else self.stop - self.start
-
     def view(self) -> Any:
         """The bytes, for one use (a slice of the file, or a temporary encoding)."""
         if self.text is not None:
+            text = self.text if type(self.text) is str else self.text.decode()
             try:
-                return self.text.encode("latin-1")
+                return text.encode("latin-1")
             except UnicodeEncodeError:
                 raise PickleRefused("_codecs.encode of text that is not latin-1") from None
         return self.buf[self.start:self.stop]
+
+
+class _Text:
+    """A long str (LAZY_TEXT bytes or more), kept as a place in the file until it is used:
+    protocol 2 writes an array's bytes as such a str, which only `_codecs.encode` reads,
+    so it is decoded for the array and never kept (the memo would keep it to the end)."""
+
+    __slots__ = ("buf", "start", "stop", "value")
+
+    def __init__(self, buf: Any, start: int, stop: int):
+        self.buf, self.start, self.stop, self.value = buf, start, stop, None
+
+    def decode(self) -> str:
+        return self.value if self.value is not None else str(self.buf[self.start:self.stop], "utf-8", "surrogatepass")
 
 
 class _Args(tuple):
@@ -147,7 +161,8 @@ class _Args(tuple):
     __slots__ = ()
 
 
-_PRIVATE = (_Global, _Dtype, _Array, _Bytes, _Args)
+_PRIVATE = (_Global, _Dtype, _Array, _Bytes, _Text, _Args)
+_LEAVES = frozenset({str, float, bool, type(None), complex, bytes, np.ndarray})
 _MUTABLE = (list, dict, set)
 _CONTAINERS = (list, dict, set, tuple, frozenset, _Args)
 
@@ -188,6 +203,7 @@ class Reader:
         self.max_bytes = BYTES_PER_FILE_BYTE * self.size + BYTES_CONSTANT
         self.proto = 0
         self.plain: dict[int, tuple] = {}  # id(_Args) -> its plain tuple
+        self.trimmed = 0
 
     # ----------------------------------------------------------------- budgets
 
@@ -209,6 +225,8 @@ class Reader:
 
     def child(self, value: Any) -> tuple[int, int]:
         """(depth, hashing cost) of a value about to go into a container; seals it."""
+        if type(value) in _LEAVES:
+            return 0, 1
         info = self.info.get(id(value))
         if info is None:
             if type(value) is int:
@@ -239,7 +257,13 @@ class Reader:
         return line
 
     def int_of(self, n: int, signed: bool = False) -> int:
-        return int.from_bytes(self.read(n), "little", signed=signed)
+        pos = self.pos
+        if pos + n > self.size:
+            raise EOFError("the pickle ends early")
+        self.pos = pos + n
+        if n == 1:
+            return self.data[pos]
+        return int.from_bytes(self.data[pos:pos + n], "little", signed=signed)
 
     def push(self, value: Any) -> None:
         self.stack.append(value)
@@ -271,6 +295,11 @@ class Reader:
                 raw = value.view()
                 self.charge(len(raw) + 40)
                 value.value = bytearray(raw) if value.mutable else bytes(raw)
+            return value.value
+        if kind is _Text:
+            if value.value is None:
+                self.charge(value.stop - value.start + 64)
+                value.value = value.decode()
             return value.value
         if kind is _Args:
             return self.plain_tuple(value)
@@ -377,6 +406,18 @@ class Reader:
             handler(self)
             if self.nodes & 0xFFF == 0:
                 self.charge(0)
+                if self.pos - self.trimmed > TRIM and type(self.source) is mmap.mmap:
+                    self.trim()
+
+    def trim(self) -> None:
+        """Hand back the pages of the mapped file read so far (they are clean: a later look at
+        them reads them again), so the file does not stay resident beside what it built."""
+        end = self.pos - self.pos % mmap.PAGESIZE
+        try:
+            self.source.madvise(mmap.MADV_DONTNEED, self.trimmed, end - self.trimmed)
+        except (AttributeError, OSError, ValueError):
+            pass
+        self.trimmed = end
 
     # ----------------------------------------------------------------- opcodes
 
@@ -462,18 +503,24 @@ class Reader:
     def op_binfloat(self) -> None:
         self.push(struct.unpack(">d", self.read(8))[0])
 
-    def _text(self, raw: Any) -> None:
-        self.charge(len(raw) + 64)
-        self.push(str(raw, "utf-8", "surrogatepass"))
+    def _text(self, n: int) -> None:
+        start = self.pos
+        raw = self.read(n)
+        if n >= LAZY_TEXT:
+            self.charge(64)
+            self.stack.append(_Text(self.data, start, start + n))
+            return
+        self.charge(n + 64)
+        self.stack.append(str(raw, "utf-8", "surrogatepass"))
 
     def op_binunicode(self) -> None:
-        self._text(self.read(self.int_of(4)))
+        self._text(self.int_of(4))
 
     def op_short_binunicode(self) -> None:
-        self._text(self.read(self.int_of(1)))
+        self._text(self.int_of(1))
 
     def op_binunicode8(self) -> None:
-        self._text(self.read(self.int_of(8)))
+        self._text(self.int_of(8))
 
     def op_unicode(self) -> None:
         line = self.readline()
@@ -742,12 +789,18 @@ class Reader:
         if math.prod(max(d, 1) for d in shape) > self.max_bytes:
             raise PickleRefused(f"an array of shape {_quote(str(shape))} (more elements than the file can hold)")
         nbytes = count * descr.itemsize
-        if type(raw) is not _Bytes or len(raw) != nbytes:
-            got = len(raw) if type(raw) is _Bytes else self.what(raw)
+        if type(raw) is not _Bytes:
+            raise PickleRefused(f"an array whose data are {self.what(raw)}, not bytes")
+        if raw.text is None and raw.stop - raw.start != nbytes:  # before anything is decoded
             raise PickleRefused(f"an array {_quote(str(shape))} of {descr.str} needs {nbytes} bytes, the file "
-                                f"gives {got}")
+                                f"gives {raw.stop - raw.start}")
         self.charge(nbytes + 112)
-        flat = np.frombuffer(raw.view(), dtype=descr, count=count).copy() if count else np.empty(0, descr)
+        data = raw.view()
+        if len(data) != nbytes:
+            raise PickleRefused(f"an array {_quote(str(shape))} of {descr.str} needs {nbytes} bytes, the file "
+                                f"gives {len(data)}")
+        flat = np.frombuffer(data, dtype=descr, count=count).copy() if count else np.empty(0, descr)
+        del data
         if axes is not None:
             if not isinstance(axes, tuple) or sorted(a if type(a) is int else -1 for a in axes) != list(
                     range(len(shape))):
@@ -803,10 +856,11 @@ def _scalar(reader: Reader, dtype: Any = None, data: Any = None) -> Any:
     if type(dtype) is not _Dtype or type(data) is not _Bytes:
         raise PickleRefused("numpy scalar: only a number or string dtype with its bytes is allowed")
     descr = dtype.descr()
-    if len(data) != descr.itemsize:
-        raise PickleRefused(f"numpy scalar of {descr.str} with {len(data)} bytes")
     reader.charge(descr.itemsize + 64)
-    return np.frombuffer(data.view(), dtype=descr, count=1)[0]
+    raw = data.view()
+    if len(raw) != descr.itemsize:
+        raise PickleRefused(f"numpy scalar of {descr.str} with {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=descr, count=1)[0]
 
 
 def _frombuffer(reader: Reader, buf: Any = None, dtype: Any = None, shape: Any = None, order: Any = "C",
@@ -822,7 +876,7 @@ def _frombuffer(reader: Reader, buf: Any = None, dtype: Any = None, shape: Any =
 
 def _encode(reader: Reader, text: Any = None, encoding: Any = "utf-8") -> _Bytes:
     """Protocol 2's spelling of a bytes object: `_codecs.encode(str, 'latin1')`."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+    if type(text) not in (str, _Text) or encoding not in ("latin1", "latin-1"):
         raise PickleRefused(f"_codecs.encode of a {type(text).__name__}, {_quote(encoding)} (only str, 'latin1')")
     reader.charge(64)
     return _Bytes(text=text)
