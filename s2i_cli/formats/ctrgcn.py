@@ -56,7 +56,8 @@ def _npy_header(fp) -> tuple[np.dtype, tuple[int, ...], bool]:
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
         shape, fortran, dtype = read_header(fp)
-    except (SyntaxError, tokenize.TokenError) as exc:  # NumPy re-parses some headers with tokenize
+    except (SyntaxError, tokenize.TokenError, TypeError) as exc:  # NumPy re-parses some headers with tokenize;
+        # TypeError: it sorts the header's keys, which fails for keys of mixed types
         raise ValueError(f"a malformed .npy header ({type(exc).__name__})") from None
     except ValueError as exc:  # NumPy's reasons can run to several lines (an oversized header): keep the first
         raise ValueError(f"a malformed .npy header: {str(exc).strip().splitlines()[0]}") from None

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoder.skeletons import COCO17, NTU25, SKELETONS, Skeleton
+from ..safe_text import visible
 from . import safe_pickle
 from .base import (MAX_CLASSES, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked,
                    duplicate)
@@ -123,8 +124,10 @@ def _is_int(x) -> bool:
 def shown(value) -> str:
     """A value from the file, for a one-line reason: a short repr of a number or string, else
     its type (the repr of a deeply nested list from a corrupt file would recurse too deep)."""
+    if isinstance(value, int) and value.bit_length() > 64:  # repr of 5,000 digits raises ValueError
+        return f"an integer of {value.bit_length()} bits"
     if isinstance(value, (int, float, str, bytes, np.generic)) or value is None:
-        text = repr(value)
+        text = visible(repr(value[:60] if isinstance(value, (str, bytes)) else value))
         return text if len(text) <= 40 else f"{text[:37]}..."
     return f"a {type(value).__name__}"
 

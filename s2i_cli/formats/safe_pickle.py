@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .safe_text import one_line
+from ..safe_text import one_line
 
 MAX_DEPTH = 100  # containers nested in containers; pyskl's files need 4
 MAX_DIMS = 32
@@ -68,6 +68,8 @@ class PickleRefused(pickle.UnpicklingError):
 def _quote(text: Any) -> str:
     """A piece of the file for a message: escaped and cut short (cut before escaping, so a
     64 MB name costs nothing)."""
+    if type(text) is _Text:
+        text = text.buf[text.start:text.start + QUOTE * 8]
     if isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text[:QUOTE * 2]).decode("utf-8", "backslashreplace")
     elif not isinstance(text, str):
@@ -176,7 +178,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], str] = {
     ("_codecs", "encode"): "encode",
     # "__builtin__": protocol-2 files written by Python 2
     **{(mod, name): name for mod in ("builtins", "__builtin__") for name in ("set", "frozenset", "complex",
-                                                                             "bytearray")},
+                                                                             "bytearray", "bytes")},
 }
 
 
@@ -210,12 +212,12 @@ class Reader:
     def charge(self, nbytes: int, nodes: int = 0) -> None:
         self.built += nbytes
         self.nodes += nodes
-        if self.built + 8 * self.nodes > self.max_bytes:
-            raise PickleRefused(f"it builds more than {self.max_bytes:,} bytes from a {self.size:,}-byte file "
-                                f"(the bound is {BYTES_PER_FILE_BYTE}x the file plus {BYTES_CONSTANT >> 20} MiB)")
         if self.nodes > self.max_nodes:
             raise PickleRefused(f"it takes more than {self.max_nodes:,} steps for a {self.size:,}-byte file "
                                 f"(the bound is {NODES_PER_FILE_BYTE}x the file plus {NODES_CONSTANT:,})")
+        if self.built + 8 * self.nodes > self.max_bytes:
+            raise PickleRefused(f"it builds more than {self.max_bytes:,} bytes from a {self.size:,}-byte file "
+                                f"(the bound is {BYTES_PER_FILE_BYTE}x the file plus {BYTES_CONSTANT >> 20} MiB)")
 
     def register(self, obj: Any, depth: int, cost: int) -> None:
         if depth > MAX_DEPTH:
@@ -776,7 +778,10 @@ class Reader:
         shape, dtype, fortran, raw = state[-4:]
         if type(fortran) not in (bool, int) or type(raw) is not _Bytes:
             raise PickleRefused("an array state whose data are not bytes (object arrays are refused)")
-        return self.make_array(raw, dtype, shape, "F" if fortran else "C")
+        array = self.make_array(raw, dtype, shape, "F" if fortran else "C")
+        if not array.dtype.isnative:  # as ndarray.__setstate__ does: the values in native byte order
+            array = array.astype(array.dtype.newbyteorder("="), order="K")
+        return array
 
     def make_array(self, raw: Any, dtype: Any, shape: Any, order: str, axes: Any = None) -> np.ndarray:
         if type(dtype) is not _Dtype:
@@ -897,6 +902,11 @@ def _bytearray(reader: Reader, data: Any = None, encoding: Any = None) -> bytear
     return bytearray(raw)
 
 
+def _empty_bytes(reader: Reader) -> _Bytes:
+    """Protocol 2's spelling of b"": `bytes()` (no other call of bytes: `bytes(n)` allocates)."""
+    return _Bytes(b"", 0, 0)
+
+
 def _complex(reader: Reader, real: Any = 0.0, imag: Any = 0.0) -> complex:
     if type(real) not in (int, float) or type(imag) not in (int, float):
         raise PickleRefused("complex of anything but two numbers")
@@ -913,7 +923,7 @@ def _set_of(kind: type):
 
 
 BUILDERS = {"dtype": _dtype, "_reconstruct": _reconstruct, "scalar": _scalar, "_frombuffer": _frombuffer,
-            "encode": _encode, "bytearray": _bytearray, "complex": _complex, "set": _set_of(set),
+            "encode": _encode, "bytearray": _bytearray, "bytes": _empty_bytes, "complex": _complex, "set": _set_of(set),
             "frozenset": _set_of(frozenset)}
 
 STOP = object()
