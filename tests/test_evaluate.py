@@ -159,6 +159,13 @@ def test_finetune_checkpoints_and_resumes(run):
     state = torch.load(checkpoint, weights_only=False)
     assert (state["epoch"], state["step"]) == (1, 4)
     assert resumed["key"] == "xview-finetune"
+    # TensorBoard: the fine-tuning's steps (the resumed one's continue them), the evaluation, the pretraining
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer().AddRunsFromDirectory(str(run)).Reload()  # what `tensorboard --logdir` shows
+    assert [e.step for e in runs.Scalars("finetune/xview-finetune", "train/loss")] == [1, 2, 3, 4]
+    assert "xview-finetune/top1" in runs.Runs()["eval"]["scalars"]
+    assert runs.Scalars(".", "epoch/loss")  # the pretraining's curve is untouched
 
 
 def test_finetune_stopped_mid_epoch_resumes_mid_epoch(run, tmp_path):

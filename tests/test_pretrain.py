@@ -217,10 +217,23 @@ def test_loss_falls_and_run_layout(store, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["store"] == str(store.absolute()) and config["img_size"] == 32 and config["model"] == "vit_tiny"
     assert config["dataset"] == "synthetic" and config["class_names"][0] == "class 0" and config["protocol"] is None
-    recon = np.asarray(Image.open(run / "recon-epoch004.png"))  # rows: input, masked, reconstruction; x4 (32 px)
-    assert recon.shape == (3 * 32 * 4, 4 * 32 * 4, 3)
-    inputs = open_store(store)["images"][:4].transpose(0, 2, 3, 1)  # the first 4 training samples
-    assert np.array_equal(recon[:128:4, ::4], np.concatenate(list(inputs), axis=1))
+    # columns input, masked, reconstruction under a 24-px title band; rows: the first 4 training
+    # samples, 32 px scaled x7 to 224 px, 8-px gaps
+    recon = np.asarray(Image.open(run / "recon-epoch004.png"))
+    assert recon.shape == (24 + 4 * (224 + 8), 8 + 3 * (224 + 8), 3)
+    inputs = open_store(store)["images"][:4].transpose(0, 2, 3, 1)
+    for r, image in enumerate(inputs):
+        top = 24 + r * (224 + 8)
+        assert np.array_equal(recon[top:top + 224:7, 8:8 + 224:7], image)
+    assert (run / "loss.png").stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run)).Reload()  # what `tensorboard --logdir` reads
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 17))
+    assert len(events.Scalars("train/lr")) == 16 and len(events.Scalars("train/grad_norm")) == 1
+    assert [e.step for e in events.Scalars("epoch/loss")] == [4, 8, 12, 16]
+    assert np.allclose([e.value for e in events.Scalars("epoch/loss")], losses)
+    assert events.Images("reconstruction")
     ckpt = torch.load(run / "checkpoint-last.pt", weights_only=True)
     assert ckpt["step"] == 16 and ckpt["epoch"] == 4
     enc = build_encoder(config["model"], config["img_size"])  # how evaluate reads a run

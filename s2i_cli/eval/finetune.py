@@ -18,6 +18,7 @@ from ..encoder.encoding import store_encoding
 from ..store import open_store
 from ..train.augment import parse_augment
 from ..train.loader import make_loader, normalize
+from ..train.runlog import FINETUNE_LOGS, RunLog
 from ..train.plumbing import (CheckpointWriter, LossGuard, Schedule, TrainingError, autocast, load_checkpoint,
                               rng_state, restore_training_state, set_lr)
 from .probe import run_over_store
@@ -62,7 +63,10 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)
     last_step = total if max_steps is None else min(total, max_steps)
-    with CheckpointWriter() as writer:
+    # TensorBoard: a run of its own beside the pretraining's (runs/NAME/finetune/<key>/)
+    key = checkpoint.stem.removeprefix("finetune-").removesuffix("-last")
+    log = RunLog(checkpoint.parent / FINETUNE_LOGS / key, purge_step=step + 1 if resume else None)
+    with CheckpointWriter() as writer, log:
         while step < last_step:
             epoch, first = divmod(step, per_epoch)  # a run stopped mid-epoch resumes mid-epoch
             encoder.train()
@@ -80,6 +84,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
                 optimizer.step()
                 step += 1
                 guard.step(loss, step)
+                log.step(step, loss=guard.last, lr=schedule.lr(step - 1))
                 progress.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss {guard.last:.3f}")
                 if step >= last_step:
                     break
@@ -88,6 +93,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
                          "step": step, "num_classes": num_classes, "rng": rng_state(), "settings": settings},
                         checkpoint)
             guard.saved_step = step
+            log.epoch({"epoch": epoch + 1, "step": step, "loss": guard.last}, metrics=False)
     progress.remove_task(task)
     return encoder.eval()
 

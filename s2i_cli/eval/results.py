@@ -59,6 +59,10 @@ def write_results(out_dir: Path, key: str, scores: np.ndarray, test_y: np.ndarra
              "per_class": {name: (None if np.isnan(a) else float(a)) for name, a in zip(class_names, per_class)},
              "confusion": matrix.tolist(), "confusion_png": png.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_result(out_dir, key, entry)
+    from ..train.runlog import EVAL_LOGS, RunLog  # tensorboard: imported only when a result is written
+
+    with RunLog(out_dir / EVAL_LOGS) as log:  # TensorBoard: the run's curves and its evaluations in one place
+        log.result(key, 0, entry)
     return {**entry, "out_dir": str(out_dir)}
 
 

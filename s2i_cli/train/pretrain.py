@@ -16,7 +16,6 @@ every `recon_every` epochs; the loader's workers live for the whole run."""
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,9 +36,11 @@ from .augment import parse_augment
 from .config import DEFAULT_EPOCHS, PretrainConfig
 from .loader import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
+from .runlog import RunLog
 from .plumbing import CheckpointWriter, LossGuard, Schedule, autocast, rng_state, restore_training_state, set_lr
 
 console = Console(stderr=True)
+GRAD_NORM_EVERY = 10  # steps between gradient-norm readings (one pass over the grads, logged to TensorBoard)
 SAVE_SECONDS = 300.0  # without --save-every, a checkpoint when this long has passed since the last one
 def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
              max_steps: int | None = None, runs_root: str | Path = "runs", progress: bool = True,
@@ -92,12 +93,13 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
         last_step = schedule.total_steps if max_steps is None else min(schedule.total_steps, int(max_steps))
         loop = Loop(model, net, optimizer, loader, schedule, cfg, device, rank, ddp,
                     LossGuard(run_dir / runs.CHECKPOINT, step if checkpoint is not None else None),
-                    Throughput(cfg.batch_size * cfg.accum * world))
+                    Throughput(cfg.batch_size * cfg.accum * world),
+                    RunLog(run_dir, enabled=rank == 0, purge_step=step + 1 if checkpoint is not None else None))
         if rank == 0:
             runs.write_config(run_dir, config)
             _announce(cfg, net, device, world, len(indices), schedule, run_dir, step, last_step, resume)
         show_bar = rank == 0 and progress and step < last_step
-        with CheckpointWriter() as writer, progress_bar(show_bar, console) as bar:
+        with CheckpointWriter() as writer, progress_bar(show_bar, console) as bar, loop.log:
             task = bar.add_task("pretrain", total=last_step, completed=step, info="")
             last_save = time.monotonic()
             while step < last_step:
@@ -126,6 +128,7 @@ class Loop:
     ddp: bool
     guard: LossGuard
     meter: Throughput
+    log: RunLog
 
 
 def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[int, float]:
@@ -151,6 +154,9 @@ def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[i
                 loss, _, _ = loop.model(imgs, noise=loop.net.sample_noise(len(imgs), loop.device, generator))
             (loss / cfg.accum).backward()
             step_loss += loss.detach()
+        grad_norm = None
+        if loop.rank == 0 and (step + 1) % GRAD_NORM_EVERY == 0:  # max_norm=inf: measured, never clipped
+            grad_norm = torch.nn.utils.clip_grad_norm_(loop.net.parameters(), float("inf")).item()
         loop.optimizer.step()
         loop.optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -158,6 +164,8 @@ def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[i
         loss_sum += step_loss
         loss_count += cfg.accum
         loop.meter.step_done()
+        loop.log.step(step, loss=loop.guard.last, lr=loop.schedule.lr(step - 1),
+                      **({"grad_norm": grad_norm} if grad_norm is not None else {}))
         bar.update(task, completed=step, info=f"loss {loop.guard.last:.4f}  {loop.meter.step_rate():.1f} img/s")
     loop.guard.check()  # before anything is saved
     totals = torch.stack([loss_sum, torch.tensor(float(loss_count), device=loop.device)])
@@ -179,8 +187,9 @@ def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indic
 
     if loop.rank == 0:
         if done or every(cfg.recon_every):
-            save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done), loop.device,
-                                cfg.seed, cfg.stream)
+            picture = save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done),
+                                          loop.device, cfg.seed, cfg.stream)
+            loop.log.image("reconstruction", step, picture)
         due = every(cfg.save_every) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
         if done or due:
             kept = runs.kept_checkpoint(run_dir, epochs_done) if every(cfg.keep_every) else None
@@ -189,8 +198,7 @@ def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indic
             loop.guard.saved_step, last_save = step, time.monotonic()
         record = {"epoch": epochs_done, "step": step, "loss": loss, "lr": loop.schedule.lr(step - 1),
                   **loop.meter.record(), "time": datetime.datetime.now().isoformat(timespec="seconds")}
-        with open(run_dir / runs.METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        loop.log.epoch(record)
         if verbose:
             console.print(f"epoch {epochs_done} step {step}/{loop.schedule.total_steps} loss {loss:.4f} "
                           f"lr {record['lr']:.2e} {record['step_images_per_s'] or 0:.1f} img/s")
@@ -374,9 +382,10 @@ def _new_run_dir(run_dir: str | Path | None, runs_root: str | Path, dataset: str
 
 @torch.no_grad()
 def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path: Path, device: torch.device,
-                        seed: int = 0, stream: str = "joint") -> None:
-    """A PNG of three rows: the input, the masked input (grey = removed), the reconstruction with
-    the visible patches pasted back (MAE's visualisation). DiffMAE decodes from pure noise."""
+                        seed: int = 0, stream: str = "joint") -> np.ndarray:
+    """A PNG of three labelled columns: the input, the masked input (grey = removed), the
+    reconstruction with the visible patches pasted back (MAE's visualisation), one row per
+    sample; returned as an (H, W, 3) array for TensorBoard. DiffMAE decodes from pure noise."""
     from PIL import Image
 
     stored = stream_arrays(root, stream)[0]
@@ -398,11 +407,28 @@ def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path:
     masked = denormalize(x * (1 - keep))
     masked[keep.bool().expand_as(masked)] = 128
     pasted = denormalize(x * (1 - keep) + recon * keep)
-    rows = [torch.cat(list(r), dim=2) for r in (images, masked, pasted)]  # each (3, H, n*W)
-    grid = torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy()
-    picture = Image.fromarray(grid)
-    scale = max(1, 128 // images.shape[2])
-    if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+    picture = reconstruction_grid([t.permute(0, 2, 3, 1).cpu().numpy() for t in (images, masked, pasted)])
+    atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))
     net.train(was_training)
+    return picture
+
+
+def reconstruction_grid(columns: list[np.ndarray], titles: tuple[str, ...] = ("input", "masked", "reconstruction"),
+                        min_side: int = 224) -> np.ndarray:
+    """(H', W', 3) uint8: one row per sample, one labelled column per stage, each image scaled up
+    (nearest, whole factors) to at least `min_side` px so joints (columns) and time (rows) show."""
+    from PIL import Image, ImageDraw
+
+    n, h, w, _ = columns[0].shape
+    scale = max(1, -(-min_side // min(h, w)))
+    gap, header = 8, 24
+    width = len(columns) * (w * scale + gap) + gap
+    canvas = Image.new("RGB", (width, header + n * (h * scale + gap)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for c, (title, images) in enumerate(zip(titles, columns)):
+        x = gap + c * (w * scale + gap)
+        draw.text((x, 6), title, fill=(0, 0, 0))
+        for r, image in enumerate(images):
+            tile = Image.fromarray(np.ascontiguousarray(image)).resize((w * scale, h * scale), Image.NEAREST)
+            canvas.paste(tile, (x, header + r * (h * scale + gap)))
+    return np.asarray(canvas)

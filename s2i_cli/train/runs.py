@@ -4,6 +4,8 @@
     runs/NAME/checkpoint-last.pt      {"model", "optimizer", "step", "epoch", "rng"}, weights only
     runs/NAME/checkpoint-epochNNN.pt  earlier checkpoints kept by --keep-every (hard links)
     runs/NAME/metrics.jsonl           one JSON line per epoch
+    runs/NAME/loss.png                the loss and lr curves, redrawn each epoch
+    runs/NAME/events.out.tfevents.*   TensorBoard: step and epoch scalars, reconstructions, evaluations
     runs/NAME/recon-epochNNN.png      MAE reconstructions
     runs/NAME/results.json, confusion-*.png, features-*.npz, finetune-*-last.pt   (s2i evaluate)
 
@@ -22,6 +24,7 @@ from .plumbing import load_checkpoint
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint-last.pt"
 METRICS = "metrics.jsonl"
+LOSS_PNG = "loss.png"
 RESULTS = "results.json"
 
 
