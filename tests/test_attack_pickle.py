@@ -371,7 +371,13 @@ def npz_bombs() -> list[Case]:
              rep=True),
         Case("a 737 MB member of zeros", lambda: npz_file({"x_train.npy": streamed, "y_train.npy": npy_header(
             (big, 60)) + np.tile(eye[0], (big, 1)).tobytes()}),
-             expect="any", dataset="ctrgcn", rep=True),
+             fragment="as a bomb", dataset="ctrgcn", rep=True),
+        Case("2,000,000 samples of 0 frames", lambda: npz_file({"x_train.npy": npy_header((n, 0, 150)),
+                                                                "y_train.npy": (npy_header((n, 60), "|u1"), n * 60)}),
+             fragment="frames per sample", dataset="ctrgcn", rep=True),
+        Case("one sample of 100,000 frames", lambda: npz_file({
+            "x_train.npy": (npy_header((1, 100_000, 150)), 100_000 * 150 * 4),
+            "y_train.npy": npy_header((1, 60)) + eye[:1].tobytes()}), fragment="frames per sample", dataset="ctrgcn"),
         Case("y declares 2**40 rows", npz_file({"x_train.npy": npy_header((64, 300, 150)) + zeros.tobytes(),
                                                 "y_train.npy": npy_header((1 << 40, 60))}), dataset="ctrgcn"),
         Case("mixed key types in the header", npz_file({"x_train.npy": npy_header(
@@ -559,3 +565,104 @@ def test_big_endian_and_string_arrays_and_scalars_load_as_pickle_load_does():
                     {k: v for k, v in expected.items() if k not in ("set", "fs", "ba", "scalars")}), protocol
         assert got["set"] == expected["set"] and got["fs"] == expected["fs"] and got["ba"] == expected["ba"]
         assert [(type(x), x) for x in got["scalars"]] == [(type(x), x) for x in expected["scalars"]]
+
+
+# --------------------------------------------------------------------------- importer budgets
+
+
+def test_one_keypoint_array_named_by_many_samples_spills_within_the_bound(tmp_path):
+    """A 487 KB pyskl file naming one keypoint array for every sample spilled 300 MB; the
+    spill now stops at 4x the file plus 16 MB, the samples beyond rejected with the reason."""
+    from s2i_cli.formats import get_format, pyskl
+
+    kp = (np.random.default_rng(0).normal(size=(2, 300, 25, 3)) + 3).astype(np.float16)  # 90 KB
+    anns = [{"frame_dir": f"v{k:04d}", "label": k % 5, "total_frames": 300, "keypoint": kp} for k in range(3000)]
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(pickle.dumps({"annotations": anns}, protocol=2))
+    size = path.stat().st_size
+    assert size < 500_000
+    fmt = get_format("pyskl", cache_dir=str(tmp_path / "cache"))
+    items, rejected, _ = fmt.discover(path)
+    bound = pyskl.SPILL_PER_FILE_BYTE * size + pyskl.SPILL_CONSTANT
+    assert 0 < len(items) < 3000 and len(items) + len(rejected) == 3000
+    assert all("the spill would pass" in r.reason for r in rejected)
+    assert sum(f.stat().st_size for f in (tmp_path / "cache").iterdir()) < bound + 10_000
+
+
+def test_the_spill_is_bounded_by_the_file_size(tmp_path, monkeypatch):
+    from s2i_cli.formats import get_format, pyskl
+
+    monkeypatch.setattr(pyskl, "SPILL_CONSTANT", 0)
+    monkeypatch.setattr(pyskl, "SPILL_PER_FILE_BYTE", 0.5)
+    rng = np.random.default_rng(1)
+    anns = [{"frame_dir": f"v{k}", "label": 0, "total_frames": 10,
+             "keypoint": (rng.normal(size=(1, 10, 25, 3)) + 3).astype(np.float16)} for k in range(10)]
+    path = tmp_path / "a.pkl"
+    path.write_bytes(pickle.dumps({"annotations": anns}, protocol=2))
+    items, rejected, _ = get_format("pyskl", cache_dir=str(tmp_path / "c")).discover(path)
+    assert 0 < len(items) < 10 and all("the spill would pass" in r.reason for r in rejected)
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("label", 7 ** 6000, "label an integer of 16845 bits"), ("label", -3, "label -3 is not an integer"),
+    ("total_frames", -6, "total_frames -6"), ("total_frames", 10 ** 5000, "total_frames an integer of"),
+], ids=["label of 5,000 digits", "negative label", "negative total_frames", "total_frames of 5,000 digits"])
+def test_huge_and_negative_numbers_reject_their_sample(tmp_path, field, value, reason):
+    from s2i_cli.formats import get_format
+
+    rng = np.random.default_rng(2)
+    anns = [{"frame_dir": f"v{k}", "label": 0, "total_frames": 6,
+             "keypoint": (rng.normal(size=(1, 6, 25, 3)) + 3).astype(np.float16)} for k in range(2)]
+    anns[1][field] = value
+    path = tmp_path / "a.pkl"
+    path.write_bytes(pickle.dumps({"annotations": anns}, protocol=2))
+    items, rejected, _ = get_format("pyskl", cache_dir=str(tmp_path / "c")).discover(path)
+    assert [it.name for it in items] == ["v0"] and [r.name for r in rejected] == ["v1"]
+    assert reason in rejected[0].reason and len(rejected[0].reason) < 200, rejected[0].reason
+
+
+def test_npz_discovery_reads_headers_and_compressed_labels_a_block_at_a_time(tmp_path, monkeypatch):
+    """y is read READ_CHUNK bytes at a time, x not at all: discovery of a compressed file."""
+    from s2i_cli.formats import ctrgcn, get_format
+
+    monkeypatch.setattr(ctrgcn, "READ_CHUNK", 1000)
+    rng = np.random.default_rng(3)
+    x = np.zeros((50, 300, 150), np.float32)
+    x[:, :20] = rng.normal(size=(50, 20, 150))
+    y = np.eye(60, dtype=np.float32)[rng.integers(0, 60, 50)]
+    path = tmp_path / "NTU60_CS.npz"
+    np.savez_compressed(path, x_train=x, y_train=y)
+    reads = []
+    real = ctrgcn.iter_rows
+
+    def counting(p, member, start, stop):
+        reads.append(member.name)
+        for first, block in real(p, member, start, stop):
+            assert block.nbytes <= max(1000, int(np.prod(member.shape[1:])) * member.dtype.itemsize)
+            yield first, block
+    monkeypatch.setattr(ctrgcn, "iter_rows", counting)
+    fmt = get_format("ctrgcn")
+    items, rejected, _ = fmt.discover(path)
+    assert len(items) == 50 and not rejected and reads == ["y_train"]
+    assert [it.label for it in items] == list(np.argmax(y, axis=1))
+    got = fmt.read_items(path, b"", items[10:20])
+    assert all(np.array_equal(s, ctrgcn.real_frames(x[10 + k])[0]) for k, (s, _) in enumerate(got))
+
+
+def test_a_malicious_checkpoint_says_it_holds_code_not_that_it_is_corrupt(tmp_path):
+    import torch
+
+    from s2i_cli.train.plumbing import TrainingError, load_checkpoint
+
+    class Run:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    for legacy in (True, False):
+        path = tmp_path / f"evil{legacy}.pt"
+        torch.save({"model": Run()}, path, _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(TrainingError) as info:
+            load_checkpoint(path, "train again")
+        text = str(info.value)
+        assert "holds code or Python objects" in text and "system" in text and "corrupt" not in text, text
+        assert "\n" not in text and not (tmp_path / "ran").exists()

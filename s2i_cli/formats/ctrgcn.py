@@ -34,6 +34,11 @@ NAME = re.compile(r"^NTU(?:60|120)_(CS|CV|CSub|CSet)$", re.IGNORECASE)
 # compression method and RuntimeError for the "encrypted" flag
 ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, zlib.error, NotImplementedError, RuntimeError)
 DEFLATE_RATIO = 1032  # deflate's largest expansion: a member cannot honestly hold more than this times its size
+# what an x member plausibly inflates to: CTR-GCN's rows are zero-padded skeletons, which
+# deflate about 3-10x; 100x would be 99 % padding. Beyond it the file is refused as a bomb.
+X_RATIO = 100
+MAX_FRAMES = 10_000  # frames per row of an x member (CTR-GCN pads to 300)
+READ_CHUNK = 1 << 24  # bytes decompressed at a time
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class NpyMember:
     dtype: np.dtype
     shape: tuple[int, ...]
     fortran: bool
+    deflated: int = 0  # the member's compressed size in the zip
 
 
 def _npy_header(fp) -> tuple[np.dtype, tuple[int, ...], bool]:
@@ -93,7 +99,7 @@ def npz_members(path: Path) -> dict[str, NpyMember]:
                     end = offset + math.prod(shape) * dtype.itemsize
                     if end > size:
                         raise ValueError(f"truncated: {name} needs {end} bytes, the file has {size}")
-                members[name] = NpyMember(name, offset, compressed, dtype, shape, fortran)
+                members[name] = NpyMember(name, offset, compressed, dtype, shape, fortran, info.compress_size)
         return members
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path}: not a complete .npz (zip) file ({exc})") from None
@@ -101,6 +107,8 @@ def npz_members(path: Path) -> dict[str, NpyMember]:
         raise ValueError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except MemoryError:
+        raise ValueError(f"{path}: not enough memory to read its .npz directory") from None
 
 
 def _check_sizes(info: zipfile.ZipInfo, name: str, shape: tuple[int, ...], dtype: np.dtype, header: int,
@@ -110,6 +118,8 @@ def _check_sizes(info: zipfile.ZipInfo, name: str, shape: tuple[int, ...], dtype
     discovery allocate or loop over rows that are not there)."""
     if any(d < 0 for d in shape):
         raise ValueError(f"{name} declares the shape {shape}")
+    if dtype.itemsize <= 0:
+        raise ValueError(f"{name} declares the dtype {dtype} of 0 bytes per item")
     nbytes = math.prod(shape) * dtype.itemsize
     if header + nbytes != info.file_size:
         raise ValueError(f"{name} declares {dtype} {shape} ({nbytes} bytes) but holds {info.file_size - header}")
@@ -131,16 +141,34 @@ def read_rows(path: Path, member: NpyMember, rows: np.ndarray) -> np.ndarray:
         return np.array(mapped[rows])
     if member.fortran:
         raise ValueError(f"{member.name}: a compressed Fortran-order array cannot be read by rows")
+    out = np.empty((len(rows), *member.shape[1:]), dtype=member.dtype)
+    if not len(rows):
+        return out
+    order = np.argsort(rows, kind="stable")
+    at = 0
+    for first, block in iter_rows(path, member, int(rows[order[0]]), int(rows[order[-1]]) + 1):
+        while at < len(order) and rows[order[at]] < first + len(block):
+            out[order[at]] = block[rows[order[at]] - first]
+            at += 1
+    return out
+
+
+def iter_rows(path: Path, member: NpyMember, start: int, stop: int):
+    """(first row, block of rows) for rows start..stop-1 of a compressed member, decompressed
+    READ_CHUNK bytes at a time (a whole member, or a shard's span of it, is never in memory)."""
     row_bytes = math.prod(member.shape[1:]) * member.dtype.itemsize
-    first, last = int(rows.min()), int(rows.max())
+    per_block = max(1, READ_CHUNK // max(row_bytes, 1))
     with zipfile.ZipFile(path) as zf, zf.open(member.name + ".npy") as fp:
         _npy_header(fp)
-        _skip(fp, first * row_bytes)
-        data = fp.read((last + 1 - first) * row_bytes)
-    if len(data) != (last + 1 - first) * row_bytes:
-        raise ValueError(f"{member.name}: the member ends early")
-    block = np.frombuffer(data, dtype=member.dtype).reshape(-1, *member.shape[1:])
-    return block[rows - first].copy()
+        _skip(fp, start * row_bytes)
+        row = start
+        while row < stop:
+            n = min(per_block, stop - row)
+            data = fp.read(n * row_bytes)
+            if len(data) != n * row_bytes:
+                raise ValueError(f"{member.name}: the member ends early")
+            yield row, np.frombuffer(data, dtype=member.dtype).reshape(n, *member.shape[1:])
+            row += n
 
 
 def _skip(fp, n: int, chunk: int = 1 << 24) -> None:
@@ -158,6 +186,16 @@ def real_frames(frames: np.ndarray) -> Sequence:
     seq = np.asarray(frames, dtype=np.float32).reshape(len(frames), BODIES, JOINTS, XYZ)
     seq = seq[np.any(seq != 0, axis=(1, 2, 3))]  # NaN != 0: a frame with one stays, for checked() to see
     return checked(seq, 2 if np.any(seq[:, 1] != 0) else 1)
+
+
+def read_labels(path: Path, y: NpyMember) -> tuple[np.ndarray, np.ndarray]:
+    """labels_of over the whole member, a block at a time (a y member may inflate ~1000x)."""
+    if not y.compressed:
+        return labels_of(read_rows(path, y, np.arange(y.shape[0])))
+    labels, ok = np.zeros(y.shape[0], np.int64), np.zeros(y.shape[0], bool)
+    for first, block in iter_rows(path, y, 0, y.shape[0]):
+        labels[first:first + len(block)], ok[first:first + len(block)] = labels_of(block)
+    return labels, ok
 
 
 def labels_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,14 +242,17 @@ class CTRGCNFormat(DatasetFormat):
             if len(x.shape) != 3 or x.shape[2] != BODIES * JOINTS * XYZ or x.dtype.kind != "f":
                 raise ValueError(f"{path}: x_{s} is {x.dtype} {x.shape}, not float (N, frames, 150) = 2 bodies × "
                                  "25 joints × xyz")
+            self._check_plausible(path, f"x_{s}", x)
             if (len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0] or y.dtype.kind not in "biuf"
                     or len(y.shape) == 2 and not 1 <= y.shape[1] <= MAX_CLASSES):
                 raise ValueError(f"{path}: y_{s} is {y.dtype} {y.shape}, not one-hot ({x.shape[0]}, classes) with "
                                  f"1-{MAX_CLASSES} classes")
             try:
-                labels, ok = labels_of(read_rows(path, y, np.arange(y.shape[0])))
+                labels, ok = read_labels(path, y)
             except ZIP_ERRORS as exc:  # a compressed member is decompressed only now
                 raise ValueError(f"{path}: y_{s} cannot be read ({exc})") from None
+            except MemoryError:
+                raise ValueError(f"{path}: not enough memory to read y_{s}") from None
             classes = max(classes, y.shape[1] if len(y.shape) == 2 else int(labels.max(initial=-1)) + 1)
             width = max(6, len(str(x.shape[0] - 1)))
             for row in range(x.shape[0]):
@@ -228,6 +269,20 @@ class CTRGCNFormat(DatasetFormat):
         items.sort(key=lambda it: it.name)
         return items, rejected, {}
 
+    @staticmethod
+    def _check_plausible(path: Path, name: str, x: NpyMember) -> None:
+        """What x declares, checked before anything is allocated for it: frames per row from 1
+        to MAX_FRAMES, and (compressed) no more bytes than X_RATIO times its deflated size."""
+        rows, frames, _ = x.shape
+        if not 1 <= frames <= MAX_FRAMES:
+            raise ValueError(f"{path}: {name} declares {frames} frames per sample (s2i reads 1-{MAX_FRAMES:,})")
+        if x.compressed:
+            inflated = rows * frames * BODIES * JOINTS * XYZ * x.dtype.itemsize
+            if inflated > X_RATIO * x.deflated + (1 << 20):
+                raise ValueError(f"{path}: {name} declares {inflated:,} bytes in {x.deflated:,} compressed bytes "
+                                 f"({inflated // max(x.deflated, 1):,}x; CTR-GCN's padded skeletons deflate about "
+                                 f"3-10x, s2i refuses more than {X_RATIO}x as a bomb)")
+
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
         members = getattr(self, "members", None) or npz_members(path)
         out: list[Sequence | FormatError] = []
@@ -239,6 +294,9 @@ class CTRGCNFormat(DatasetFormat):
                 block = read_rows(path, members[f"x_{split}"], np.array([items[k].extra[1] for k in mine]))
             except ZIP_ERRORS as exc:  # a compressed member is decompressed only now
                 out += [(k, FormatError(f"x_{split} cannot be read: {exc}")) for k in mine]
+                continue
+            except MemoryError:
+                out += [(k, FormatError(f"x_{split}: not enough memory to read these rows")) for k in mine]
                 continue
             for k, frames in zip(mine, block):
                 try:

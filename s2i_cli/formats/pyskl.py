@@ -47,6 +47,11 @@ OPTIONS = {"cache_dir": "folder for the spill file of unpacked keypoints (defaul
                         "temporary folder, removed at exit); needs about the keypoints' size in the pickle"}
 SPLIT_KEY = re.compile(r"^(?P<a>.*)(?P<side>train|val|test)(?P<b>.*)$")  # the last train/val/test
 PERSONS = 2
+# the spill may hold at most this times the pickle's size plus SPILL_CONSTANT: a pyskl file's
+# keypoints spill at most at twice their size in it (float16 files stay float16; two persons
+# of M are kept); a file that names one array for many samples (the memo lets it) spilled far
+# more than it holds (487 KB -> 300 MB): the samples past the bound are rejected, with why
+SPILL_PER_FILE_BYTE, SPILL_CONSTANT = 4, 16 << 20
 STATE = "reader.json"  # beside the spill file: the skeleton, fields and classes discovery found
 KINDS = {(25, 3, False): NTU25, (17, 2, True): COCO17}  # (joints, channels, has scores) -> skeleton
 
@@ -160,7 +165,7 @@ class PysklFormat(DatasetFormat):
             protocols = split_protocols(split)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        found = self._discover(path, annotations, protocols)
+        found = self._discover(path, annotations, protocols, path.stat().st_size)
         del doc, annotations  # from here on the spill file holds the samples
         release_freed_memory()
         return found
@@ -193,7 +198,7 @@ class PysklFormat(DatasetFormat):
                 return KINDS[key]
         raise ValueError(f"{path}: no annotation has a 'keypoint' array M×T×V×C")
 
-    def _discover(self, path: Path, annotations: list, protocols: dict):
+    def _discover(self, path: Path, annotations: list, protocols: dict, file_size: int):
         names = [a.get("frame_dir") if isinstance(a, dict) and isinstance(a.get("frame_dir"), str) else ""
                  for a in annotations]
         ntu = bool(names) and all((f := parse_name(n)) is not None and 1 <= f["action"] <= len(NTU_CLASS_NAMES)
@@ -206,6 +211,8 @@ class PysklFormat(DatasetFormat):
         spill_path = self._spill_dir() / f"keypoints.{np.dtype(dtype).name}"  # raw values; the suffix is the dtype
         items, rejected, seen, labels = [], [], {}, []
         offset = 0
+        itemsize = np.dtype(dtype).itemsize
+        max_spill = SPILL_PER_FILE_BYTE * file_size + SPILL_CONSTANT
         with open(spill_path, "wb") as spill:
             for k, (ann, name) in enumerate(zip(annotations, names)):
                 try:
@@ -214,6 +221,9 @@ class PysklFormat(DatasetFormat):
                         rejected.append(duplicate(name, f"annotation {seen[name]}"))
                         continue
                     seq, actors = sample_sequence(ann, self.skeleton)
+                    if (offset + seq.size) * itemsize > max_spill:
+                        raise FormatError(f"the spill would pass {max_spill:,} bytes ({SPILL_PER_FILE_BYTE}x the "
+                                          f"file's {file_size:,} plus {SPILL_CONSTANT >> 20} MiB)")
                 except FormatError as exc:
                     rejected.append(Rejection(name or f"annotation {k}", exc.reason))
                     continue

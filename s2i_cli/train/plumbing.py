@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import re
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write
+from ..safe_text import one_line
 
 
 class TrainingError(ValueError):
@@ -116,6 +119,10 @@ def save_checkpoint(state: dict, path: Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+# what torch's weights-only unpickler says of a global it refuses (zip or legacy checkpoints)
+UNSUPPORTED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
+
+
 def load_checkpoint(path: Path, fix: str) -> dict:
     """A checkpoint's dict, read weights-only (never an untrusted pickle). A file that cannot be
     read raises one TrainingError line naming it, what is wrong and `fix` (what to do)."""
@@ -125,9 +132,11 @@ def load_checkpoint(path: Path, fix: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if zipfile.is_zipfile(path) and "weights only" in str(exc).lower():
-            raise TrainingError(f"{path} holds Python objects besides tensors, which are never loaded "
-                                f"(untrusted pickles): save a plain state dict") from exc
+        refused = UNSUPPORTED_GLOBAL.search(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+        if refused or zipfile.is_zipfile(path) and "weights only" in str(exc).lower():
+            what = f" ({one_line(refused.group(1), 80)})" if refused else ""
+            raise TrainingError(f"{path} holds code or Python objects besides tensors{what}, which s2i refuses to "
+                                f"load (an untrusted pickle could run them): save a plain state dict") from exc
         reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise TrainingError(f"{path} is truncated or corrupt ({reason[:120]}): {fix}") from exc
     if not isinstance(state, dict):
