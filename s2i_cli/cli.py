@@ -81,6 +81,7 @@ def convert(
     shard_size: Annotated[int, typer.Option(help="Samples per shard: the unit of writing, resume and training reads")] = 256,
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the dataset's reader, repeatable: toyota vectors=planar|interleaved; kinetics train_labels=PATH, val_labels=PATH; pyskl cache_dir=DIR")] = None,
     streams: Annotated[str, typer.Option(help="Streams to store side by side, from the one parse: joint (always), bone, motion, bone-motion, comma-separated")] = "joint",
+    max_file_mb: Annotated[Optional[float], typer.Option(help="Largest raw file read, in MB (default per dataset: 64; 256 for pkummd, pkummd2 and toyota); larger files are rejected, unread. Only regular files are read: FIFOs, devices and sockets are rejected")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Convert a raw skeleton dataset into an S2I Zarr store (images, labels, metadata, skeletons, splits).
@@ -103,7 +104,7 @@ def convert(
                              shard=shard_size, reader_options=options, progress=progress,
                              command=" ".join(["s2i", *sys.argv[1:]]), scheduler=scheduler, dask_workers=dask,
                              storage_options=key_values(storage_option, "--storage-option"),
-                             streams=tuple(streams.split(",")))
+                             streams=tuple(streams.split(",")), max_file_mb=max_file_mb)
     except ConvertFailed as exc:
         fail(str(exc), 3)
     except (ConvertError, ValueError) as exc:
@@ -195,14 +196,15 @@ def show(
     store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL (credentials from AWS_* variables)")],
     index: Annotated[Optional[int], typer.Option(help="Sample index (0-based; negative counts from the end). Default 0")] = None,
     name: Annotated[Optional[str], typer.Option(help="Sample name instead of --index, e.g. S001C001P001R001A001")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write (1600 x 900 px). Default: NAME.png")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (1600 x 900 px). Default: NAME.png in the current folder, the sample's name with every character but letters, digits, - _ . made _")] = None,
     animate: Annotated[Optional[Path], typer.Option(help="Also write an animation of the whole sequence, 1000 x 500 px: a .gif (or .webp / .png by the suffix)")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Key frames drawn beside the image (default 4, or 3 when two actors need the width)")] = None,
     stream: Annotated[str, typer.Option(help="Which stream's image: joint, bone, motion or bone-motion (see `s2i info`)")] = "joint",
 ) -> None:
     """Draw one sample: its S2I image (body-part bands and actors marked) beside its skeleton at
     a few frames, and one joint's channels decoded from the image over the stored skeleton."""
-    from .views.show import ShowError, check_index, find_index, render_sample
+    from .safe_text import one_line
+    from .views.show import ShowError, check_index, default_png, find_index, render_sample
     from .store import StoreError, open_store
 
     if index is not None and name is not None:
@@ -212,11 +214,11 @@ def show(
     try:
         root = open_store(store)
         i = find_index(root, name) if name is not None else check_index(root, index or 0)
-        target = out or Path(f"{root['name'][i]}.png")
+        target = out or default_png(root["name"][i], i)  # never a path a name in the store makes
         written = render_sample(root, i, target, animate, keyframes=frames, stream=stream)
     except (StoreError, ShowError) as exc:
         fail(str(exc))
-    console.print(f"wrote {written}" + (f" and {animate}" if animate else ""))
+    console.print(f"wrote {one_line(written)}" + (f" and {one_line(animate)}" if animate else ""), markup=False)
 
 
 @app.command()

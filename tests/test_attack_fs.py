@@ -179,3 +179,324 @@ def test_overwrite_replaces_an_s2i_store_and_an_empty_folder(tmp_path):
         assert result.rc == 0 and (target / "zarr.json").is_file(), result.err
     assert not (out / "stray.txt").exists()
     scene.assert_untouched(before, out, empty)
+
+
+# --------------------------------------------------------------------------- special, huge and hostile files
+
+def _sample_name(k: int) -> str:
+    return f"S001C001P{k:03d}R001A001"
+
+
+def special_files(scene: Scene) -> list[tuple[str, str]]:
+    """Files in RAW that must be skipped with a reason, unread, while the rest converts:
+    (file name, a word of the reason). A FIFO (an open would block forever), /dev/zero and
+    /dev/null behind a link (never ends / a device), a socket, a dangling link, a 2 GB sparse
+    file (above the bound: never read), a folder named like a sample."""
+    raw, made = scene.raw, []
+    os.mkfifo(raw / f"{_sample_name(901)}.skeleton")
+    made.append((f"{_sample_name(901)}.skeleton", "FIFO"))
+    (raw / f"{_sample_name(902)}.skeleton").symlink_to("/dev/zero")
+    made.append((f"{_sample_name(902)}.skeleton", "device"))
+    (raw / f"{_sample_name(903)}.skeleton").symlink_to("/dev/null")
+    made.append((f"{_sample_name(903)}.skeleton", "device"))
+    (raw / f"{_sample_name(904)}.skeleton").symlink_to(raw / "nowhere")
+    made.append((f"{_sample_name(904)}.skeleton", "cannot read"))
+    with open(raw / f"{_sample_name(905)}.skeleton", "wb") as f:
+        f.truncate(2 << 30)  # sparse: 2 GB that take no disk
+    made.append((f"{_sample_name(905)}.skeleton", "MB bound"))
+    import socket
+    sock_path = raw / f"{_sample_name(906)}.skeleton"
+    if len(str(sock_path)) < 100:  # AF_UNIX paths are short
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(sock_path))
+        sock.close()
+        made.append((f"{_sample_name(906)}.skeleton", "socket"))
+    return made
+
+
+def rejected_of(store: Path) -> dict[str, str]:
+    import json
+    attrs = json.loads((store / "zarr.json").read_text())["attributes"]["s2i"]
+    return {r["name"]: r["reason"] for r in attrs["rejected"]}
+
+
+def test_special_and_huge_files_are_skipped_with_a_reason(tmp_path):
+    scene = ntu_scene(tmp_path)
+    made = special_files(scene)
+    if not EXAMPLES:  # quick: the FIFO, /dev/zero, the sparse file
+        made = [m for m in made if m[1] in ("FIFO", "MB bound") or "902" in m[0]]
+        for name in {p.name for p in scene.raw.iterdir()} - {m[0] for m in made}:
+            if name.startswith("S001C001P9"):
+                (scene.raw / name).unlink()
+    before = scene.before()
+    out = tmp_path / "out.zarr"
+    result = s2i(*convert_args(scene.raw, out), cwd=scene.work)
+    assert_sound(result)
+    assert result.rc == 1, result.err  # the three good files converted, the rest rejected
+    rejected = rejected_of(out)
+    for name, word in made:
+        reason = next((r for n, r in rejected.items() if n.endswith(name)), None)
+        assert reason is not None and word in reason, (name, rejected)
+    scene.assert_untouched(before, out)
+
+
+def test_the_size_bound_is_raised_with_a_flag(tmp_path):
+    scene = ntu_scene(tmp_path, samples=2)
+    big = scene.raw / f"{_sample_name(7)}.skeleton"
+    big.write_bytes(ntu_bytes(ntu_joints(np.random.default_rng(1), frames=30)))  # ~70 KB
+    out = tmp_path / "out.zarr"
+    refused = s2i(*convert_args(scene.raw, out, "--max-file-mb", "0.01"), cwd=scene.work)
+    assert_sound(refused)
+    assert refused.rc == 1 and "MB bound" in rejected_of(out)[str(big)], refused.err
+    taken = s2i(*convert_args(scene.raw, out, "--overwrite", "--max-file-mb", "1"), cwd=scene.work)
+    assert taken.rc == 0 and not rejected_of(out), taken.err
+    assert_refused(s2i(*convert_args(scene.raw, tmp_path / "o2", "--max-file-mb", "0"), cwd=scene.work),
+                   "--max-file-mb")
+
+
+def test_fifo_in_pkummd_raw_does_not_hang(tmp_path):
+    """A FIFO as a label file and one as a skeleton file: discovery opens label candidates."""
+    from tests.samples import pku_bytes
+
+    raw, work = tmp_path / "raw", tmp_path / "work"
+    for folder in (raw / "skeleton", raw / "label", work):
+        folder.mkdir(parents=True)
+    rows = np.random.default_rng(0).normal(size=(20, 150)).astype(np.float32)
+    (raw / "skeleton" / "0002-L.txt").write_bytes(pku_bytes(rows))
+    (raw / "label" / "0002-L.txt").write_text("3,0,9,1\n")
+    os.mkfifo(raw / "skeleton" / "0003-L.txt")
+    (raw / "label" / "0003-L.txt").write_text("3,0,9,1\n")
+    os.mkfifo(raw / "0004-M.txt")
+    os.mkfifo(raw / "cross-subject.txt")
+    out = tmp_path / "out.zarr"
+    result = s2i(*convert_args(raw, out, dataset="pkummd"), cwd=work)
+    assert_sound(result)
+    assert result.rc == 1 and any("FIFO" in r for r in rejected_of(out).values()), result.err
+
+
+def deep_raw(root: Path, levels: int) -> Path:
+    """RAW with one sample `levels` folders down (and one at the top)."""
+    raw = root / "raw"
+    deep = str(raw)
+    os.mkdir(deep)
+    for _ in range(levels):  # one at a time: Path.mkdir(parents=True) recurses, once per level
+        deep += "/d"
+        os.mkdir(deep)
+    deep = Path(deep)
+    rng = np.random.default_rng(0)
+    (deep / f"{_sample_name(1)}.skeleton").write_bytes(ntu_bytes(ntu_joints(rng, frames=4)))
+    (raw / f"{_sample_name(2)}.skeleton").write_bytes(ntu_bytes(ntu_joints(rng, frames=4)))
+    return raw
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a deep tree bottom up, without recursion (shutil.rmtree, and so pytest's clean-up
+    of old temporary folders, recurses once per level)."""
+    folders = [str(top)]
+    while True:
+        inner = [e.path for e in os.scandir(folders[-1]) if e.is_dir(follow_symlinks=False)]
+        if not inner:
+            break
+        folders += inner[:1]
+    for folder in reversed(folders):
+        for entry in os.scandir(folder):
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        os.rmdir(folder)
+
+
+@pytest.mark.parametrize("dataset", ["ntu60", "pkummd", "kinetics"])
+def test_a_raw_folder_1200_levels_deep(tmp_path, dataset):
+    raw = deep_raw(tmp_path, 1200)
+    (tmp_path / "work").mkdir()
+    try:
+        result = s2i(*convert_args(raw, tmp_path / "out.zarr", dataset=dataset), cwd=tmp_path / "work")
+    finally:
+        remove_deep(raw)
+    assert_sound(result)
+    if dataset == "ntu60":  # both found, the deep one too
+        assert result.rc == 0, result.err
+        import zarr
+        assert sorted(map(str, zarr.open_group(tmp_path / "out.zarr", mode="r")["name"][:])) == \
+            [_sample_name(1), _sample_name(2)]
+    else:
+        assert result.rc == 2, result.err
+
+
+STRICT_UTF8 = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict", "PYTHONUTF8": "0"}
+
+
+def hostile_names(scene: Scene) -> list[bytes]:
+    """File names (bytes) that are not UTF-8, that hold terminal escape sequences, bidi
+    overrides or rich markup, each with NTU-looking content; plus a non-UTF-8 folder holding
+    a good sample."""
+    raw = os.fsencode(scene.raw)
+    data = ntu_bytes(ntu_joints(np.random.default_rng(5), frames=4))
+    names = [b"S001C001P050R001A001\xff.skeleton", b"\xc3\x28bad.skeleton",
+             b"\x1b]0;pwned\x07S001C001P051R001A001.skeleton", b"\x1b[2J\x1b[31mred.skeleton",
+             "S001\u202eC001.skeleton".encode(), b"[blink]markup[bold red].skeleton", b"\r\nforged line.skeleton"]
+    for name in names:
+        with open(raw + b"/" + name, "wb") as f:
+            f.write(data)
+    os.mkdir(raw + b"/fold\xfeer")
+    with open(raw + b"/fold\xfeer/S001C001P052R001A001.skeleton", "wb") as f:
+        f.write(data)
+    return names
+
+
+def test_hostile_file_names_are_rejected_and_printed_escaped(tmp_path):
+    scene = ntu_scene(tmp_path)
+    names = hostile_names(scene)
+    before = scene.before()
+    out = tmp_path / "out.zarr"
+    result = s2i(*convert_args(scene.raw, out), cwd=scene.work, env=STRICT_UTF8)
+    assert_sound(result)
+    assert result.rc == 1, result.err
+    for text in (result.out, result.err):
+        assert "\x1b" not in text and "\u202e" not in text and "\r" not in text.replace("\r\n", "\n"), text
+    assert "\\x1b" in result.err + result.out and "\\udcff" in result.err + result.out
+    assert len(rejected_of(out)) == len(names)
+    info = s2i("info", out, "--all", cwd=scene.work, env=STRICT_UTF8)
+    assert_sound(info)
+    assert info.rc == 0 and "\x1b" not in info.out and "\\x1b" in info.out, info.err
+    scene.assert_untouched(before, out)
+
+
+def test_non_utf8_raw_and_out_paths(tmp_path):
+    """RAW and OUT whose own names are not UTF-8: a conversion or one line, never a traceback."""
+    scene = ntu_scene(tmp_path)
+    raw = os.fsencode(tmp_path) + b"/r\xffaw"
+    os.rename(scene.raw, raw)
+    out = os.fsencode(tmp_path) + b"/o\xfeut.zarr"
+    result = s2i(*convert_args(os.fsdecode(raw), os.fsdecode(out)), cwd=scene.work, env=STRICT_UTF8)
+    assert_sound(result)
+    assert result.rc in (0, 2), result.err
+    if result.rc == 2:
+        assert "\\udc" in result.err
+
+
+# --------------------------------------------------------------------------- names that look like paths
+
+def test_path_like_sample_names_are_rejected(tmp_path):
+    """A pyskl file's frame_dir is a sample name: path separators, '..', control characters
+    and undecodable bytes are rejected (the rest converts)."""
+    import pickle
+
+    from tests.samples import pyskl_doc
+
+    doc = pyskl_doc(np.random.default_rng(0))
+    bad = ["../../../x/y", "/etc/passwd", "a\\b", "..", "S001\x1b[31m", "S001\udcff", "x" * 300]
+    template = doc["annotations"][0]
+    doc["annotations"] += [{**template, "frame_dir": name} for name in bad]
+    work = tmp_path / "work"
+    work.mkdir()
+    raw = tmp_path / "ntu60_3danno.pkl"
+    raw.write_bytes(pickle.dumps(doc, protocol=4))
+    out = tmp_path / "out.zarr"
+    result = s2i(*convert_args(raw, out, "--reader-option", f"cache_dir={tmp_path / 'cache'}", dataset="pyskl"),
+                 cwd=work)
+    assert_sound(result)
+    if result.rc == 2:  # the pickle reader refused the file: no store, a reason
+        return
+    assert result.rc == 1, result.err
+    import zarr
+    names = [str(n) for n in zarr.open_group(out, mode="r")["name"][:]]
+    assert not any(n in names for n in bad) and len(names) == 3, names
+    reasons = rejected_of(out)
+    assert sum("sample name" in r for r in reasons.values()) >= len(bad) - 1, reasons
+
+
+def test_show_writes_only_a_sanitised_name_in_the_current_folder(tmp_path):
+    """A store whose names are paths (a downloaded one, or one edited by hand): `s2i show`
+    writes NAME.png made plain, in the current folder, and nothing anywhere else."""
+    import zarr
+
+    scene = ntu_scene(tmp_path, samples=3)
+    out = tmp_path / "out.zarr"
+    assert s2i(*convert_args(scene.raw, out), cwd=scene.work).rc == 0
+    root = zarr.open_group(out, mode="r+")
+    hostile = ["../../sentinel/pwned", str(tmp_path / "abs" / "pwned"), "\x1b[31mred/.."]
+    names = np.asarray(root["name"][:], dtype=object)
+    names[: len(hostile)] = hostile
+    root["name"][:] = names
+    before = scene.before()
+    for index in range(len(hostile)):
+        result = s2i("show", out, "--index", str(index), cwd=scene.work)
+        assert_sound(result)
+        assert result.rc == 0, result.err
+        assert "\x1b" not in result.err
+    written = sorted(p.name for p in scene.work.iterdir())
+    assert len(written) == len(hostile) and all("/" not in w and not w.startswith(".") for w in written), written
+    assert not (tmp_path / "abs").exists()
+    scene.assert_untouched(before, out)
+
+
+# --------------------------------------------------------------------------- kill -9 of a conversion
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        import psutil
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except ImportError:  # /proc: children by parent pid, transitively
+        found, frontier = set(), {pid}
+        while frontier:
+            parent, frontier = frontier, set()
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    except (OSError, IndexError, ValueError):
+                        continue
+                    if ppid in parent and int(entry) not in found:
+                        found.add(int(entry))
+                        frontier.add(int(entry))
+        return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for an init that may never reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_convert_leaves_no_process(tmp_path):
+    """SIGKILL of `s2i convert --workers 2` mid-run: its forkserver, workers and resource
+    tracker are all gone within 10 s (the parent-death signal and the workers' watchdogs)."""
+    import signal
+    import time
+
+    from s2i_cli.formats.synth import synthesize
+    from tests.test_ntu import done_records
+
+    raw, out = tmp_path / "raw", tmp_path / "out.zarr"
+    synthesize("ntu60", raw, 120, seed=0)
+    proc = subprocess.Popen([sys.executable, "-m", "s2i_cli.cli", *map(str, convert_args(raw, out)[:-3]),
+                             "--workers", "2", "--shard-size", "1", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: set[int] = set()
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            seen |= _descendants(proc.pid)
+            if any(r.get("pid") not in (None, proc.pid) for r in done_records(out)):
+                break  # a worker has converted a shard: the pool is up
+            time.sleep(0.05)
+        seen |= _descendants(proc.pid)
+        assert proc.poll() is None, "the conversion ended before it could be killed"
+        assert len(seen) >= 3, seen  # the forkserver, a worker or two, the resource tracker
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(map(_running, seen)):
+            time.sleep(0.1)
+        assert not [p for p in seen if _running(p)], "processes left after kill -9 of s2i convert"
+    finally:
+        for pid in seen:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()

@@ -57,8 +57,13 @@ def run_processes(plan: Plan, tasks: list[ShardTask], workers: int,
 
 
 def _adopt_environment(environment: dict[str, str]) -> None:
-    """A worker takes this run's environment (AWS_* credentials, say): the forkserver it is
-    forked from holds the environment of the first run in this process."""
+    """A worker's start: it dies with its parent (`worker_preload.die_with_parent`: after a
+    `kill -9` of `s2i convert` no worker is left running), and takes this run's environment
+    (AWS_* credentials, say): the forkserver it is forked from holds the environment of the
+    first run in this process."""
+    from .worker_preload import die_with_parent
+
+    die_with_parent()
     os.environ.clear()
     os.environ.update(environment)
 

@@ -109,6 +109,10 @@ def check_apart(raw: Path, out: str) -> None:
     if store.is_url(out):
         return
     try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the name: zarrs, which writes the shards, takes UTF-8 paths only
+        raise ConvertError(f"OUT {out} is not a UTF-8 path: choose an OUT whose name is UTF-8 text") from None
+    try:
         r, o = Path(raw).resolve(), Path(out).resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise ConvertError(f"cannot resolve RAW {raw} or OUT {out}: {exc}") from exc
@@ -128,13 +132,18 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
             overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
             shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
             command: str = "", scheduler: str | None = None, dask_workers: int | None = None,
-            storage_options: dict[str, str] | None = None, streams: tuple[str, ...] = ("joint",)) -> ConvertReport:
+            storage_options: dict[str, str] | None = None, streams: tuple[str, ...] = ("joint",),
+            max_file_mb: float | None = None) -> ConvertReport:
     started = time.perf_counter()
     try:  # joint always: its images set the store's size and are what a plain `s2i pretrain` reads
         streams = parse_streams(",".join(("joint", *streams)))
     except StreamError as exc:
         raise ConvertError(str(exc)) from exc
     fmt = get_format(dataset, **(reader_options or {}))
+    if max_file_mb is not None:  # raises (or lowers) the format's bound on one file's size
+        if not max_file_mb > 0:
+            raise ConvertError(f"--max-file-mb {max_file_mb}: give a positive number of megabytes")
+        fmt.max_file_mb = float(max_file_mb)
     persons = persons or fmt.persons
     if layout_name not in skeletons.LAYOUTS:
         raise ConvertError(f"unknown layout {layout_name!r}: choose one of {', '.join(skeletons.LAYOUTS)}")
@@ -159,7 +168,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     workers = workers or os.cpu_count() or 1
     # worker processes: their server starts now, importing and warming while discovery runs
     context = worker_context() if workers > 1 and not (scheduler or dask_workers) else None
-    items, rejected, ignored = fmt.discover(raw, missing_list)
+    items, rejected, ignored = fmt.samples(raw, missing_list)
     discovered = len(items) + len(rejected) + sum(ignored.values())
     if limit is not None:
         items = items[:limit]

@@ -17,6 +17,8 @@ from .. import store
 from ..encoder import skeletons
 from ..encoder.encoding import Encoding, encode_many
 from ..formats import DatasetFormat, FormatError, Item, Rejection
+from ..formats.base import read_file
+from ..safe_text import visible
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,10 @@ def read_group(fmt: DatasetFormat, path: Path, items: list[Item]) -> tuple[list,
     """Read one file and turn it into its items' sequences or FormatErrors."""
     if not fmt.whole_files:  # an importer's reader reads only its items' part of one big file
         return fmt.read_items(path, b"", items), 0
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return [FormatError(f"cannot read file: {exc.strerror or exc}")] * len(items), 0
+    try:  # a regular file within the format's bound (discovery checked; this re-checks the open file)
+        data = read_file(path, fmt.max_file_bytes)
+    except FormatError as exc:
+        return [exc] * len(items), 0
     return fmt.read_items(path, data, items), len(data)
 
 
@@ -108,7 +110,7 @@ def encode_shard(plan: Plan, fmt: DatasetFormat, items: tuple[Item, ...], schema
         block["actors"][good] = [results[k][1] for k in good]
         for k, seq in zip(good, centred):
             block["skeletons"][k] = seq
-    rejected = [(k, Rejection(it.name, r.reason, r.line)) for k, (it, r) in enumerate(zip(items, results))
+    rejected = [(k, Rejection(it.name, visible(r.reason), r.line)) for k, (it, r) in enumerate(zip(items, results))
                 if isinstance(r, FormatError)]
     return block, rejected, nbytes
 

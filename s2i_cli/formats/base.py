@@ -4,13 +4,16 @@ readers use (file discovery by name pattern, duplicate names, the two best detec
 frame, JSON parsing with a line number, reader options, split sides)."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..encoder.skeletons import Skeleton
+from ..safe_text import visible
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class DatasetFormat:
     description: str = ""
     options: dict[str, str] = {}  # reader options it accepts: name -> help
     raw_is_file = False  # True: RAW is one file (an importer's pickle or .npz), not a folder
+    # the largest file (sample, label or split file) read, in MB: checked with stat before
+    # anything is read (`read_file`); `s2i convert --max-file-mb` raises it. None: no bound
+    # (the importers, whose one file is the whole dataset and whose reader sets its own budgets)
+    max_file_mb: float | None = 64.0
     whole_files = True  # False: read_items gets no bytes and reads only its items' part of the file
 
     def discover(self, raw: Path, missing_list: Path | None = None) -> tuple[list[Item], list[Rejection], dict[str, int]]:
@@ -85,6 +92,25 @@ class DatasetFormat:
     def find_items(self, raw: Path) -> tuple[list[Item], list[Rejection], dict[str, int]]:
         raise NotImplementedError
 
+    @property
+    def max_file_bytes(self) -> int | None:
+        """`max_file_mb` in bytes; None for an importer (RAW is one file: its reader's budgets apply)."""
+        return None if self.raw_is_file or self.max_file_mb is None else int(self.max_file_mb * MB)
+
+    def samples(self, raw: Path, missing_list: Path | None = None) -> tuple[list[Item], list[Rejection], dict[str, int]]:
+        """`discover`, then every sample name screened (`name_problem`: names are data, never
+        paths) and every rejection made printable and storable (`visible`: a non-UTF-8 file
+        name's undecodable bytes and control characters as escapes). What `s2i convert` calls."""
+        items, rejected, ignored = self.discover(raw, missing_list)
+        kept = []
+        for item in items:
+            problem = name_problem(item.name)
+            if problem is None:
+                kept.append(item)
+            else:
+                rejected.append(Rejection(item.name, f"{problem} ({item.path.name})"))
+        return kept, [Rejection(visible(r.name), visible(r.reason), r.line) for r in rejected], ignored
+
     def read_items(self, path: Path, data: bytes, items: list[Item]) -> list[Sequence | FormatError]:
         raise NotImplementedError
 
@@ -92,12 +118,137 @@ class DatasetFormat:
         raise NotImplementedError
 
 
-def named_files(raw: Path, suffix: str, pattern: re.Pattern, expected: str) -> tuple[list[tuple[Path, str, re.Match]], list[Rejection]]:
-    """Files under `raw` (recursive) named `<stem><suffix>`, sorted by name then folder, as
-    (path, stem, match); a stem that `pattern` does not match is rejected, the reason
-    saying that the name should look like `expected`."""
-    found, rejected = [], []
-    for path in sorted(Path(raw).rglob(f"*{suffix}"), key=lambda p: (p.name, str(p))):
+# --------------------------------------------------------------------------- names and files
+
+MB = 1 << 20
+MAX_NAME = 255  # characters of a sample name (a file name's limit on every common file system)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def name_problem(name: object) -> str | None:
+    """Why a sample name cannot be stored, or None. Names are data, never paths: `s2i show`
+    and whoever reads a store may make a file name of one, so none holds a path separator,
+    `..`, a control or bidirectional character, or an undecodable byte (a non-UTF-8 file
+    name), and none is empty or longer than MAX_NAME."""
+    if not isinstance(name, str) or not name:
+        return "the sample name is empty"
+    if "/" in name or "\\" in name:
+        return "the sample name holds a path separator"
+    if ".." in name:
+        return "the sample name holds '..'"
+    if _CONTROL.search(name):
+        return "the sample name holds a control character or an undecodable byte"
+    if len(name) > MAX_NAME:
+        return f"the sample name is longer than {MAX_NAME} characters"
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def file_problem(st: os.stat_result, limit: int | None) -> str | None:
+    """Why a file with this stat (its target's, links followed) is not read, or None: only
+    regular files are (a FIFO would block forever, /dev/zero never ends), up to `limit` bytes."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"{_kind(st.st_mode)}, not a regular file: s2i reads only regular files"
+    if limit is not None and st.st_size > limit:
+        return (f"{st.st_size / MB:,.1f} MB, above the {limit / MB:g} MB bound for one file of this dataset: "
+                "raise it with --max-file-mb if the file is genuine")
+    return None
+
+
+def read_file(path: Path, limit: int | None, head: int | None = None) -> bytes:
+    """A regular file's bytes (its first `head` bytes when given), or FormatError saying why
+    not: not a regular file (links followed), larger than `limit`, unreadable. Checked with
+    stat before opening, then on the open file itself (no window for a swap), opened
+    non-blocking so that a FIFO put in its place cannot hang the open."""
+    try:
+        problem = file_problem(os.stat(path), limit)
+        if problem:
+            raise FormatError(problem)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise FormatError(f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        problem = file_problem(st, limit)
+        if problem:
+            raise FormatError(problem)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            if head is not None:
+                return f.read(head)
+            data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:  # grew since the stat
+            raise FormatError(f"more than the {limit / MB:g} MB bound for one file of this dataset: "
+                              "raise it with --max-file-mb if the file is genuine")
+        return data
+    except OSError as exc:
+        raise FormatError(f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def walk(raw: Path) -> tuple[list[Path], list[Path], list[Rejection]]:
+    """Every file and folder under `raw`, without recursion (a tree thousands of levels deep
+    is walked like a flat one): (files, folders, folders that could not be listed). As
+    `Path.rglob` did, a linked folder is listed among the folders but not entered (no loops,
+    no walk of wherever a link points). Files are not checked here (`regular_files`)."""
+    files, folders, problems = [], [], []
+    stack = [Path(raw)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        is_dir, linked = entry.is_dir(), entry.is_symlink()
+                    except OSError:
+                        is_dir = linked = False
+                    path = Path(entry.path)
+                    if is_dir:
+                        folders.append(path)
+                        if not linked:
+                            stack.append(path)
+                    else:
+                        files.append(path)
+        except OSError as exc:
+            problems.append(Rejection(str(folder), f"cannot list the folder: {exc.strerror or exc}"))
+    return files, folders, problems
+
+
+def regular_files(paths: list[Path], limit: int | None) -> tuple[list[Path], list[Rejection]]:
+    """`paths` split into the regular files of at most `limit` bytes (links followed) and
+    rejections of the rest (FIFOs, devices, sockets, dangling links, files too large), each
+    with its reason: discovery never opens one of those."""
+    kept, rejected = [], []
+    for path in paths:
+        try:
+            problem = file_problem(os.stat(path), limit)
+        except OSError as exc:
+            problem = f"cannot read file: {exc.strerror or exc}"
+        if problem:
+            rejected.append(Rejection(str(path), problem))
+        else:
+            kept.append(path)
+    return kept, rejected
+
+
+def named_files(raw: Path, suffix: str, pattern: re.Pattern, expected: str, limit: int | None = None
+                ) -> tuple[list[tuple[Path, str, re.Match]], list[Rejection]]:
+    """Regular files of at most `limit` bytes under `raw` (recursive) named `<stem><suffix>`,
+    sorted by name then folder, as (path, stem, match); a stem that `pattern` does not match
+    is rejected, the reason saying that the name should look like `expected`; so are
+    special files and files above the bound (`regular_files`)."""
+    files, _, rejected = walk(raw)
+    files, refused = regular_files([p for p in files if p.name.endswith(suffix)], limit)
+    rejected += refused
+    found = []
+    for path in sorted(files, key=lambda p: (p.name, str(p))):
         stem = path.name[: -len(suffix)]
         match = pattern.match(stem)
         if match is None:

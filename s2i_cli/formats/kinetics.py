@@ -18,7 +18,7 @@ import numpy as np
 
 from ..encoder.skeletons import OPENPOSE18
 from .base import (ALL_ZERO, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options, checked, duplicate,
-                   json_numbers, parse_json, top_two_per_frame)
+                   json_numbers, parse_json, read_file, regular_files, top_two_per_frame, walk)
 
 SPLITS = ("train", "val")
 JOINTS = 18
@@ -118,13 +118,13 @@ def read_labels(data: bytes, class_names: tuple[str, ...]) -> dict[str, tuple[in
     return out
 
 
-def _label_file(raw: Path, split: str, given: str | None) -> Path | None:
+def _label_file(raw: Path, split: str, given: str | None, files: list[Path]) -> Path | None:
     if given:
         path = Path(given)
         if not path.is_file():
             raise ValueError(f"{split}_labels {given} is not a file")
         return path
-    found = sorted(p for p in raw.rglob(f"kinetics_{split}_label*.json") if p.is_file())
+    found = sorted(p for p in files if p.name.startswith(f"kinetics_{split}_label") and p.name.endswith(".json"))
     exact = [p for p in found if p.name == f"kinetics_{split}_label.json"]
     if len(exact) == 1 or len(found) == 1:
         return (exact or found)[0]
@@ -154,12 +154,21 @@ class KineticsFormat(DatasetFormat):
     def find_items(self, raw: Path):
         items, rejected, seen = [], [], {}
         ignored = {"has_skeleton false in the label file": 0, "in the label file but no JSON file": 0}
-        folders = {s: sorted(p for p in raw.rglob(f"kinetics_{s}") if p.is_dir()) for s in SPLITS}
+        every, dirs, rejected = walk(raw)
+        for d in dirs:  # a linked kinetics_train/ (the walk lists links to folders without entering them)
+            if d.name in {f"kinetics_{s}" for s in SPLITS} and d.is_symlink():
+                try:
+                    every += [p for p in d.iterdir() if not p.is_dir()]
+                except OSError as exc:
+                    rejected.append(Rejection(str(d), f"cannot list the folder: {exc.strerror or exc}"))
+        every, refused = regular_files([p for p in every if p.name.endswith(".json")], self.max_file_bytes)
+        rejected += refused
+        folders = {s: {d for d in dirs if d.name == f"kinetics_{s}"} for s in SPLITS}
         for split_index, split in enumerate(SPLITS):
-            files = sorted((f for d in folders[split] for f in d.glob("*.json")), key=lambda p: (p.name, str(p)))
+            files = sorted((f for f in every if f.parent in folders[split]), key=lambda p: (p.name, str(p)))
             if not files:
                 continue
-            label_path = _label_file(raw, split, self.label_paths[split])
+            label_path = _label_file(raw, split, self.label_paths[split], every)
             if label_path is None:
                 raise ValueError(f"no kinetics_{split}_label*.json under {raw} for the {len(files)} files in "
                                  f"kinetics_{split}/: add it or give the reader option {split}_labels=PATH")
@@ -189,9 +198,7 @@ class KineticsFormat(DatasetFormat):
 
     def _read_labels(self, path: Path) -> dict[str, tuple[int, bool] | str]:
         try:
-            return read_labels(path.read_bytes(), self.class_names)
-        except OSError as exc:
-            raise ValueError(f"cannot read label file {path}: {exc.strerror or exc}") from None
+            return read_labels(read_file(path, self.max_file_bytes), self.class_names)
         except FormatError as exc:
             raise ValueError(f"label file {path}: {exc}") from None
 

@@ -10,8 +10,8 @@ import numpy as np
 from ..kernels import ntu_parse, ntu_select
 
 from ..encoder.skeletons import NTU25
-from .base import (MAX_COORDINATE, DatasetFormat, FormatError, Item, Sequence, check_options, checked, duplicate,
-                   named_files)
+from .base import (MAX_COORDINATE, MB, DatasetFormat, FormatError, Item, Sequence, check_options, checked, duplicate,
+                   named_files, read_file)
 from .ntu_names import NTU_CLASS_NAMES
 
 NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
@@ -59,7 +59,10 @@ def read_missing_list(path: Path | None, dataset: str) -> set[str]:
             "NTU_RGBD120_samples_with_missing_skeletons.txt"
         text = resources.files(__package__).joinpath(fname).read_text()
     else:
-        text = Path(path).read_text()
+        try:
+            text = read_file(Path(path), 64 * MB).decode(errors="replace")
+        except FormatError as exc:
+            raise ValueError(f"missing-skeleton list {path}: {exc.reason}") from None
     names = (line.strip().removesuffix(".skeleton") for line in text.splitlines())
     return {name for name in names if NAME.match(name)}
 
@@ -105,7 +108,8 @@ class NTUFormat(DatasetFormat):
 
     def discover(self, raw: Path, missing_list: Path | None = None):
         missing = read_missing_list(missing_list, self.name)
-        found, rejected = named_files(raw, ".skeleton", NAME, "SsssCcccPpppRrrrAaaa.skeleton")
+        found, rejected = named_files(raw, ".skeleton", NAME, "SsssCcccPpppRrrrAaaa.skeleton",
+                                       self.max_file_bytes)
         items, seen = [], {}
         ignored = {"on the missing-skeleton list": 0, f"outside {self.name} (setup or action)": 0}
         for path, stem, _ in found:

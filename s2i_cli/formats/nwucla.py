@@ -57,7 +57,7 @@ class NWUCLAFormat(DatasetFormat):
         check_options(self.name, self.options, options)
 
     def find_items(self, raw: Path):
-        found, rejected = named_files(raw, ".json", NAME, "aAA_sSS_eEE_vVV.json")
+        found, rejected = named_files(raw, ".json", NAME, "aAA_sSS_eEE_vVV.json", self.max_file_bytes)
         items, seen = [], {}
         for path, stem, m in found:
             action, subject, episode, view = map(int, m.groups())

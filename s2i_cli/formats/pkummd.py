@@ -17,7 +17,7 @@ from ..kernels import rows_parse
 
 from ..encoder.skeletons import NTU25
 from .base import (ALL_ZERO, MAX_COORDINATE, DatasetFormat, FormatError, Item, Rejection, Sequence, check_options,
-                   checked, duplicate)
+                   checked, duplicate, read_file, regular_files, walk)
 
 PHASE1_NAME = re.compile(r"^(\d{4})-([LMR])$")
 PHASE2_NAME = re.compile(r"^A(\d{2})N(\d{2})-([LMR])$")
@@ -127,7 +127,7 @@ def cut_interval(seq: np.ndarray, start: int, end: int) -> Sequence:
     return checked(seg, 2 if present[keep, 1].any() else 1)
 
 
-def _is_label_file(path: Path) -> bool:
+def _is_label_file(path: Path, limit: int | None) -> bool:
     """A label file sits in a folder named *label* (the release's Train_Label_PKU_final/), or
     its first line is four comma-separated integers (`label,start,end,confidence`). A
     skeleton file whose first line merely holds a comma (decimal commas, binary garbage)
@@ -135,16 +135,15 @@ def _is_label_file(path: Path) -> bool:
     if "label" in path.parent.name.lower():
         return True
     try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
+        head = read_file(path, limit, head=256)
+    except FormatError:
         return False
     return LABEL_LINE.match(head.removeprefix(BOM).split(b"\n", 1)[0]) is not None
 
 
-def _find_split_files(raw: Path) -> dict[str, list[Path]]:
+def _find_split_files(texts: list[Path]) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {"subject": [], "view": []}
-    for path in sorted(raw.rglob("*.txt")):
+    for path in sorted(texts):
         m = SPLIT_FILE.match(path.name)
         if m:
             found[m.group(1).lower()].append(path)
@@ -157,6 +156,7 @@ class PKUMMDFormat(DatasetFormat):
     protocols = ("xsub", "xview")
     persons = "stacked"
     options: dict[str, str] = {}
+    max_file_mb = 256.0  # a long sequence's skeleton file: the release's largest is about 10 MB
 
     def __init__(self, phase: int = 1, **options: str):
         check_options(f"pkummd{'' if phase == 1 else phase}", self.options, options)
@@ -186,16 +186,22 @@ class PKUMMDFormat(DatasetFormat):
 
     # --- discovery -------------------------------------------------------------------
 
-    def _split_lists(self, raw: Path) -> dict[str, dict[str, int]]:
-        found = _find_split_files(raw)
+    def _split_lists(self, raw: Path, texts: list[Path]) -> dict[str, dict[str, int]]:
+        found = _find_split_files(texts)
         lists = {}
         for protocol, kind in (("xsub", "subject"), ("xview", "view")):
-            sides = self._sides([p.read_text(errors="replace") for p in found[kind]], protocol, raw)
+            sides = self._sides([self._split_text(p) for p in found[kind]], protocol, raw)
             if not sides and self.phase == 1:  # none under RAW (or only phase 2's): the shipped official lists
                 shipped = resources.files(__package__).joinpath(f"pkummd_cross-{kind}.txt").read_text()
                 sides = self._sides([shipped], protocol, raw)
             lists[protocol] = sides
         return lists
+
+    def _split_text(self, path: Path) -> str:
+        try:
+            return read_file(path, self.max_file_bytes).decode(errors="replace")
+        except FormatError as exc:
+            raise ValueError(f"split file {path}: {exc.reason}") from None
 
     def _sides(self, texts: list[str], protocol: str, raw: Path) -> dict[str, int]:
         sides: dict[str, int] = {}
@@ -218,7 +224,10 @@ class PKUMMDFormat(DatasetFormat):
         labels: dict[str, Path] = {}
         rejected: list[Rejection] = []
         ignored: dict[str, int] = {}
-        for path in sorted(raw.rglob("*.txt"), key=lambda p: (p.name, str(p))):
+        files, _, rejected = walk(raw)
+        texts, refused = regular_files([p for p in files if p.name.endswith(".txt")], self.max_file_bytes)
+        rejected += refused
+        for path in sorted(texts, key=lambda p: (p.name, str(p))):
             stem = path.name[:-4]
             if not self.pattern.match(stem):
                 other = PHASE2_NAME if self.phase == 1 else PHASE1_NAME
@@ -227,12 +236,12 @@ class PKUMMDFormat(DatasetFormat):
                     key = f"files of PKU-MMD phase {2 if self.phase == 1 else 1} (use s2i convert {other_name})"
                     ignored[key] = ignored.get(key, 0) + 1
                 continue  # split lists, READMEs: not sequence files
-            target = labels if _is_label_file(path) else skeletons
+            target = labels if _is_label_file(path, self.max_file_bytes) else skeletons
             if stem in target:
                 rejected.append(duplicate(path, target[stem]))
             else:
                 target[stem] = path
-        lists = self._split_lists(raw)
+        lists = self._split_lists(raw, texts)
         items: list[Item] = []
         for stem in sorted(set(skeletons) | set(labels)):
             if stem not in labels:
@@ -242,10 +251,7 @@ class PKUMMDFormat(DatasetFormat):
                 rejected.append(Rejection(stem, "label file has no skeleton file of the same name"))
                 continue
             try:
-                rows = read_label_lines(labels[stem].read_bytes())
-            except OSError as exc:
-                rejected.append(Rejection(stem, f"cannot read the label file: {exc.strerror or exc}"))
-                continue
+                rows = read_label_lines(read_file(labels[stem], self.max_file_bytes))
             except FormatError as exc:
                 rejected.append(Rejection(stem, f"cannot read the label file: {exc.reason}"))
                 continue

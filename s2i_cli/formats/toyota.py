@@ -99,6 +99,7 @@ class ToyotaFormat(DatasetFormat):
     meta_fields = META_FIELDS
     protocols = ("xsub", "xview1", "xview2")
     persons = "main"  # one subject per video
+    max_file_mb = 256.0  # a long video's detections
     options = {"vectors": "layout of the flat pose3d vectors: planar (x0..x12, y0..y12, z0..z12; the "
                           "official reading, default) or interleaved (x0, y0, z0, x1, ...)"}
 
@@ -115,7 +116,8 @@ class ToyotaFormat(DatasetFormat):
             "in the 31-class space")
 
     def find_items(self, raw: Path):
-        found, rejected = named_files(raw, ".json", NAME, "<Activity>_pXX_rYY_vZZ_cWW[_pose3d].json")
+        found, rejected = named_files(raw, ".json", NAME, "<Activity>_pXX_rYY_vZZ_cWW[_pose3d].json",
+                                       self.max_file_bytes)
         items, seen = [], {}
         for path, stem, m in found:
             activity = m.group(1)

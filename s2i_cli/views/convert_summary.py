@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ..safe_text import one_line
 
 console = Console(stderr=True)
 
@@ -15,8 +18,14 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def printable(text: object) -> str:
+    """Text from a file or a store for a rich table cell: escapes for control characters and
+    undecodable bytes, capped (safe_text), and rich markup such as `[red]` shown as written."""
+    return escape(one_line(text))
+
+
 def print_convert_report(report) -> None:
-    table = Table(title=f"s2i convert {report.dataset} -> {report.store}", show_header=False)
+    table = Table(title=escape(f"s2i convert {report.dataset} -> {one_line(report.store)}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("files discovered", str(report.discovered))
@@ -38,7 +47,7 @@ def print_convert_report(report) -> None:
         for col in ("file", "line", "reason"):
             rej.add_column(col)
         for r in report.rejected[:50]:
-            rej.add_row(r.name, str(r.line or ""), r.reason)
+            rej.add_row(printable(r.name), str(r.line or ""), printable(r.reason))
         if len(report.rejected) > 50:
             rej.add_row(f"... and {len(report.rejected) - 50} more (see `s2i info`)", "", "")
         console.print(rej)

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..store import image_bytes as store_image_bytes, store_bytes, stored_streams
-from .convert_summary import human_bytes
+from .convert_summary import human_bytes, printable
 
 DEFAULT_TOP = 20  # classes listed unless --all
 
@@ -185,7 +185,7 @@ def rejected_table(summary: dict[str, Any], limit: int | None = 50) -> Table:
     table.add_column("reason")
     shown = rows if limit is None else rows[:limit]
     for r in shown:
-        table.add_row(str(r.get("name", "?")), str(r.get("line") or ""), str(r.get("reason", "")))
+        table.add_row(printable(r.get("name", "?")), printable(r.get("line") or ""), printable(r.get("reason", "")))
     if len(shown) < len(rows):
         table.add_row("…", "", f"[dim]{len(rows) - len(shown)} more (--all lists every one)[/]")
     return table

@@ -27,6 +27,7 @@ or APNG by suffix) with Pillow. Matplotlib runs headless (Agg)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import zarr
 
 from ..encoder import skeletons, streams
 from ..encoder.pixels import decode_image, quantised_values
+from ..safe_text import visible
 from ..store import check_sample, read_skeleton, stream_arrays
 
 DPI = 100
@@ -67,6 +69,17 @@ def find_index(root: zarr.Group, name: str) -> int:
         close = [n for n in names if n[:8] == wanted[:8]][:3] or names[:3]
         raise ShowError(f"no sample named {name!r} in this store ({len(names)} samples, e.g. {', '.join(close)})")
     return hits[0]
+
+
+def default_png(name: object, index: int) -> Path:
+    """The file `s2i show` writes when no --out is given: the sample's name made a plain file
+    name in the current folder. A store's names are data from a file someone else wrote
+    (`../../x/y`, `/etc/z`, escape sequences): every character but letters, digits, `-`, `_`
+    and `.` becomes `_`, no `..` survives, a leading dot goes, the length is capped, and the
+    result never holds a folder, so nothing is written or created anywhere else."""
+    text = re.sub(r"[^A-Za-z0-9._-]", "_", str(name))[:200]
+    text = re.sub(r"\.{2,}", "_", text).lstrip(".")
+    return Path(f"{text or f'sample-{index}'}.png")
 
 
 def check_index(root: zarr.Group, index: int) -> int:
@@ -174,8 +187,8 @@ def load_sample(root: zarr.Group, index: int, stream: str = "joint") -> Sample:
     label = int(root["label"][index])
     classes = list(attrs.get("class_names") or [])
     return Sample(
-        index=index, name=str(root["name"][index]), label=label,
-        class_name=classes[label] if 0 <= label < len(classes) else f"class {label}",
+        index=index, name=visible(root["name"][index]), label=label,
+        class_name=visible(classes[label]) if 0 <= label < len(classes) else f"class {label}",
         frames=int(root["frames"][index]), actors=int(root["actors"][index]),
         image=np.asarray(images[index]), norm=np.asarray(norm[index], dtype=np.float32), power=power, stream=stream,
         seq=np.asarray(read_skeleton(root, index), dtype=np.float32), attrs=attrs, skel=skeletons.find_skeleton(attrs),
