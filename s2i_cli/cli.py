@@ -204,8 +204,8 @@ def show(
     """Draw one sample: its S2I image (body-part bands and actors marked) beside its skeleton at
     a few frames, and one joint's channels decoded from the image over the stored skeleton."""
     from .safe_text import one_line
+    from .store import StoreError, check_layout, open_store
     from .views.show import ShowError, check_index, default_png, find_index, render_sample
-    from .store import StoreError, open_store
 
     if index is not None and name is not None:
         fail("give --index or --name, not both")
@@ -213,6 +213,7 @@ def show(
         fail(f"--frames {frames}: choose 1 to 8")
     try:
         root = open_store(store)
+        check_layout(root)  # find_index reads every name: a bounded walk
         i = find_index(root, name) if name is not None else check_index(root, index or 0)
         target = out or default_png(root["name"][i], i)  # never a path a name in the store makes
         written = render_sample(root, i, target, animate, keyframes=frames, stream=stream)

@@ -500,3 +500,56 @@ def test_kill_9_of_convert_leaves_no_process(tmp_path):
                 os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
+
+
+# --------------------------------------------------------------------------- crafted stores
+
+def crafted_stores(store: Path) -> list:
+    """Ways to rewrite a real store's per-sample arrays (metadata only: no chunk is written):
+    2^26 one-element chunks, the same inside one shard, a 2-D `valid`, lengths that disagree,
+    2^40 slots in one chunk, a deep folder inside the store."""
+    import zarr
+
+    def regrid(path: str, shape: tuple, **layout) -> None:
+        root = zarr.open_group(store, mode="r+", use_consolidated=False)
+        dtype = root[path].dtype
+        root.create_array(path, shape=shape, dtype=dtype, overwrite=True, **layout)
+        zarr.consolidate_metadata(root.store)
+
+    def deep() -> None:
+        folder = str(store / "progress")
+        os.makedirs(folder, exist_ok=True)
+        for _ in range(1200):
+            folder += "/d"
+            os.mkdir(folder)
+
+    return [("2^26 chunks", lambda: regrid("valid", (1 << 26,), chunks=(1,))),
+            ("2^26 inner chunks", lambda: regrid("label", (1 << 26,), chunks=(1,), shards=(1 << 22,))),
+            ("2-D valid", lambda: regrid("valid", (4, 4), chunks=(4, 4))),
+            ("lengths disagree", lambda: regrid("frames", (7,), chunks=(7,))),
+            ("2^40 slots", lambda: regrid("actors", (1 << 40,), chunks=(1 << 40,))),
+            ("deep folder", deep)]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_crafted_store_gives_one_line_quickly(tmp_path, case):
+    import shutil
+
+    scene = ntu_scene(tmp_path, samples=3)
+    good = tmp_path / "good.zarr"
+    assert s2i(*convert_args(scene.raw, good), cwd=scene.work).rc == 0
+    out = tmp_path / "crafted.zarr"
+    shutil.copytree(good, out)
+    what, craft = crafted_stores(out)[case]
+    craft()
+    try:
+        for command in (["info", out], ["info", out, "--json"], ["show", out, "--name", "S001C001P001R001A001"]):
+            result = s2i(*command, cwd=scene.work, timeout=60)
+            assert_sound(result)
+            if what == "deep folder":
+                assert result.rc == 0, (what, result.err)
+            else:
+                assert result.rc == 2 and "store" in result.err, (what, result.err)
+    finally:
+        if what == "deep folder":
+            remove_deep(out / "progress")

@@ -174,6 +174,9 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         items = items[:limit]
     if not items:
         raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
+    if shard >= 1 and -(-len(items) // shard) > store.MAX_CHUNKS:  # readers refuse finer grids (store.check_layout)
+        raise ConvertError(f"--shard-size {shard} cuts {len(items)} samples into more than {store.MAX_CHUNKS} shards: "
+                           f"use at least {-(-len(items) // store.MAX_CHUNKS)}")
     attrs = {**store_attrs(fmt, raw, items, enc, ignored, discovered, command, streams), "norm": norm}
 
     if resume and store.exists(out, storage_options):

@@ -2,7 +2,7 @@
 `writes` (shards, done records, attributes, finish) and `reads` (open, validate, samples,
 streams). The store knows arrays and attributes, not raw formats or torch. Its public names
 are here too, so `from s2i_cli import store; store.open_store(...)` reads as before."""
-from .reads import (check_sample, image_bytes, open_store, read_skeleton, read_skeletons, split_indices, store_bytes,
+from .reads import (MAX_CHUNKS, MAX_SAMPLES, check_layout, check_sample, image_bytes, open_store, read_skeleton, read_skeletons, split_indices, store_bytes,
                     stream_arrays, valid_indices)
 from .schema import (_ZARRS, FORMAT_VERSION, FRAMES_CHUNK, HAVE_ZARRS, MEAN_FRAMES, OLDEST_READABLE, SHARD, Location,
                      StoreError, absolute, check_replaceable, create_store, create_stream_arrays, empty_block, exists,

@@ -2,6 +2,7 @@
 and streams."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,51 @@ def store_bytes(location: Location) -> int | None:
     """Bytes on disk of a local store, everything; None for one at a URL."""
     if is_url(location) or not Path(location).is_dir():
         return None
-    return sum(f.stat().st_size for f in Path(location).rglob("*") if f.is_file())
+    total, stack = 0, [str(location)]
+    while stack:  # no recursion (Path.rglob recurses once per level: a crafted deep folder broke it)
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+# What a reader of a whole per-sample array (`s2i info`, `s2i show --name`) will walk: a store
+# is data from elsewhere, and zarr reads one chunk after another, so a crafted store of 2^26
+# one-element chunks would keep it busy for hours. A store s2i writes has one chunk per shard
+# (`--shard-size` samples), and convert refuses a shard size that makes more than MAX_CHUNKS.
+MAX_CHUNKS = 1 << 16  # chunks of one per-sample array (NTU-120 at the default shard: 446)
+MAX_SAMPLES = 20_000_000  # sample slots (Kinetics-400: 300,000)
+SAMPLE_ARRAYS = ("valid", "label", "name", "frames", "actors")
+
+
+def check_layout(root: zarr.Group) -> None:
+    """StoreError unless the per-sample arrays that commands read whole are what s2i writes:
+    one dimension of the same length, at most MAX_SAMPLES slots, in at most MAX_CHUNKS chunks
+    each (inner chunks of a sharded array counted). Only metadata is read."""
+    n = None
+    for path in SAMPLE_ARRAYS:
+        try:
+            array = root[path]
+            shape, chunks = tuple(array.shape), int(array.nchunks)
+        except Exception as exc:  # noqa: BLE001 - missing, a group, unreadable metadata
+            raise StoreError(f"this store's {path} array is missing or unreadable ({type(exc).__name__}): "
+                             "not a store s2i wrote; convert again") from None
+        if len(shape) != 1 or (n is not None and shape[0] != n):
+            raise StoreError(f"this store's {path} array has shape {shape}, not ({n if n is not None else 'N'},): "
+                             "not a store s2i wrote; convert again")
+        n = shape[0]
+        if n > MAX_SAMPLES:
+            raise StoreError(f"this store claims {n:,} samples, more than s2i reads ({MAX_SAMPLES:,})")
+        if chunks > MAX_CHUNKS:
+            raise StoreError(f"this store's {path} array is cut into {chunks:,} chunks, more than s2i walks "
+                             f"({MAX_CHUNKS:,}; a store s2i writes has one per shard): not a store s2i wrote; "
+                             "convert again with a larger --shard-size")
 
 
 def open_store(location: Location, storage_options: dict | None = None) -> zarr.Group:

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..store import image_bytes as store_image_bytes, store_bytes, stored_streams
+from ..store import check_layout, image_bytes as store_image_bytes, store_bytes, stored_streams
 from .convert_summary import human_bytes, printable
 
 DEFAULT_TOP = 20  # classes listed unless --all
@@ -36,6 +36,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     Counts come from the arrays themselves (labels, splits, actors, frames of the valid
     slots), not from the attributes, so the summary also checks that the two agree
     (`attrs_samples`)."""
+    check_layout(root)  # bounded: a crafted grid of millions of chunks is refused before any read
     attrs = dict(root.attrs["s2i"])
     valid = np.asarray(root["valid"][:], dtype=bool)
     labels = np.asarray(root["label"][:], dtype=np.int64)[valid]
