@@ -335,6 +335,10 @@ def hostile_names(scene: Scene) -> list[bytes]:
     names = [b"S001C001P050R001A001\xff.skeleton", b"\xc3\x28bad.skeleton",
              b"\x1b]0;pwned\x07S001C001P051R001A001.skeleton", b"\x1b[2J\x1b[31mred.skeleton",
              "S001\u202eC001.skeleton".encode(), b"[blink]markup[bold red].skeleton", b"\r\nforged line.skeleton"]
+    rng = random.Random(7)  # the long setting: EXAMPLES more, drawn from bytes that hurt
+    alphabet = [bytes([c]) for c in (*range(1, 32), 127, *range(128, 256))] + [b"[", b"]", b"\\", b"..", b"%s", b"S001"]
+    for k in range(EXAMPLES):
+        names.append(b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) + b"%d.skeleton" % k)
     for name in names:
         with open(raw + b"/" + name, "wb") as f:
             f.write(data)
