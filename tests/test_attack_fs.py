@@ -26,7 +26,8 @@ from tests.samples import ntu_bytes, ntu_joints
 
 EXAMPLES = int(os.environ.get("S2I_ATTACK_EXAMPLES", "0"))  # 0: the quick setting
 MEMORY_CAP = 6 << 30  # address space of the CLI and its children (Numba and zarr reserve some)
-TIME_LIMIT = 60.0
+# a hang guard, not a timing: a cold CLI start on a loaded 2-core machine took over 60 s
+TIME_LIMIT = float(os.environ.get("S2I_ATTACK_TIMEOUT", "300"))
 
 
 @dataclass
@@ -548,7 +549,7 @@ def test_crafted_store_gives_one_line_quickly(tmp_path, case):
     craft()
     try:
         for command in (["info", out], ["info", out, "--json"], ["show", out, "--name", "S001C001P001R001A001"]):
-            result = s2i(*command, cwd=scene.work, timeout=60)
+            result = s2i(*command, cwd=scene.work)
             assert_sound(result)
             if what == "deep folder":
                 assert result.rc == 0, (what, result.err)
