@@ -165,7 +165,10 @@ class PysklFormat(DatasetFormat):
             protocols = split_protocols(split)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        found = self._discover(path, annotations, protocols, path.stat().st_size)
+        try:
+            found = self._discover(path, annotations, protocols, path.stat().st_size)
+        except MemoryError:
+            raise ValueError(f"{path}: not enough memory to unpack its samples") from None
         del doc, annotations  # from here on the spill file holds the samples
         release_freed_memory()
         return found
