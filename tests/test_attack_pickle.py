@@ -30,7 +30,7 @@ from s2i_cli.formats import safe_pickle
 
 S2I = str(Path(sys.executable).with_name("s2i"))
 AS_LIMIT = 3 << 30  # the child's address space
-TIMEOUT = 60
+TIMEOUT = float(os.environ.get("S2I_ATTACK_TIMEOUT", "300"))  # a hang guard: a cold CLI start on a loaded 2-core machine passed 60 s
 LONG = bool(os.environ.get("S2I_ATTACK_LONG"))
 FLAG = "ran"  # what a command in the file would create, in the folder the conversion runs in
 
