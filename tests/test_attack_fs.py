@@ -558,3 +558,21 @@ def test_crafted_store_gives_one_line_quickly(tmp_path, case):
     finally:
         if what == "deep folder":
             remove_deep(out / "progress")
+
+
+@pytest.mark.parametrize("dataset", ["pyskl", "ctrgcn"])
+def test_an_importers_raw_that_is_not_a_regular_file(tmp_path, dataset):
+    """An importer's RAW is one file: a FIFO (an open would block), /dev/zero behind a link
+    (never ends), a folder: one line each, nothing opened."""
+    work = tmp_path / "work"
+    work.mkdir()
+    name = "NTU60_CS.npz" if dataset == "ctrgcn" else "ntu60_3danno.pkl"
+    fifo, zero, folder = tmp_path / "fifo" / name, tmp_path / "zero" / name, tmp_path / "folder" / name
+    for path in (fifo, zero, folder):
+        path.parent.mkdir()
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    folder.mkdir()
+    for raw, word in ((fifo, "FIFO"), (zero, "device"), (folder, "folder")):
+        assert_refused(s2i(*convert_args(raw, tmp_path / "out.zarr", dataset=dataset), cwd=work), word, "regular file")
+    assert not (tmp_path / "out.zarr").exists()

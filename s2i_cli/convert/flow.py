@@ -24,6 +24,7 @@ from ..encoder import skeletons
 from ..encoder.encoding import Encoding, dataset_limits, encode
 from ..encoder.streams import StreamError, parse_streams, stream_power
 from ..formats import DatasetFormat, Item, Rejection, get_format, split_sides
+from ..formats.base import file_problem
 from ..views.progress import progress_bar
 from .executors import run_dask, run_inline, run_processes, worker_context
 from .shard import Plan, ShardTask, warm_kernels
@@ -157,7 +158,11 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
         raise ConvertError(str(exc)) from exc
     raw, out = Path(raw), str(out)
     if not (raw.is_file() if fmt.raw_is_file else raw.is_dir()):
-        raise ConvertError(f"raw {'file' if fmt.raw_is_file else 'folder'} {raw} does not exist")
+        what = "file" if fmt.raw_is_file else "folder"
+        if raw.exists():  # a FIFO or a device (its open could block or never end), or the other kind
+            kind = file_problem(os.stat(raw), None) or "a file" if fmt.raw_is_file else "not a folder"
+            raise ConvertError(f"raw {what} {raw} is {kind}")
+        raise ConvertError(f"raw {what} {raw} does not exist")
     if resume and overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
     check_apart(raw, out)
