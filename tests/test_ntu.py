@@ -92,7 +92,7 @@ def test_concat_layout_equals_torch_bilinear(ntu_dir):
     seq, actors = fmt.read_items(None, (ntu_dir / "S001C001P001R001A002.skeleton").read_bytes(), [None])[0]
     size = 64
     centred = centre_sequences(fmt, [(seq, actors)])
-    images, norm = encode(centred, [actors], Encoding(fmt.skeleton, "concat", size, "main"))
+    images, norm = encode(centred, [actors], Encoding(fmt.skeleton, "concat", size, "main", norm="channel"))
     arranged = centred[0][:, 0][:, list(skeletons.NTU25.arranged())]  # T x 25 x 3
     ref = torch.nn.functional.interpolate(torch.from_numpy(arranged).permute(2, 0, 1)[None], size=(size, size),
                                           mode="bilinear", align_corners=False)[0].numpy()

@@ -141,7 +141,8 @@ def test_streams_equal_the_reference_within_one_step(stored):
     actors = [int(root["actors"][i]) for i in index]
     if skel is skeletons.NTU25:
         assert actors == [1, 2, 2]  # one single-person and two two-person samples
-    encoded = streams.encode_streams(skel, seqs, actors, SIZE, "concat", "stacked", streams.STREAMS)
+    encoded = streams.encode_streams(skel, seqs, actors, SIZE, "concat", "stacked", streams.STREAMS,
+                                     norm="channel")
     np.testing.assert_array_equal(encoded["joint"][0], root["images"][index])  # the stored joint images
     for stream in streams.STREAMS:
         images, norm = encoded[stream]

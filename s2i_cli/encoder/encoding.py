@@ -13,6 +13,7 @@ import numpy as np
 
 from . import skeletons
 from .streams import NORMS, STREAMS, encode_streams
+from ..vocab import FILL_DEFAULT, LAYOUT_DEFAULT, NORM_DEFAULT, Persons
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,11 @@ class Encoding:
     (min, max) for norm="dataset" (see `dataset_limits`)."""
 
     skeleton: skeletons.Skeleton
-    layout: str = "parts"
+    layout: str = LAYOUT_DEFAULT.value
     size: int = 224
-    persons: str = "stacked"
-    fill: str = "repeat"
-    norm: str = "channel"
+    persons: str = Persons.STACKED.value
+    fill: str = FILL_DEFAULT.value
+    norm: str = NORM_DEFAULT.value
     limits: tuple[tuple[float, float], ...] | None = None
     stream: str = "joint"
 

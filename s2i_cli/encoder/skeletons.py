@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..vocab import FILL_DEFAULT, Fill, Layout, Persons, values
+
 PART_NAMES = ("torso", "left arm", "right arm", "left leg", "right leg")
-LAYOUTS = ("parts", "aligned", "concat")
-PERSONS = ("stacked", "main")
-FILLS = ("zero", "repeat")  # what `stacked` puts in the bottom half when there is one actor
+LAYOUTS = values(Layout)
+PERSONS = values(Persons)
+FILLS = values(Fill)  # what `stacked` puts in the bottom half when there is one actor
 PATCH = 16  # the `aligned` layout's band edges fall on this patch grid (every model here is patch 16)
 TAPS = 4
 
@@ -271,7 +273,7 @@ def actor_rows(height: int, persons: str) -> list[tuple[int, int]]:
     raise ValueError(f"unknown persons mode {persons!r}: choose one of {', '.join(PERSONS)}")
 
 
-def row_map(frames: int, actors: int, height: int, persons: str, fill: str = "repeat") -> tuple[np.ndarray, ...]:
+def row_map(frames: int, actors: int, height: int, persons: str, fill: str = FILL_DEFAULT.value) -> tuple[np.ndarray, ...]:
     """Per output row: actor, two source frames, weight. Each band of `actor_rows` holds
     every frame. With one actor the bottom band of `stacked` is, by `fill`, actor 1 again
     (`repeat`) or the empty second slot, every joint at the origin (`zero`, as CTR-GCN and

@@ -30,26 +30,14 @@ from ..kernels.differences import difference_streams
 from ..kernels.encode import quantise_batch, quantise_batch_serial, value_ranges, value_ranges_serial
 
 from . import skeletons
+from ..vocab import FILL_DEFAULT, NORM_DEFAULT, Norm, Stream, StreamError, parse_streams, values  # noqa: F401
 
-STREAMS = ("joint", "bone", "motion", "bone-motion")
+STREAMS = values(Stream)
 FLOOR = 0.05  # of the body extent (per frame for motion): docs/design.md §2
 POWER = {"joint": 1.0, "bone": 1.0, "motion": 0.5, "bone-motion": 0.5}
 # the joint stream's scaling (docs/design.md §2): per-sample min-max of each channel; per sample
 # one scale for the coordinate channels (the body keeps its proportions); fixed dataset-wide limits
-NORMS = ("channel", "isotropic", "dataset")
-
-
-class StreamError(ValueError):
-    """An unknown stream name; the message is one line."""
-
-
-def parse_streams(text: str) -> tuple[str, ...]:
-    """"joint,bone" -> ("joint", "bone"): known names, each once, in the order given."""
-    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    unknown = [s for s in names if s not in STREAMS]
-    if unknown or not names:
-        raise StreamError(f"unknown stream {', '.join(unknown) or repr(text)}: choose from {', '.join(STREAMS)}")
-    return names
+NORMS = values(Norm)
 
 
 def stream_values(joints: np.ndarray, offsets: np.ndarray, stream: str, skel: skeletons.Skeleton) -> np.ndarray:
@@ -113,8 +101,8 @@ def joint_norm(ranges: np.ndarray, norm: str, limits: np.ndarray | None, is_2d: 
 
 
 def encode_streams(skel: skeletons.Skeleton, centred: list[np.ndarray], actors: list[int], size: int,
-                   layout_name: str, persons: str, streams: tuple[str, ...] = ("joint",), fill: str = "repeat",
-                   norm: str = "channel", limits: np.ndarray | None = None,
+                   layout_name: str, persons: str, streams: tuple[str, ...] = ("joint",), fill: str = FILL_DEFAULT.value,
+                   norm: str = NORM_DEFAULT.value, limits: np.ndarray | None = None,
                    parallel: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{stream: (images (N, 3, size, size) uint8, norm (N, 3, 2) float32)} for a batch of
     centred sequences, each stream through the same maps and quantisation kernel. fill: the

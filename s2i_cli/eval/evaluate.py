@@ -27,15 +27,16 @@ from rich.markup import escape
 
 from ..store import StoreError, absolute, open_store, split_indices, stream_arrays
 from ..train import runs
-from ..train.config import MODE_DEFAULTS, EvalConfig
+from ..train.config import EvalConfig
 from ..views.progress import progress_bar
 from .ensemble import save_scores
 from .finetune import finetuned_scores
 from .probe import frozen_scores
 from .results import result_key, write_results
+from ..vocab import Mode, Pool, values
 
-MODES = tuple(MODE_DEFAULTS)
-POOLS = ("token", "avg")  # class token, or the mean of the patch tokens
+MODES = values(Mode)
+POOLS = values(Pool)  # class token, or the mean of the patch tokens
 
 
 class EvaluateError(ValueError):
@@ -248,3 +249,11 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
                          weights=str(weights) if weights else None, n_train=int(len(train_idx)),
                          n_test=int(len(test_idx)), settings={"model": cfg.model, "device": str(device), **settings},
                          seconds=round(time.time() - started, 1))
+
+
+def evaluate_seeds(seeds: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """`evaluate` with seeds seed..seed+seeds-1 (other label subsets and initialisations): one entry each."""
+    if seeds < 1:
+        raise EvaluateError("--seeds must be at least 1")
+    seed = kwargs.pop("seed", EvalConfig.seed)
+    return [evaluate(**kwargs, seed=seed + k) for k in range(seeds)]

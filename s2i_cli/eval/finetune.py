@@ -34,7 +34,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     save `checkpoint` at every epoch end and when max_steps stops it.
 
     lr = cfg.lr * batch_size / 256, scaled per layer by layer_decay ** depth-from-top (timm's
-    groups carry it as lr_scale). temporal_crop=F crops a random F..1 of each image's rows."""
+    groups carry it as lr_scale). temporal_crop=(MIN, MAX) crops a random MIN..MAX of each image's rows."""
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
     from timm.optim import param_groups_layer_decay
@@ -47,7 +47,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
         batch_size = max(2, batch_size - 1)  # timm's Mixup flips the batch: it must be even
     per_epoch = max(1, len(train_idx) // batch_size)
     total = cfg.epochs * per_epoch
-    schedule = Schedule(cfg.lr * batch_size / 256, per_epoch, total, warmup_steps=cfg.warmup_epochs * per_epoch)
+    schedule = Schedule(cfg.lr * batch_size / 256, per_epoch, total, warmup_steps=round(cfg.warmup_epochs * per_epoch))
     groups = param_groups_layer_decay(encoder, weight_decay=cfg.weight_decay,
                                       no_weight_decay_list=encoder.no_weight_decay(), layer_decay=cfg.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=schedule.peak_lr, betas=(0.9, 0.999))
@@ -58,7 +58,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     augment = parse_augment(cfg.augment)
     encoding = replace(store_encoding(open_store(store_path).attrs["s2i"]), stream=cfg.stream) if augment else None
     loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                         drop_last=True, temporal_crop=(cfg.temporal_crop, 1.0) if cfg.temporal_crop else None,
+                         drop_last=True, temporal_crop=cfg.temporal_crop,
                          encoding=encoding, augment=augment, stream=cfg.stream)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)

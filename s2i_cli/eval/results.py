@@ -102,3 +102,15 @@ def summary_table(runs_root: Path) -> Table:
             cells.append(f"{100 * entry['top1']:.1f} / {100 * entry['top5']:.1f}{mean_class}" if entry else "-")
         table.add_row(key, *cells)
     return table
+
+
+def seeds_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """Mean ± std of top-1 and mean per-class accuracy over evaluations of several seeds (none for one)."""
+    if len(entries) < 2:
+        return []
+    import statistics
+
+    first, last = entries[0]["seed"], entries[-1]["seed"]
+    return [f"{name} over seeds {first}..{last}: {statistics.fmean(v):.2f} ± {statistics.stdev(v):.2f} %"
+            for name, v in (("top-1", [100 * e["top1"] for e in entries]),
+                            ("mean per-class", [100 * e["mean_class"] for e in entries]))]

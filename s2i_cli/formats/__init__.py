@@ -22,6 +22,7 @@ from collections.abc import Callable
 from functools import partial
 
 from . import ctrgcn, kinetics, ntu, nwucla, pkummd, pyskl, toyota
+from ..vocab import Dataset, values
 from .base import (DatasetFormat, FormatError, Item, Rejection, Sequence, SplitMasks, check_options, named_files,
                    parse_json, split_sides)
 
@@ -33,6 +34,7 @@ FORMATS: dict[str, Callable[..., DatasetFormat]] = {
     "pyskl": pyskl.PysklFormat, "ctrgcn": ctrgcn.CTRGCNFormat,
 }
 DATASET_NAMES = tuple(FORMATS)
+assert DATASET_NAMES == values(Dataset), "vocab.Dataset and FORMATS name the same datasets, in one order"
 
 
 def get_format(dataset: str, **options: str) -> DatasetFormat:

@@ -21,27 +21,12 @@ import numpy as np
 
 from ..encoder import skeletons
 from ..encoder.encoding import Encoding, encode
+from ..vocab import Augment, parse_augment, values  # noqa: F401 - parse_augment: its home is vocab
 
-AUGMENTS = ("rotate", "scale", "crop", "mirror")
+AUGMENTS = values(Augment)
 ROTATE = 0.3  # rad, each axis
 SCALE = 0.1
 CROP = (0.5, 1.0)
-
-
-def parse_augment(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'none' | 'all' | a comma list of AUGMENTS -> the ops, in AUGMENTS order."""
-    if text is None:
-        return ()
-    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    if names in (["none"], []):
-        return ()
-    if names == ["all"]:
-        return AUGMENTS
-    unknown = sorted(set(names) - set(AUGMENTS))
-    if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(unknown)}: choose none, all or a comma list of "
-                         f"{', '.join(AUGMENTS)}")
-    return tuple(a for a in AUGMENTS if a in names)
 
 
 def rotation(angles: np.ndarray) -> np.ndarray:

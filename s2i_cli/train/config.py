@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .. import vocab
+from ..vocab import parse_crop
+
 DEFAULT_EPOCHS = 100
+
+
 # how --resume treats a field: ALWAYS taken from the run's config.json, whatever the call says;
 # UNLESS_GIVEN taken from it when the call leaves the field None
 ALWAYS, UNLESS_GIVEN = {"resume": "always"}, {"resume": "unless given"}
@@ -21,7 +26,7 @@ class PretrainConfig:
     dataclass plus facts about the store and the schedule; `metadata` marks what --resume takes over."""
     store: str | None = field(default=None, metadata=UNLESS_GIVEN)
     epochs: int | None = field(default=None, metadata=UNLESS_GIVEN)  # None: DEFAULT_EPOCHS
-    model: str = field(default="vit_base", metadata=ALWAYS)
+    model: str = field(default=vocab.MODEL_DEFAULT, metadata=ALWAYS)
     batch_size: int = field(default=64, metadata=ALWAYS)
     accum: int = field(default=1, metadata=ALWAYS)
     lr: float | None = field(default=None, metadata=ALWAYS)  # None: blr * effective batch / 256 (MAE's rule)
@@ -32,18 +37,18 @@ class PretrainConfig:
     mask_ratio: float = field(default=0.75, metadata=ALWAYS)
     protocol: str | None = field(default=None, metadata=ALWAYS)
     seed: int = field(default=0, metadata=ALWAYS)
-    objective: str = field(default="mae", metadata=ALWAYS)
+    objective: str = field(default=vocab.OBJECTIVE_DEFAULT.value, metadata=ALWAYS)
     decoder_dim: int = field(default=512, metadata=ALWAYS)
     decoder_depth: int = field(default=8, metadata=ALWAYS)
     decoder_heads: int = field(default=16, metadata=ALWAYS)
     norm_pix_loss: bool = field(default=True, metadata=ALWAYS)
-    temporal_crop: tuple[float, float] | None = field(default=None, metadata=ALWAYS)
-    masking: str = field(default="random", metadata=ALWAYS)  # masking.STRATEGIES
-    augment: tuple[str, ...] | str = field(default=(), metadata=ALWAYS)  # augment.AUGMENTS, "all" or "none"
+    temporal_crop: tuple[float, float] | None = field(default=None, metadata=ALWAYS)  # (MIN, MAX) fractions
+    masking: str = field(default=vocab.MASKING_DEFAULT.value, metadata=ALWAYS)  # vocab.Masking
+    augment: tuple[str, ...] | str = field(default=(), metadata=ALWAYS)  # vocab.Augment, "all" or "none"
     buffer_blocks: int = field(default=4, metadata=ALWAYS)
     workers: int | None = field(default=None, metadata=ALWAYS)  # None: default_workers()
     init: str | None = field(default=None, metadata=ALWAYS)
-    stream: str = field(default="joint", metadata=ALWAYS)  # which stored stream's images (streams.py)
+    stream: str = field(default=vocab.STREAM_DEFAULT.value, metadata=ALWAYS)  # which stored stream's images
     compile: bool = False
     save_every: int | None = None  # epochs between checkpoints; None: when SAVE_SECONDS have passed
     keep_every: int | None = None  # also keep checkpoint-epochNNN.pt every this many epochs
@@ -68,7 +73,7 @@ class EvalConfig:
     protocol: str | None = None  # None: xsub, else the store's first
     run: str | None = None  # None: the newest run; "none": a random-init baseline
     store: str | None = None  # None: the store the run recorded; another: a transfer evaluation
-    mode: str = "linear"
+    mode: str = vocab.MODE_DEFAULT.value
     fraction: float | None = None
     seed: int = 0
     init: str | None = None
@@ -83,15 +88,18 @@ class EvalConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     cutmix: float = 0.0
-    warmup_epochs: int = 5
-    temporal_crop: float | None = None
-    augment: str = "none"  # finetune: skeleton-space augmentation (augment.py), re-encoded from the stored skeletons
+    warmup_epochs: float = 5.0
+    temporal_crop: tuple[float, float] | None = None  # finetune: (MIN, MAX) fractions of the frames
+    augment: str = vocab.AUGMENT_DEFAULT  # finetune: skeleton-space augmentation (augment.py), re-encoded from the stored skeletons
     balanced: bool = False  # --fraction: class-balanced subset instead of MAMP's random int(N * fraction)
     k: int = 20
     temperature: float = 0.07
     workers: int = 2
     device: str | None = None
     stream: str | None = None  # None: the stream the run was pretrained on (joint for a baseline)
+
+    def __post_init__(self) -> None:  # --temporal-crop F (a float, as before) means F..1
+        object.__setattr__(self, "temporal_crop", parse_crop(self.temporal_crop))
 
     def for_mode(self) -> EvalConfig:
         """This config with its mode's defaults where a field is None (0 is a value, not "unset")."""

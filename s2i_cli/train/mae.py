@@ -34,9 +34,9 @@ from timm.optim import param_groups_weight_decay
 from .plumbing import load_checkpoint
 
 from .masking import mask_scores
+from ..vocab import MODELS, Objective, values
 
-MODELS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224", "vit_base": "vit_base_patch16_224"}
-OBJECTIVES = ("mae", "diffmae")
+OBJECTIVES = values(Objective)
 DIFFUSION_STEPS = 1000
 _DECODER_KEYS = ("mask_token", "decoder_", "noise_embed", "time_embed")
 _layer_norm = partial(nn.LayerNorm, eps=1e-6)  # MAE's (and timm ViT's) eps, in the decoder too

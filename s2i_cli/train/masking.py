@@ -21,7 +21,9 @@ from collections.abc import Sequence
 
 import torch
 
-STRATEGIES = ("random", "tube", "frames", "parts")
+from ..vocab import Masking, values
+
+STRATEGIES = values(Masking)
 
 
 def hidden_count(length: int, mask_ratio: float) -> int:
