@@ -165,7 +165,7 @@ def bench_augment(store: Path, batch: int, workers_list: list[int]) -> list[dict
     root = open_store(store)
     n = root["label"].shape[0]
     indices = np.arange(n)
-    enc = store_encoding(root.attrs["s2i"])
+    enc = store_encoding(s2i_store.read_header(root))
     rows = []
     for workers in workers_list:
         stored = rate(make_loader(store, indices, batch, shuffle=True, workers=workers))

@@ -43,7 +43,6 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
         "class_names": [f"class {c}" for c in range(classes)],
         "layout": "parts",
         "persons": "stacked",
-        "skeleton": [f"joint{j}" for j in range(JOINTS)],
         "command": "tests.stores.make_store",
     }
     root = create_store(path, n=n, height=size, width=size, joints=JOINTS, channels=3,

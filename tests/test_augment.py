@@ -104,14 +104,14 @@ def ntu_store(ntu_dir, tmp_path_factory):
 
 def test_loader_reencodes_the_stored_images(ntu_store):
     root = store.open_store(ntu_store)
-    enc = store_encoding(root.attrs["s2i"])
+    enc = store_encoding(store.read_header(root))
     n = root["label"].shape[0]
     ds = BlockDataset(ntu_store, np.arange(n), shuffle=False, encoding=enc)
     got = {int(i): img for img, _, i in ds}
     assert len(got) == n
     for i in range(n):  # no augmentation, the store's own choices: the store's images
         assert torch.equal(got[i], torch.from_numpy(root["images"][i])), i
-    zero = store_encoding(root.attrs["s2i"], fill="zero", norm="isotropic")
+    zero = store_encoding(store.read_header(root), fill="zero", norm="isotropic")
     ds = BlockDataset(ntu_store, np.arange(n), shuffle=False, encoding=zero)
     seqs = [store.read_skeleton(root, i) for i in range(n)]
     want, _ = encode(seqs, root["actors"][:], zero)
@@ -121,7 +121,7 @@ def test_loader_reencodes_the_stored_images(ntu_store):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_augmented_loader_is_reproducible(ntu_store, workers):
     root = store.open_store(ntu_store)
-    enc = store_encoding(root.attrs["s2i"])
+    enc = store_encoding(store.read_header(root))
     n = root["label"].shape[0]
 
     def epoch(e: int) -> dict[int, torch.Tensor]:

@@ -144,7 +144,7 @@ def test_image_decodes_to_the_stored_skeleton(ntu_store):
     for index in (0, 6):
         s = load_sample(root, index)
         assert s.skel is skeletons.NTU25
-        expected = reconstruct(s.skel, s.attrs, s.seq, s.actors, *s.image.shape[1:])
+        expected = reconstruct(s.skel, s.header, s.seq, s.actors, *s.image.shape[1:])
         step = (s.norm[:, 1] - s.norm[:, 0]) / 255.0
         err = np.abs(decode_image(s.image, s.norm) - expected).reshape(3, -1).max(axis=1)
         assert np.all(err <= 0.5 * step + 1e-5), (err, step)

@@ -42,14 +42,14 @@ def encode(location: store.Location, streams: tuple[str, ...], *, storage_option
     samples = int(np.count_nonzero(root["valid"][:]))
     if not new:
         return EncodeReport(str(location), [], list(streams), samples, time.perf_counter() - started)
-    attrs = dict(root.attrs["s2i"])
+    header = store.read_header(root)
     try:
-        enc = store_encoding(attrs, norm="channel")  # the joint stream's scaling plays no part in the others
+        enc = store_encoding(header, norm="channel")  # the joint stream's scaling plays no part in the others
     except ValueError as exc:
         raise EncodeError(str(exc)) from exc
     root = store.open_group(location, storage_options, mode="r+")
     store.create_stream_arrays(root, new)
-    slots, shard = root["valid"].shape[0], int(attrs["shard"])
+    slots, shard = root["valid"].shape[0], header.shard
     with progress_bar(progress) as bar:
         task = bar.add_task(f"encoding {', '.join(new)}", total=slots, info="")
         for lo in range(0, slots, shard):

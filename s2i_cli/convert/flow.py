@@ -76,7 +76,8 @@ def store_attrs(fmt: DatasetFormat, raw: Path, items: list[Item], enc: Encoding,
         "joint_names": list(skel.joints), "bones": [list(b) for b in skel.bones],
         "part_names": list(skeletons.PART_NAMES), "layout": layout_name,
         "bands": skeletons.part_edges(skel, layout_name, size).tolist() if layout_name != "concat" else [0, size],
-        "persons": persons, "fill": enc.fill, "norm": enc.norm, "image_size": [size, size], "channels": list(skel.channels),
+        "persons": persons, "fill": enc.fill, "norm": enc.norm, "image_size": [size, size],
+        "channels": list(skel.channels),
         "class_names": list(fmt.class_names), "meta_fields": list(fmt.meta_fields),
         "command": command, "tool_version": __version__, "source_root": str(Path(raw).resolve()),
         "source_files": discovered, "ignored": ignored, "items_digest": items_digest(items),
@@ -88,17 +89,17 @@ def open_for_resume(out: str, storage_options: dict, attrs: dict) -> zarr.Group:
     """Reopen an interrupted store, refusing one made from other files or options."""
     try:
         root = store.open_group(out, storage_options, mode="r+")
-        old = root.attrs["s2i"]
+        old = store.read_header(root).to_attrs()
     except Exception as exc:
         raise ConvertError(f"{out} is not an s2i store that can be resumed ({exc}); use --overwrite") from exc
-    if old.get("format_version") != store.FORMAT_VERSION:
-        raise ConvertError(f"cannot resume {out}: it has store format {old.get('format_version')}, this s2i "
+    if old["format_version"] != store.FORMAT_VERSION:
+        raise ConvertError(f"cannot resume {out}: it has store format {old['format_version']}, this s2i "
                            f"writes {store.FORMAT_VERSION}; use --overwrite to start again")
     for key in ("dataset", "layout", "persons", "fill", "norm", "image_size", "items_digest", "streams"):
         if old.get(key) != attrs[key]:
             raise ConvertError(f"cannot resume {out}: its {key} differs from this run's "
                                "(other files or options); use --overwrite to start again")
-    if old.get("complete"):
+    if old["complete"]:
         raise ConvertError(f"{out} is already complete: nothing to resume (--overwrite converts it again)")
     return root
 
@@ -186,7 +187,7 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
 
     if resume and store.exists(out, storage_options):
         root = open_for_resume(out, storage_options, attrs)
-        shard = root.attrs["s2i"]["shard"]
+        shard = store.read_header(root).shard
     else:
         try:
             root = store.create_store(out, n=len(items), height=size, width=size, joints=fmt.skeleton.num_joints,

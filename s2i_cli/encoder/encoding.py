@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,35 +78,36 @@ def dataset_limits(seqs: Sequence[np.ndarray], skeleton: skeletons.Skeleton, cov
     return limits.astype(np.float32)
 
 
-def store_encoding(attrs: dict, *, fill: str | None = None, norm: str | None = None, layout_name: str | None = None,
+def store_encoding(header: Any, *, fill: str | None = None, norm: str | None = None, layout_name: str | None = None,
                    limits: np.ndarray | None = None) -> Encoding:
-    """The Encoding a store's images were made with (from its attributes), with any of fill,
-    normalisation and layout replaced: what the loader re-encodes the stored skeletons with."""
-    skel = skeletons.find_skeleton(attrs)  # the store's skeleton by name
+    """The Encoding a store's images were made with (from its header: store.StoreHeader, read
+    by attribute, so the encoder never imports the store), with any of fill, normalisation and
+    layout replaced: what the loader re-encodes the stored skeletons with."""
+    skel = skeletons.find_skeleton(header)  # the store's skeleton by name
     if skel is None:
-        raise ValueError(f"s2i has no definition of the store's skeleton {attrs.get('skeleton')!r}: "
+        raise ValueError(f"s2i has no definition of the store's skeleton {header.skeleton!r}: "
                          "it cannot be re-encoded (train on its stored images: no --augment, fill or norm)")
-    height, width = (int(v) for v in attrs["image_size"])
+    height, width = header.image_size
     if height != width:
         raise ValueError(f"re-encoding needs square images; the store has {height}x{width}")
-    return Encoding(skel, layout_name or attrs.get("layout", "parts"), width, attrs.get("persons", "stacked"),
-                    fill or attrs.get("fill", "repeat"), norm or attrs.get("norm", "channel"),
-                    _limits(limits if limits is not None or norm not in (None, "dataset") else attrs.get("norm_limits")))
+    return Encoding(skel, layout_name or header.layout, width, header.persons, fill or header.fill,
+                    norm or header.norm,
+                    _limits(limits if limits is not None or norm not in (None, "dataset") else header.norm_limits))
 
 
 def _limits(limits) -> tuple[tuple[float, float], ...] | None:
     return None if limits is None else tuple(map(tuple, np.asarray(limits, dtype=float).tolist()))
 
 
-def training_view(attrs: dict, masking: str, augment: Sequence[str]) -> tuple[Encoding | None, list[int] | None]:
+def training_view(header: Any, masking: str, augment: Sequence[str]) -> tuple[Encoding | None, list[int] | None]:
     """What pretraining needs from a store besides its images: the Encoding to re-encode its
     skeletons with when augmenting (None: read the stored images) and, for parts masking, the
     body part of every patch column."""
-    encoding = store_encoding(attrs) if augment else None
+    encoding = store_encoding(header) if augment else None
     if masking != "parts":
         return encoding, None
-    skel = skeletons.find_skeleton(attrs)
+    skel = skeletons.find_skeleton(header)
     if skel is None:
-        raise ValueError(f"parts masking needs the body parts of skeleton {attrs.get('skeleton')!r}, which s2i "
+        raise ValueError(f"parts masking needs the body parts of skeleton {header.skeleton!r}, which s2i "
                          "does not define: choose another --masking")
-    return encoding, skeletons.patch_column_parts(skel, attrs.get("layout", "parts"), int(attrs["image_size"][1]))
+    return encoding, skeletons.patch_column_parts(skel, header.layout, header.width)

@@ -155,11 +155,12 @@ LCRNET13 = Skeleton(
 SKELETONS = {s.name: s for s in (NTU25, NWUCLA20, OPENPOSE18, COCO17, LCRNET13)}  # the store's `skeleton` attr -> definition
 
 
-def find_skeleton(attrs: dict[str, Any]) -> Skeleton | None:
+def find_skeleton(header: Any) -> Skeleton | None:
     """The Skeleton definition a store was made with (for its column map and body parts),
-    found by name in `SKELETONS`; None for an unknown one or another joint count."""
-    skel = SKELETONS.get(attrs.get("skeleton")) if isinstance(attrs.get("skeleton"), str) else None
-    if skel is None or skel.num_joints != len(attrs.get("joint_names") or skel.joints):
+    found by name in `SKELETONS`; None for an unknown one or another joint count. `header`: a
+    store header (store.StoreHeader; the encoder reads its `skeleton` and `joint_names`)."""
+    skel = SKELETONS.get(header.skeleton) if header.skeleton is not None else None
+    if skel is None or skel.num_joints != len(header.joint_names or skel.joints):
         return None
     return skel
 

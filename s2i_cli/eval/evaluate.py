@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from ..store import StoreError, absolute, open_store, split_indices, stream_arrays
+from ..store import StoreError, absolute, class_names, open_store, read_header, split_indices, stream_arrays
 from ..train import runs
 from ..train.config import EvalConfig
 from ..views.progress import progress_bar
@@ -44,13 +44,11 @@ class EvaluateError(ValueError):
 
 
 def store_facts(root) -> dict[str, Any]:
-    """What evaluation needs from a store's attributes: dataset, image size, class names."""
-    attrs = root.attrs["s2i"]
+    """What evaluation needs from a store's header: dataset, image size, class names."""
+    header = read_header(root)
     _, _, height, width = root["images"].shape
-    labels_max = int(root["label"][:].max()) if root["label"].shape[0] else -1
-    names = list(attrs.get("class_names") or [str(c) for c in range(labels_max + 1)])
-    return {"dataset": attrs.get("dataset", "unknown"), "img_size": height if height == width else (height, width),
-            "class_names": names, "protocols": list(attrs.get("protocols", []))}
+    return {"dataset": header.dataset, "img_size": height if height == width else (height, width),
+            "class_names": class_names(root), "protocols": list(header.protocols)}
 
 
 def size_text(size: int | tuple[int, int] | list[int]) -> str:

@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ..encoder.encoding import store_encoding
-from ..store import open_store
+from ..store import open_store, read_header
 from ..train.augment import parse_augment
 from ..train.loader import make_loader, normalize
 from ..train.runlog import FINETUNE_LOGS, RunLog
@@ -56,7 +56,7 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
                   num_classes=num_classes) if use_mix else None
     criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = parse_augment(cfg.augment)
-    encoding = replace(store_encoding(open_store(store_path).attrs["s2i"]), stream=cfg.stream) if augment else None
+    encoding = replace(store_encoding(read_header(open_store(store_path))), stream=cfg.stream) if augment else None
     loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                          drop_last=True, temporal_crop=cfg.temporal_crop,
                          encoding=encoding, augment=augment, stream=cfg.stream)

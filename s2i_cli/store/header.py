@@ -17,6 +17,7 @@ from ..vocab import FILL_DEFAULT, Layout, Norm, Persons
 FORMAT_VERSION = 3  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
 # 3: streams (images_<stream>, norm_<stream>, the `streams` attribute). A format-2 store reads as joint-only.
 OLDEST_READABLE = 2
+SHARD = 256  # samples per shard: the unit of a conversion task, of resume and of a training read block
 FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
 MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample on average
 JOINT_ONLY = {"joint": [1.0, 1.0, 1.0]}  # the streams of a store made before streams (format 2)
@@ -214,6 +215,11 @@ class StoreHeader:
 
     def rejection_reason(self, name: str) -> str | None:
         return next((r["reason"] for r in self.rejected if r.get("name") == name), None)
+
+
+def as_header(value: StoreHeader | dict[str, Any], where: str = "the store") -> StoreHeader:
+    """A header as it is, or the header of an `s2i` attributes object (checked)."""
+    return value if isinstance(value, StoreHeader) else StoreHeader.from_attrs(value, where)
 
 
 def _check_version(attrs: dict[str, Any], where: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .schema import (FORMAT_VERSION, OLDEST_READABLE, Location, StoreError, _zarrs_reads, exists, is_url,
+from .schema import (HeaderError, Location, StoreHeader, read_header, StoreError, _zarrs_reads, exists, is_url,
                      open_group, stored_streams, stream_paths)
 
 def store_bytes(location: Location) -> int | None:
@@ -73,14 +73,11 @@ def open_store(location: Location, storage_options: dict | None = None) -> zarr.
     attrs = root.attrs.get("s2i")
     if not isinstance(attrs, dict) or "format_version" not in attrs:
         raise StoreError(f"{location} is a Zarr store but not an s2i store (no 's2i' attributes)")
-    version = attrs["format_version"]
-    if version > FORMAT_VERSION:
-        raise StoreError(f"{location} has store format {version}, newer than this s2i ({FORMAT_VERSION}): upgrade s2i")
-    if version < OLDEST_READABLE:
-        again = attrs.get("command") or "s2i convert DATASET RAW OUT"
-        raise StoreError(f"{location} has store format {version}, older than this s2i's ({FORMAT_VERSION}): "
-                         f"convert it again with `{again} --overwrite`")
-    if not attrs.get("complete"):
+    try:  # types, format version (header.py): one line naming the store and the field
+        header = StoreHeader.from_attrs(attrs, str(location))
+    except HeaderError as exc:
+        raise StoreError(str(exc)) from exc
+    if not header.complete:
         raise StoreError(f"{location} is an unfinished conversion: run the same `s2i convert` with --resume")
     return root
 
@@ -94,7 +91,7 @@ def split_indices(root: zarr.Group, protocol: str | None, side: str) -> np.ndarr
     """Sample indices of one side (train/test) of a protocol; `None` means every valid sample."""
     if protocol is None:
         return valid_indices(root)
-    protocols = root.attrs["s2i"].get("protocols", [])
+    protocols = read_header(root).protocols
     if protocol not in protocols:
         raise StoreError(f"protocol {protocol!r} is not in this store; it has: {', '.join(protocols) or 'none'}")
     return np.asarray(root[f"splits/{protocol}/{side}"][:], dtype=np.int64)
@@ -104,7 +101,7 @@ def check_sample(root: zarr.Group, index: int) -> None:
     """StoreError when slot `index` holds no sample (its file was rejected), naming the reason."""
     if not bool(root["valid"][index]):
         name = str(root["name"][index])
-        why = next((r["reason"] for r in root.attrs["s2i"].get("rejected", []) if r.get("name") == name), "rejected")
+        why = read_header(root).rejection_reason(name) or "rejected"
         raise StoreError(f"sample {index} ({name}) is not in the store: its file was rejected ({why})")
 
 
@@ -119,7 +116,7 @@ def read_skeletons(root: zarr.Group, lo: int, hi: int) -> list[np.ndarray]:
     start = np.asarray(root["skeleton/start"][lo:hi], dtype=np.int64)
     frames = np.asarray(root["frames"][lo:hi], dtype=np.int64)
     joints, out = root["skeleton/joints"], []
-    shard = root.attrs["s2i"]["shard"]
+    shard = read_header(root).shard
     a = lo
     while a < hi:
         b = min(hi, (a // shard + 1) * shard)
@@ -128,6 +125,13 @@ def read_skeletons(root: zarr.Group, lo: int, hi: int) -> list[np.ndarray]:
         out += np.split(span, (s - s[0])[1:])
         a = b
     return out
+
+
+def class_names(root: zarr.Group) -> list[str]:
+    """Every class of the store: its recorded names, and "class N" for labels past them (the
+    one derivation: evaluate, info, show and pretraining's config.json use it)."""
+    labels = root["label"][:]
+    return read_header(root).class_list(int(np.max(labels)) + 1 if len(labels) else 0)
 
 
 def image_bytes(root: zarr.Group) -> tuple[int, int]:
@@ -139,7 +143,9 @@ def image_bytes(root: zarr.Group) -> tuple[int, int]:
 
 def stream_arrays(root: zarr.Group, stream: str) -> tuple[zarr.Array, zarr.Array, np.ndarray]:
     """(images, norm, power) of one stream, or StoreError naming the streams there are."""
-    from ..encoder.streams import STREAMS
+    from ..vocab import Stream, values
+
+    STREAMS = values(Stream)
 
     if stream not in STREAMS:
         raise StoreError(f"unknown stream {stream!r}: choose from {', '.join(STREAMS)}")

@@ -16,12 +16,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
-FORMAT_VERSION = 3  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
-# 3: streams (images_<stream>, norm_<stream>, the `streams` attribute). A format-2 store reads as joint-only.
-OLDEST_READABLE = 2
-SHARD = 256  # samples per shard: the unit of a conversion task, of resume and of a training read block
-FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
-MEAN_FRAMES = 4096  # a shard's frame region holds this many frames per sample on average
+from .header import (FORMAT_VERSION, FRAMES_CHUNK, MEAN_FRAMES, OLDEST_READABLE, SHARD, HeaderError,  # noqa: F401
+                     StoreHeader, frame_region)
 
 # Images: plain zstd-3 on each sample's inner chunk. Blosc's zstd (its blocks, a context per
 # call) took 2.3x the CPU for a slightly lower ratio (scripts/bench_convert.py; docs/design.md §3).
@@ -71,19 +67,35 @@ def sample_schema(height: int, width: int, meta_fields: list[str], streams: tupl
 
 def root_schema(root: zarr.Group) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
     height, width = root["images"].shape[2:]
-    return sample_schema(height, width, list(root.attrs["s2i"].get("meta_fields") or []), tuple(stored_streams(root)))
+    header = read_header(root)
+    return sample_schema(height, width, list(header.meta_fields), tuple(header.streams))
+
+
+def read_header(root: zarr.Group) -> StoreHeader:
+    """The store's header (its `s2i` attributes, typed and checked): the one reader of them.
+    StoreError naming the store and the field for attributes of the wrong type."""
+    try:
+        return StoreHeader.from_attrs(root.attrs.get("s2i"), where(root))
+    except HeaderError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def where(root: zarr.Group) -> str:
+    """The store's location as a user named it: a local folder, or the URL of one in object storage."""
+    store = root.store
+    if isinstance(store, zarr.storage.LocalStore):
+        return str(store.root)
+    fs = getattr(store, "fs", None)
+    protocol = getattr(fs, "protocol", "") if fs is not None else ""
+    protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+    path = getattr(store, "path", "")
+    return f"{protocol}://{path}" if protocol else str(store)
 
 
 def empty_block(schema: dict, m: int) -> dict[str, np.ndarray]:
     """Zeroed per-sample arrays for `m` slots (names empty), to be filled by the caller."""
     return {path: (np.full(m, "", dtype=object) if dtype == "str" else np.zeros((m, *tail), dtype=dtype))
             for path, (tail, dtype, _) in schema.items()}
-
-
-def frame_region(shard: int) -> int:
-    """Frames reserved in skeleton/joints for one shard: whole chunks, so no two shards share one.
-    Chunks never written cost nothing on disk."""
-    return -(-shard * MEAN_FRAMES // FRAMES_CHUNK) * FRAMES_CHUNK
 
 
 def _store(location: Location, storage_options: dict | None, read_only: bool):
@@ -125,24 +137,28 @@ def create_store(location: Location, *, n: int, height: int, width: int, joints:
                  meta_fields: list[str], attrs: dict[str, Any], overwrite: bool = False,
                  shard: int = SHARD, storage_options: dict | None = None) -> zarr.Group:
     """Create every array at its final size: `n` sample slots, and one frame region per shard.
-    `attrs["streams"]` ({stream: power}, as `stored_streams`) says which streams get arrays."""
+    `attrs["streams"]` ({stream: power}, as `stored_streams`) says which streams get arrays;
+    `attrs` become the store's header (header.StoreHeader, checked)."""
     if exists(location, storage_options):
         if not overwrite:
             raise StoreError(f"{location} already exists: pass --resume to continue it or --overwrite to replace it")
         check_replaceable(location, storage_options)
     if not is_url(location):  # a symlinked OUT: zarr clears and fills the folder it points to
         location = Path(location).resolve()
-    header = {**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
-              "frame_region": frame_region(shard), "meta_fields": list(meta_fields), "rejected": []}
+    try:
+        header = StoreHeader.from_attrs({**attrs, "format_version": FORMAT_VERSION, "complete": False, "shard": shard,
+                                         "frame_region": frame_region(shard), "image_size": [height, width],
+                                         "meta_fields": list(meta_fields), "rejected": []}, str(location))
+    except HeaderError as exc:
+        raise StoreError(str(exc)) from exc
     try:  # the `s2i` attributes from the first write on: a store cut short is still one s2i made
         root = zarr.open_group(_store(location, storage_options, False), mode="w", zarr_format=3,
-                               attributes={"s2i": header})
+                               attributes={"s2i": header.to_attrs()})
     except OSError as exc:
         raise StoreError(f"cannot create {location}: {exc.strerror or exc}") from exc
-    streams = tuple(attrs.get("streams") or ("joint",))
-    for path, spec in sample_schema(height, width, meta_fields, streams).items():
+    for path, spec in sample_schema(height, width, meta_fields, tuple(header.streams)).items():
         _create_array(root, path, spec, n, shard)
-    region = header["frame_region"]
+    region = header.frame_region
     root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
                       chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_JOINTS_CODEC, fill_value=np.nan,
                       dimension_names=("frame", "actor", "joint", "xyz"))
@@ -204,7 +220,7 @@ def create_stream_arrays(root: zarr.Group, streams: tuple[str, ...]) -> None:
     schema = sample_schema(height, width, [], streams)
     for stream in streams:
         for path in stream_paths(stream):
-            _create_array(root, path, schema[path], n, int(root.attrs["s2i"]["shard"]), overwrite=True)
+            _create_array(root, path, schema[path], n, read_header(root).shard, overwrite=True)
 
 
 # zarrs' codec pipeline (Rust, behind zarr-python's codec-pipeline interface): the same chunks
@@ -257,4 +273,4 @@ def stream_paths(stream: str) -> tuple[str, str]:
 def stored_streams(root: zarr.Group) -> dict[str, list[float]]:
     """{stream: per-channel power of its quantisation}; a store without the record (made
     before streams) holds the joint stream only."""
-    return dict(root.attrs["s2i"].get("streams") or {"joint": [1.0, 1.0, 1.0]})
+    return dict(read_header(root).streams)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .schema import (FORMAT_VERSION, StoreError, _whole_chunk_writes, root_schema, stored_streams,
+from .schema import (FORMAT_VERSION, HeaderError, StoreError, read_header, _whole_chunk_writes, root_schema, stored_streams,
                      stream_paths)
 
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
@@ -38,7 +38,8 @@ def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
     (default: every slot valid), and `skeletons`: per slot a (T, 2, V, C) float32 sequence,
     T = frames (0 for a rejected slot). `start` is a multiple of the shard size, so this
     writes whole shards and frame regions that no other shard touches."""
-    shard, region = root.attrs["s2i"]["shard"], root.attrs["s2i"]["frame_region"]
+    header = read_header(root)
+    shard, region = header.shard, header.frame_region
     if start % shard:
         raise ValueError(f"shard writes start at a multiple of {shard}, not {start}")
     m = len(block["label"])
@@ -76,10 +77,13 @@ def done_shards(root: zarr.Group) -> dict[int, dict[str, Any]]:
 
 
 def update_attrs(root: zarr.Group, **changes: Any) -> None:
-    """Merge `changes` into the root's `s2i` attributes (written as one JSON document)."""
-    attrs = dict(root.attrs["s2i"])
-    attrs.update(changes)
-    root.attrs["s2i"] = json.loads(json.dumps(attrs))  # fails loudly on numpy scalars
+    """Merge `changes` into the root's header, checked (only a header this s2i reads is
+    written), as one JSON document."""
+    try:
+        header = read_header(root).updated(**changes)
+    except HeaderError as exc:
+        raise StoreError(str(exc)) from exc
+    root.attrs["s2i"] = json.loads(json.dumps(header.to_attrs()))  # fails loudly on numpy scalars
 
 
 def finalize(root: zarr.Group, splits: dict[str, dict[str, np.ndarray]],

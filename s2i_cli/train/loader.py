@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..encoder.encoding import Encoding
 from ..encoder.skeletons import actor_rows
-from ..store import SHARD, absolute, open_group, read_skeletons, stream_arrays
+from ..store import SHARD, absolute, open_group, read_header, read_skeletons, stream_arrays
 from .augment import encode_augmented
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -200,9 +200,8 @@ class BlockDataset(IterableDataset):
     def _open(self):
         if self._pid != os.getpid():  # one handle per process (fork-safe for remote stores)
             root = open_group(self.store)
-            attrs = root.attrs.get("s2i", {})
             self._arrays = (stream_arrays(root, self.stream)[0], np.asarray(root["label"][:], dtype=np.int64),
-                            attrs.get("persons", "stacked") == "stacked", root,
+                            read_header(root).stacked, root,
                             np.asarray(root["actors"][:], dtype=np.int64))
             self._pid = os.getpid()
         return self._arrays

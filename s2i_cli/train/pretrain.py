@@ -29,7 +29,7 @@ from rich.console import Console
 
 from ..encoder.encoding import training_view
 from ..files import atomic_write
-from ..store import StoreError, absolute, open_store, split_indices, stream_arrays
+from ..store import StoreError, absolute, class_names, open_store, read_header, split_indices, stream_arrays
 from ..views.progress import progress_bar
 from . import runs
 from .augment import parse_augment
@@ -60,7 +60,7 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
         cfg = _resolve(cfg, world)
         root, indices, img_size = _training_data(cfg, old, run_dir)
         # stored images, or (--augment) the stored skeletons augmented and re-encoded; parts masking's columns
-        encoding, column_parts = training_view(root.attrs["s2i"], cfg.masking, cfg.augment)
+        encoding, column_parts = training_view(read_header(root), cfg.masking, cfg.augment)
         if encoding is not None:  # augmented images are made of the run's stream
             encoding = replace(encoding, stream=cfg.stream)
 
@@ -87,7 +87,7 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
 
         # --- the run directory, then the loop ---
         if not resume:
-            run_dir = _new_run_dir(run_dir, runs_root, root.attrs["s2i"].get("dataset", "store"), ddp)
+            run_dir = _new_run_dir(run_dir, runs_root, read_header(root).dataset, ddp)
         run_dir = Path(run_dir)
         config = _config_json(cfg, root, indices, img_size, net, schedule, world, old)
         last_step = schedule.total_steps if max_steps is None else min(schedule.total_steps, int(max_steps))
@@ -269,7 +269,7 @@ def _resolve(cfg: PretrainConfig, world: int) -> PretrainConfig:
 def _training_data(cfg: PretrainConfig, old: dict[str, Any], run_dir) -> tuple[Any, np.ndarray, int | list[int]]:
     """(the store's root, the training indices, the image size as config.json writes it)."""
     root = open_store(cfg.store)
-    height, width = (int(v) for v in root.attrs["s2i"]["image_size"])
+    height, width = read_header(root).image_size
     img_size = height if height == width else [height, width]
     if old and old["img_size"] != img_size:
         raise ValueError(f"store {cfg.store} holds {height}x{width} images but run {run_dir} was trained on "
@@ -313,9 +313,8 @@ def _restore(checkpoint: dict | None, net: MaskedAutoencoder, optimizer: torch.o
 def _config_json(cfg: PretrainConfig, root, indices: np.ndarray, img_size, net: MaskedAutoencoder,
                  schedule: Schedule, world: int, old: dict[str, Any]) -> dict[str, Any]:
     """config.json: the settings, then what they came to on this store."""
-    attrs = root.attrs["s2i"]
     created = old.get("created") or datetime.datetime.now().isoformat(timespec="seconds")
-    return {**asdict(cfg), "dataset": attrs.get("dataset"), "class_names": list(attrs.get("class_names", [])),
+    return {**asdict(cfg), "dataset": read_header(root).dataset, "class_names": class_names(root),
             "img_size": img_size, "patch_size": net.patch, "world_size": world,
             "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
             "warmup_steps": schedule.warmup_steps, "peak_lr": schedule.peak_lr,

@@ -69,7 +69,56 @@ def read_config(run_dir: Path) -> dict[str, Any]:
                        f"or start a new run (it records the run's store and settings)") from exc
     if not isinstance(config, dict):
         raise RunError(f"{path} holds a JSON {type(config).__name__}, not an object: restore it from a copy")
+    check_config(config, path)
     return config
+
+
+def _is(kinds: str):
+    """A check for a JSON value of the kinds named like a type hint: "int | None", "float", "str", "list"."""
+    names = {k.strip() for k in kinds.split("|")}
+
+    def check(v: Any) -> bool:
+        return ((v is None and "None" in names) or (isinstance(v, bool) and "bool" in names)
+                or (not isinstance(v, bool) and isinstance(v, int) and names & {"int", "float"})
+                or (isinstance(v, float) and "float" in names) or (isinstance(v, str) and "str" in names)
+                or (isinstance(v, list) and names & {"list", "tuple[float, float]", "tuple[str, ...]"}))
+    return check
+
+
+def _size(v: Any) -> bool:
+    ints = (lambda x: isinstance(x, int) and not isinstance(x, bool) and x > 0)
+    return ints(v) or (isinstance(v, list) and len(v) == 2 and all(map(ints, v)))
+
+
+# config.json's fields that are not PretrainConfig's (those are checked by their declared types)
+_FACTS = {"img_size": ("a positive integer or [height, width]", _size),
+          "class_names": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
+          "dataset": ("a string", _is("str | None")), "kind": ("a string", _is("str")),
+          "patch_size": ("an integer", _is("int")), "world_size": ("an integer", _is("int")),
+          "steps_per_epoch": ("an integer", _is("int")), "total_steps": ("an integer", _is("int")),
+          "warmup_steps": ("an integer", _is("int")), "peak_lr": ("a number", _is("float")),
+          "effective_batch": ("an integer", _is("int")), "train_samples": ("an integer", _is("int")),
+          "created": ("a string", _is("str")), "init": ("a string or null", _is("str | None")),
+          "stream": ("a string", _is("str"))}
+
+
+def check_config(config: dict[str, Any], path: Path) -> None:
+    """RunError naming the file and the field when a config.json field has the wrong type (a
+    damaged or hand-edited file), before evaluate, probe, fine-tune or --resume use it."""
+    from dataclasses import fields
+
+    from .config import PretrainConfig
+
+    checks = {f.name: (f"{f.type.replace(' | None', ' or null')}", _is(f.type.replace("tuple[float, float]", "list")
+                                                                       .replace("tuple[str, ...]", "list")))
+              for f in fields(PretrainConfig)}
+    checks.update(_FACTS)
+    for name, value in config.items():
+        if name in checks and not checks[name][1](value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise RunError(f"{path}: field {name} is {shown}, not {checks[name][0]}: restore the file from a copy, "
+                           "or start a new run")
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> Path:

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..store import check_layout, image_bytes as store_image_bytes, store_bytes, stored_streams
+from ..store import check_layout, image_bytes as store_image_bytes, read_header, store_bytes, stored_streams
 from .convert_summary import human_bytes, printable
 
 DEFAULT_TOP = 20  # classes listed unless --all
@@ -37,18 +37,15 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     slots), not from the attributes, so the summary also checks that the two agree
     (`attrs_samples`)."""
     check_layout(root)  # bounded: a crafted grid of millions of chunks is refused before any read
-    attrs = dict(root.attrs["s2i"])
+    header = read_header(root)
     valid = np.asarray(root["valid"][:], dtype=bool)
     labels = np.asarray(root["label"][:], dtype=np.int64)[valid]
     n = int(labels.shape[0])
-    class_names = list(attrs.get("class_names") or [])
-    n_classes = max(len(class_names), int(labels.max()) + 1 if n else 0)
-    names = class_names + [f"class {c}" for c in range(len(class_names), n_classes)]
+    names = header.class_list(int(labels.max()) + 1 if n else 0)
+    n_classes = len(names)
     counts = np.bincount(labels, minlength=n_classes) if n else np.zeros(n_classes, dtype=np.int64)
-
-    splits: dict[str, dict[str, int]] = {}
-    for protocol in attrs.get("protocols", []):
-        splits[protocol] = {side: int(root[f"splits/{protocol}/{side}"].shape[0]) for side in ("train", "test")}
+    splits = {protocol: {side: int(root[f"splits/{protocol}/{side}"].shape[0]) for side in ("train", "test")}
+              for protocol in header.protocols}
 
     frames = np.asarray(root["frames"][:], dtype=np.int64)[valid]
     actors = np.asarray(root["actors"][:], dtype=np.int64)[valid]
@@ -59,41 +56,41 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     height, width = images.shape[2], images.shape[3]
     return {
         "path": path,
-        "dataset": attrs.get("dataset", "?"),
-        "description": attrs.get("description", ""),
-        "skeleton": attrs.get("skeleton") if isinstance(attrs.get("skeleton"), str) else None,
-        "joints": len(attrs.get("joint_names") or []) or int(root["skeleton/joints"].shape[2]),
-        "channels": list(attrs.get("channels") or ["x", "y", "z"]),
-        "layout": attrs.get("layout", "?"),
-        "bands": list(attrs.get("bands") or []),
-        "part_names": list(attrs.get("part_names") or []),
-        "persons": attrs.get("persons", "?"),
+        "dataset": header.dataset,
+        "description": header.description,
+        "skeleton": header.skeleton,
+        "joints": len(header.joint_names) or int(root["skeleton/joints"].shape[2]),
+        "channels": list(header.channels),
+        "layout": header.layout,
+        "bands": list(header.bands),
+        "part_names": list(header.part_names),
+        "persons": header.persons,
         "image_size": [int(height), int(width)],
         "image_dtype": str(images.dtype),
         "streams": list(stored_streams(root)),
         "samples": n,
         "slots": int(valid.shape[0]),
-        "attrs_samples": attrs.get("samples"),
+        "attrs_samples": header.samples,
         "classes": n_classes,
         "class_counts": [{"index": c, "name": names[c], "count": int(counts[c])} for c in range(n_classes)],
         "empty_classes": int(np.sum(counts == 0)),
         "splits": splits,
-        "meta_fields": list(attrs.get("meta_fields") or []),
+        "meta_fields": list(header.meta_fields),
         "frames": ({"min": int(frames.min()), "median": float(np.median(frames)), "max": int(frames.max()),
                     "total": int(frames.sum())} if n else {"min": 0, "median": 0.0, "max": 0, "total": 0}),
         "actors": {str(k): int(v) for k, v in zip(*np.unique(actors, return_counts=True))},
-        "source_root": attrs.get("source_root"),
-        "source_files": attrs.get("source_files"),
-        "ignored": dict(attrs.get("ignored") or {}),
-        "rejected": [dict(r) for r in attrs.get("rejected") or []],
+        "source_root": header.source_root,
+        "source_files": header.source_files,
+        "ignored": dict(header.ignored),
+        "rejected": [dict(r) for r in header.rejected],
         "image_bytes": image_bytes,
         "image_bytes_on_disk": image_disk,
         "compression": image_bytes / image_disk if image_disk else None,
         "bytes_on_disk": disk,
-        "shard": attrs.get("shard"),
-        "command": attrs.get("command"),
-        "tool_version": attrs.get("tool_version"),
-        "format_version": attrs.get("format_version"),
+        "shard": header.shard,
+        "command": header.command,
+        "tool_version": header.tool_version,
+        "format_version": header.format_version,
     }
 
 

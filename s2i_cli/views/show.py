@@ -38,7 +38,7 @@ import zarr
 from ..encoder import skeletons, streams
 from ..encoder.pixels import decode_image, quantised_values
 from ..safe_text import visible
-from ..store import check_sample, read_skeleton, stream_arrays
+from ..store import StoreHeader, check_sample, read_header, read_skeleton, stream_arrays
 
 DPI = 100
 FIGSIZE = (16.0, 9.0)  # inches: the PNG is 1600 x 900 pixels
@@ -92,7 +92,7 @@ def check_index(root: zarr.Group, index: int) -> int:
 # --------------------------------------------------------------------------- the sample
 
 
-def joint_parts(attrs: dict[str, Any], skel: skeletons.Skeleton | None, joints: int) -> np.ndarray:
+def joint_parts(header: StoreHeader, skel: skeletons.Skeleton | None, joints: int) -> np.ndarray:
     """Body part (0..4) of every joint, -1 for none: from the skeleton's parts, else guessed
     from the joint names (left/right, arm/leg words)."""
     part = np.full(joints, -1, dtype=np.int64)
@@ -101,7 +101,7 @@ def joint_parts(attrs: dict[str, Any], skel: skeletons.Skeleton | None, joints: 
             for ref in refs:
                 if isinstance(ref, int):
                     part[ref] = p
-    names = list(attrs.get("joint_names") or [])
+    names = list(header.joint_names)
     legs = ("hip", "knee", "ankle", "foot", "toe", "heel")
     arms = ("shoulder", "elbow", "wrist", "hand", "thumb", "finger")
     for j, jn in enumerate(names[:joints]):
@@ -118,10 +118,10 @@ def joint_parts(attrs: dict[str, Any], skel: skeletons.Skeleton | None, joints: 
     return part
 
 
-def y_points_down(attrs: dict[str, Any], seq: np.ndarray, spatial: int) -> bool:
+def y_points_down(header: StoreHeader, seq: np.ndarray, spatial: int) -> bool:
     """Whether the skeleton's y axis grows downwards (image coordinates), judged from the
     data: the head (or nose, neck) above the feet; 2D stores default to image coordinates."""
-    names = [n.lower() for n in attrs.get("joint_names") or []]
+    names = [n.lower() for n in header.joint_names]
     top = [j for j, n in enumerate(names) if any(w in n for w in ("head", "nose", "neck"))]
     bottom = [j for j, n in enumerate(names) if any(w in n for w in ("ankle", "foot", "toe", "heel"))]
     if top and bottom and len(seq) and spatial >= 2:
@@ -130,16 +130,15 @@ def y_points_down(attrs: dict[str, Any], seq: np.ndarray, spatial: int) -> bool:
         if present.any():
             a = a[present]
             return float(a[:, top, 1].mean()) < float(a[:, bottom, 1].mean())
-    return bool(attrs.get("channels") and attrs["channels"][2] == "confidence")
+    return header.is_2d
 
 
-def reconstruct(skel: skeletons.Skeleton, attrs: dict[str, Any], seq: np.ndarray, actors: int,
+def reconstruct(skel: skeletons.Skeleton, header: StoreHeader, seq: np.ndarray, actors: int,
                 height: int, width: int) -> np.ndarray:
     """The float image (3, H, W) the encoder quantised, computed from `skeleton/` with the
     same column and row maps: what `decode_image` of the stored image must give back."""
-    col_idx, col_w = skeletons.column_map(skel, attrs.get("layout", "parts"), width)
-    actor, f0, f1, w = skeletons.row_map(len(seq), actors, height, attrs.get("persons", "stacked"),
-                                      attrs.get("fill", "repeat"))
+    col_idx, col_w = skeletons.column_map(skel, header.layout, width)
+    actor, f0, f1, w = skeletons.row_map(len(seq), actors, height, header.persons, header.fill)
     w = w[:, None, None]
     rows = (1.0 - w) * seq[f0, actor] + w * seq[f1, actor]  # (H, V, C)
     out = np.einsum("wk,hwkc->chw", col_w.astype(np.float64), rows[:, col_idx, :].astype(np.float64))
@@ -159,13 +158,12 @@ class Sample:
     power: np.ndarray  # (3,) the stream's quantisation power (pixels.decode_image)
     stream: str
     seq: np.ndarray  # (T, 2, V, C) from skeleton/
-    attrs: dict[str, Any]
+    header: StoreHeader
     skel: skeletons.Skeleton | None
 
     @property
     def is_2d(self) -> bool:
-        ch = self.attrs.get("channels") or ["x", "y", "z"]
-        return ch[2] == "confidence"
+        return self.header.is_2d
 
     @property
     def spatial(self) -> int:
@@ -183,15 +181,14 @@ def load_sample(root: zarr.Group, index: int, stream: str = "joint") -> Sample:
     index = check_index(root, index)
     check_sample(root, index)  # a rejected file's slot has no image or skeleton
     images, norm, power = stream_arrays(root, stream)
-    attrs = dict(root.attrs["s2i"])
+    header = read_header(root)
     label = int(root["label"][index])
-    classes = list(attrs.get("class_names") or [])
     return Sample(
         index=index, name=visible(root["name"][index]), label=label,
-        class_name=visible(classes[label]) if 0 <= label < len(classes) else f"class {label}",
+        class_name=visible(header.class_name(label)),
         frames=int(root["frames"][index]), actors=int(root["actors"][index]),
         image=np.asarray(images[index]), norm=np.asarray(norm[index], dtype=np.float32), power=power, stream=stream,
-        seq=np.asarray(read_skeleton(root, index), dtype=np.float32), attrs=attrs, skel=skeletons.find_skeleton(attrs),
+        seq=np.asarray(read_skeleton(root, index), dtype=np.float32), header=header, skel=skeletons.find_skeleton(header),
     )
 
 
@@ -234,12 +231,12 @@ class Painter:
 
     def __init__(self, s: Sample):
         self.s = s
-        joints = s.seq.shape[2] if s.seq.ndim == 4 else len(s.attrs.get("joint_names") or [])
+        joints = s.seq.shape[2] if s.seq.ndim == 4 else len(s.header.joint_names)
         self.joints = joints
-        self.part = joint_parts(s.attrs, s.skel, joints)
-        self.bones = [(int(c), int(p)) for c, p in s.attrs.get("bones") or [] if c < joints and p < joints]
+        self.part = joint_parts(s.header, s.skel, joints)
+        self.bones = [(int(c), int(p)) for c, p in s.header.bones if c < joints and p < joints]
         self.ok = _present(s.seq, s.spatial, s.is_2d) if len(s.seq) else np.zeros((0, 2, joints), bool)
-        self.flip = y_points_down(s.attrs, s.seq, s.spatial)
+        self.flip = y_points_down(s.header, s.seq, s.spatial)
         # 3D camera coordinates are right-handed with z away from the camera (Kinect, LCR-Net):
         # with y up, x points to the camera's left, so the camera's view draws x leftwards.
         # 2D coordinates are the image's own (x right).
@@ -293,15 +290,15 @@ class Painter:
     def draw_image(self, ax, fontsize: float = 11.0, marks: np.ndarray | None = None) -> list:
         """The S2I image with bands, actor halves and (optionally) key-frame ticks; returns
         the horizontal cursor lines that the animation moves."""
-        s, attrs = self.s, self.s.attrs
+        s, header = self.s, self.s.header
         h, w = s.image.shape[1:]
         ax.imshow(self.rgb(), interpolation="nearest", extent=(0, w, h, 0), aspect="equal")
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
-        parts = list(attrs.get("part_names") or skeletons.PART_NAMES)
-        bands = list(attrs.get("bands") or (skeletons.band_edges(w, len(parts)).tolist()
-                                            if attrs.get("layout") == "parts" else [0, w]))
-        if attrs.get("layout") == "concat" and s.skel is not None and len(s.skel.parts) == len(parts):
+        parts = list(header.part_names or skeletons.PART_NAMES)
+        bands = list(header.bands or (skeletons.band_edges(w, len(parts)).tolist()
+                                      if header.layout == "parts" else [0, w]))
+        if header.layout == "concat" and s.skel is not None and len(s.skel.parts) == len(parts):
             # the parts' joints side by side, resized as a whole: part k starts where its first
             # joint's column would (source position cum_k - 0.5 maps to column cum_k * W / n)
             cum = np.cumsum([0] + [len(p) for p in s.skel.parts])
@@ -314,15 +311,15 @@ class Painter:
             labels = parts
             colors = PART_COLORS[:len(parts)]
         else:  # concat: one band over the width, the parts' joints side by side
-            centres, labels, colors = [w / 2], [f"{attrs.get('layout', '?')}: all joints"], ["#3b3b3b"]
+            centres, labels, colors = [w / 2], [f"{header.layout}: all joints"], ["#3b3b3b"]
         ax.set_xticks(centres)
         ax.set_xticklabels(labels, fontsize=fontsize)
         ax.tick_params(axis="x", length=0, pad=6, labeltop=True, labelbottom=False, top=False, bottom=False)
         for tick, c in zip(ax.get_xticklabels(), colors):
             tick.set_color(c)
             tick.set_fontweight("bold")
-        halves = frame_rows(max(s.frames, 1), h, attrs.get("persons", "main"), s.actors)
-        if attrs.get("persons") == "stacked":
+        halves = frame_rows(max(s.frames, 1), h, header.persons, s.actors)
+        if header.stacked:
             bands = skeletons.actor_rows(h, "stacked")
             ax.axhline(bands[1][0], color="white", lw=2.0)
             second = "actor 2" if s.actors > 1 else "actor 1 (again)"
@@ -332,7 +329,7 @@ class Painter:
         ax.set_yticks(yt)
         ax.set_yticklabels(yl, rotation=90, va="center", fontsize=fontsize)
         ax.tick_params(axis="y", length=0, pad=6)
-        each = " of each half" if attrs.get("persons") == "stacked" else ""
+        each = " of each half" if header.stacked else ""
         ax.set_ylabel(f"time  (rows: first frame at the top{each})", fontsize=fontsize - 1, color="#555555")
         for side in ax.spines.values():
             side.set_visible(False)
@@ -401,7 +398,7 @@ class Painter:
         s = self.s
         if s.skel is None or len(s.seq) < 2:
             return None
-        col_idx, col_w = skeletons.column_map(s.skel, s.attrs.get("layout", "parts"), s.image.shape[2])
+        col_idx, col_w = skeletons.column_map(s.skel, s.header.layout, s.image.shape[2])
         weight = np.zeros((s.image.shape[2], self.joints))
         for k in range(col_idx.shape[1]):
             np.add.at(weight, (np.arange(len(col_idx)), col_idx[:, k]), col_w[:, k])
@@ -415,14 +412,14 @@ class Painter:
 
     def draw_curves(self, ax, fontsize: float = 10.0) -> str:
         """Decoded-from-image dots over skeleton/ lines for one joint; returns the caption."""
-        s, attrs = self.s, self.s.attrs
-        names = list(attrs.get("joint_names") or [])
-        channels = list(attrs.get("channels") or ["x", "y", "z"])
+        s, header = self.s, self.s.header
+        names = list(header.joint_names)
+        channels = list(header.channels)
         pick = self.curve_joint()
         decoded = decode_image(s.image.astype(np.uint8), s.norm, s.power) if s.image.dtype == np.uint8 else None
         if pick is None or decoded is None:
             ax.set_axis_off()
-            skel_name = attrs.get("skeleton") if isinstance(attrs.get("skeleton"), str) else "of this store"
+            skel_name = header.skeleton or "of this store"
             why = f"s2i has no definition of skeleton {skel_name}" if s.skel is None else "too few frames"
             ax.text(0.5, 0.5, f"(channel curves skipped: {why})", ha="center", va="center", color="#777777",
                     fontsize=fontsize, transform=ax.transAxes)
@@ -430,13 +427,13 @@ class Painter:
         j, col = pick
         h, w = s.image.shape[1:]
         values = s.values
-        expected = reconstruct(s.skel, attrs, values, s.actors, h, w)
-        actor, f0, f1, rw = skeletons.row_map(len(s.seq), s.actors, h, attrs.get("persons", "stacked"))
-        rows = np.flatnonzero(actor == 0)[: skeletons.actor_rows(h, attrs.get("persons", "stacked"))[0][1]]
+        expected = reconstruct(s.skel, header, values, s.actors, h, w)
+        actor, f0, f1, rw = skeletons.row_map(len(s.seq), s.actors, h, header.persons)
+        rows = np.flatnonzero(actor == 0)[: skeletons.actor_rows(h, header.persons)[0][1]]
         pos = (1.0 - rw[rows]) * f0[rows] + rw[rows] * f1[rows] + 1  # 1-based frame position of each row
         frames_axis = np.arange(1, len(s.seq) + 1)
         # the value the column holds at each frame, from skeleton/ through the same column taps
-        col_idx, col_w = skeletons.column_map(s.skel, attrs.get("layout", "parts"), w)
+        col_idx, col_w = skeletons.column_map(s.skel, header.layout, w)
         line = np.einsum("k,tkc->ct", col_w[col].astype(np.float64), values[:, 0, col_idx[col], :].astype(np.float64))
         unit = "" if s.is_2d else " (m)"
         for c in range(s.spatial):
@@ -480,7 +477,7 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
 
     s = load_sample(root, index, stream)
     paint = Painter(s)
-    attrs = s.attrs
+    header = s.header
     h, w = s.image.shape[1:]
     W, H = PNG_SIZE
     fig = plt.figure(figsize=FIGSIZE, dpi=DPI, facecolor=BG)
@@ -488,7 +485,7 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     # title ---------------------------------------------------------------------------------
     fig.text(40 / W, 1 - 20 / H, s.name, fontsize=20, fontweight="bold", va="top", ha="left", family="monospace")
     actor_txt = f"{s.actors} actor" + ("s" if s.actors != 1 else "")
-    fig.text(1 - 40 / W, 1 - 24 / H, f"{attrs.get('dataset', '?')}  ·  sample {s.index}", fontsize=13,
+    fig.text(1 - 40 / W, 1 - 24 / H, f"{header.dataset}  ·  sample {s.index}", fontsize=13,
              va="top", ha="right", color="#666666")
     fig.text(40 / W, 1 - 54 / H, f"{s.class_name}  (class {s.label + 1})   ·   {s.frames} frames   ·   {actor_txt}",
              fontsize=15, va="top", ha="left", color="#222222")
@@ -503,10 +500,10 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     n_key = keyframes or (3 if paint.aspect > 0.55 else KEYFRAMES)
     marks = key_frames(len(s.seq), n_key)
     paint.draw_image(ax_img, fontsize=12, marks=marks)
-    mode = {"stacked": "stacked persons", "main": "main actor only"}.get(attrs.get("persons"), attrs.get("persons"))
-    channels = attrs.get("channels") or ["x", "y", "z"]
+    mode = {"stacked": "stacked persons", "main": "main actor only"}.get(header.persons, header.persons)
+    channels = header.channels
     fig.text(left / W, (bottom - 14) / H,
-             f"S2I {s.stream} image {h} × {w}, {attrs.get('layout', '?')} layout, {mode}  ·  shown {scale:g}× (nearest)  ·  "
+             f"S2I {s.stream} image {h} × {w}, {header.layout} layout, {mode}  ·  shown {scale:g}× (nearest)  ·  "
              f"R, G, B = {', '.join(channels)}", ha="left", va="top", fontsize=11, color="#444444")
 
     # key frames ------------------------------------------------------------------------------
@@ -535,7 +532,7 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
              f"skeleton/ at the frames ticked beside the image  ·  {paint.plane}{who}",
              ha="center", va="top", fontsize=11, color="#444444")
     handles = [Line2D([], [], color=c, lw=3, label=p)
-               for p, c in zip(attrs.get("part_names") or skeletons.PART_NAMES, PART_COLORS)]
+               for p, c in zip(header.part_names or skeletons.PART_NAMES, PART_COLORS)]
     if (paint.part >= 0).any():
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=((x0 + x1) / 2 / W, (ybox - 32) / H),
                    ncol=len(handles), fontsize=11, frameon=False, handlelength=1.8, columnspacing=1.3)
@@ -547,13 +544,13 @@ def render_sample(root: zarr.Group, index: int, out: Path, animate: Path | None 
     caption = paint.draw_curves(ax_c, fontsize=11)
     if caption:
         fig.text((x0 - 20) / W, (cb - 50) / H, caption, ha="left", va="top", fontsize=10.5, color="#444444")
-    rows_txt = "top half actor 1, bottom half actor 2" if attrs.get("persons") == "stacked" else "actor 1"
+    rows_txt = "top half actor 1, bottom half actor 2" if header.stacked else "actor 1"
     parts_txt = ("five body-part bands, joints proximal → distal"
-                 if attrs.get("layout") == "parts" else "the parts' joints side by side, resized as a whole")
+                 if header.layout == "parts" else "the parts' joints side by side, resized as a whole")
     joint_scaling = {"channel": "each channel min–max scaled per sample",
                      "isotropic": "one min–max scale per sample for all channels",
                      "dataset": "fixed limits from the training split"}
-    scaling = (joint_scaling.get(attrs.get("norm", "channel"), "") if s.stream == "joint" else
+    scaling = (joint_scaling.get(header.norm, "") if s.stream == "joint" else
                "0 = mid-grey, scaled by the sample's largest value" + (", signed sqrt" if s.power[0] != 1 else ""))
     fig.text(40 / W, 24 / H, f"S2I: rows = time ({rows_txt});  columns = {parts_txt};  {scaling}",
              ha="left", va="bottom", fontsize=11, color="#666666")
@@ -617,7 +614,7 @@ def render_animation(s: Sample, paint: Painter, out: Path, max_frames: int = 90,
     plt.close(fig)
 
     font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 13 * GIF_DPI // 72)
-    halves = frame_rows(T, h, s.attrs.get("persons", "main"), s.actors)
+    halves = frame_rows(T, h, s.header.persons, s.actors)
     colors = [[_mix(paint.color(j), 0.0) for j in range(paint.joints)],
               [_mix(paint.color(j), 0.45) for j in range(paint.joints)]]
     lw, r = int(round(3.0 * ss * GIF_DPI / 72)), 2.6 * ss * GIF_DPI / 72
