@@ -130,18 +130,19 @@ def convert(
     """
     import sys
 
-    from .convert.flow import ConvertError, ConvertFailed, convert as run_convert
+    from .convert.config import ConvertConfig
+    from .convert.flow import ConvertError, ConvertFailed, run_conversion
     from .views.convert_summary import print_convert_report
 
-    options = key_values(reader_option, "--reader-option")
+    cfg = ConvertConfig(dataset.value, raw, out, size=size, layout_name=layout.value, persons=vocab.plain(persons),
+                        fill=fill.value, norm=norm.value, streams=vocab.parse_streams(streams), workers=workers,
+                        dask_workers=dask, scheduler=scheduler,
+                        storage_options=key_values(storage_option, "--storage-option"), resume=resume,
+                        overwrite=overwrite, limit=limit, missing_list=missing_list, shard=shard_size,
+                        reader_options=key_values(reader_option, "--reader-option"), progress=progress,
+                        command=" ".join(["s2i", *sys.argv[1:]]), max_file_mb=max_file_mb)
     try:
-        report = run_convert(dataset.value, raw, out, size=size, layout_name=layout.value,
-                             persons=vocab.plain(persons), fill=fill.value, norm=norm.value, workers=workers,
-                             resume=resume, overwrite=overwrite, limit=limit, missing_list=missing_list,
-                             shard=shard_size, reader_options=options, progress=progress,
-                             command=" ".join(["s2i", *sys.argv[1:]]), scheduler=scheduler, dask_workers=dask,
-                             storage_options=key_values(storage_option, "--storage-option"),
-                             streams=vocab.parse_streams(streams), max_file_mb=max_file_mb)
+        report = run_conversion(cfg)
     except ConvertFailed as exc:
         fail(str(exc), 3)
     except (ConvertError, ValueError) as exc:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import multiprocessing
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -26,6 +28,7 @@ from ..encoder.streams import StreamError, parse_streams, stream_power
 from ..formats import DatasetFormat, Item, Rejection, get_format, split_sides
 from ..formats.base import file_problem
 from ..views.progress import progress_bar
+from .config import ConvertConfig
 from .executors import run_dask, run_inline, run_processes, worker_context
 from .shard import Plan, ShardTask, warm_kernels
 
@@ -128,114 +131,175 @@ def check_apart(raw: Path, out: str) -> None:
         raise ConvertError(f"OUT {out} exists and is not a folder: choose another OUT (s2i never replaces a file)")
 
 
-def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout_name: str = "parts",
-            persons: str | None = None, fill: str = "repeat", norm: str = "isotropic", workers: int | None = None,
-            resume: bool = False,
-            overwrite: bool = False, limit: int | None = None, missing_list: Path | None = None,
-            shard: int = store.SHARD, reader_options: dict[str, str] | None = None, progress: bool = True,
-            command: str = "", scheduler: str | None = None, dask_workers: int | None = None,
-            storage_options: dict[str, str] | None = None, streams: tuple[str, ...] = ("joint",),
-            max_file_mb: float | None = None) -> ConvertReport:
+def convert(dataset: str, raw: Path | str, out: Path | str, **options: Any) -> ConvertReport:
+    """Convert RAW into the store OUT; `options` are ConvertConfig fields (size, layout_name,
+    persons, fill, norm, streams, workers, resume, overwrite, ...)."""
+    return run_conversion(ConvertConfig(dataset, Path(raw), str(out), **options))
+
+
+@dataclass
+class Discovered:
+    """What discovery found: the samples to convert, and what it skipped."""
+
+    items: list[Item]
+    rejected: list[Rejection]
+    ignored: dict[str, int]
+    files: int  # every file discovery saw (converted, rejected or ignored)
+
+
+@dataclass
+class Tally:
+    """What the shard tasks of this run did, summed as they finish."""
+
+    input_bytes: int = 0
+    files: int = 0
+    worker_rss: float = 0.0
+    task_cpu: float = 0.0
+    failed: tuple[ShardTask, BaseException] | None = None
+
+
+def run_conversion(cfg: ConvertConfig) -> ConvertReport:
+    """validate -> discover -> open or create the store -> run the shard tasks -> finish."""
     started = time.perf_counter()
+    cfg, fmt, enc = validate(cfg)
+    # worker processes: their server starts now, importing and warming while discovery runs
+    context = worker_context() if cfg.workers > 1 and not (cfg.scheduler or cfg.dask_workers) else None
+    found = discover(cfg, fmt)
+    root, shard = open_or_create(cfg, fmt, enc, found)
+    done = store.done_shards(root)
+    tasks = [ShardTask(k, tuple(found.items[k * shard:(k + 1) * shard])) for k in range(-(-len(found.items) // shard))
+             if k not in done]
+    plan = Plan(fmt, cfg.out, tuple(sorted(cfg.storage_options.items())), enc, shard, cfg.streams)
+    ran = run_tasks(cfg, plan, tasks, found.items, context)
+    if ran.failed:
+        raise failure(cfg, root, plan, found.items, *ran.failed)
+    report = finish(cfg, root, fmt, enc, shard, found, ran)
+    report.resumed_from = sum(int(r.get("written", 0)) for r in done.values())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat, Encoding]:
+    """Check every option before anything is read: the config with the dataset's persons, the
+    streams parsed (joint first), the workers counted; the reader; the shards' Encoding."""
     try:  # joint always: its images set the store's size and are what a plain `s2i pretrain` reads
-        streams = parse_streams(",".join(("joint", *streams)))
+        streams = parse_streams(",".join(("joint", *cfg.streams)))
     except StreamError as exc:
         raise ConvertError(str(exc)) from exc
-    fmt = get_format(dataset, **(reader_options or {}))
-    if max_file_mb is not None:  # raises (or lowers) the format's bound on one file's size
-        if not max_file_mb > 0:
-            raise ConvertError(f"--max-file-mb {max_file_mb}: give a positive number of megabytes")
-        fmt.max_file_mb = float(max_file_mb)
-    persons = persons or fmt.persons
-    if layout_name not in skeletons.LAYOUTS:
-        raise ConvertError(f"unknown layout {layout_name!r}: choose one of {', '.join(skeletons.LAYOUTS)}")
-    if persons not in skeletons.PERSONS:
-        raise ConvertError(f"unknown persons mode {persons!r}: choose one of {', '.join(skeletons.PERSONS)}")
-    if size < 8:
-        raise ConvertError(f"--size {size} is too small: use at least 8 (224 for ViT-B/16)")
-    try:  # --norm dataset: shards are encoded per channel, then rescaled once the training split is known
-        enc = Encoding(fmt.skeleton, layout_name, size, persons, fill, "channel" if norm == "dataset" else norm)
+    fmt = get_format(cfg.dataset, **(cfg.reader_options or {}))
+    if cfg.max_file_mb is not None:  # raises (or lowers) the format's bound on one file's size
+        if not cfg.max_file_mb > 0:
+            raise ConvertError(f"--max-file-mb {cfg.max_file_mb}: give a positive number of megabytes")
+        fmt.max_file_mb = float(cfg.max_file_mb)
+    cfg = replace(cfg, persons=cfg.persons or fmt.persons, streams=streams, workers=cfg.workers or os.cpu_count() or 1,
+                  storage_options=dict(cfg.storage_options or {}))
+    if cfg.layout_name not in skeletons.LAYOUTS:
+        raise ConvertError(f"unknown layout {cfg.layout_name!r}: choose one of {', '.join(skeletons.LAYOUTS)}")
+    if cfg.persons not in skeletons.PERSONS:
+        raise ConvertError(f"unknown persons mode {cfg.persons!r}: choose one of {', '.join(skeletons.PERSONS)}")
+    if cfg.size < 8:
+        raise ConvertError(f"--size {cfg.size} is too small: use at least 8 (224 for ViT-B/16)")
+    try:
+        enc = cfg.encoding(fmt.skeleton, cfg.persons)
     except ValueError as exc:
         raise ConvertError(str(exc)) from exc
-    raw, out = Path(raw), str(out)
-    if not (raw.is_file() if fmt.raw_is_file else raw.is_dir()):
-        what = "file" if fmt.raw_is_file else "folder"
-        if raw.exists():  # a FIFO or a device (its open could block or never end), or the other kind
-            kind = file_problem(os.stat(raw), None) or "a file" if fmt.raw_is_file else "not a folder"
-            raise ConvertError(f"raw {what} {raw} is {kind}")
-        raise ConvertError(f"raw {what} {raw} does not exist")
-    if resume and overwrite:
+    check_raw(cfg.raw, fmt)
+    if cfg.resume and cfg.overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
-    check_apart(raw, out)
-    if scheduler and dask_workers:
+    check_apart(raw, cfg.out)
+    if cfg.scheduler and cfg.dask_workers:
         raise ConvertError("--scheduler and --dask exclude each other: pick one")
-    storage_options = dict(storage_options or {})
+    return cfg, fmt, enc
 
-    workers = workers or os.cpu_count() or 1
-    # worker processes: their server starts now, importing and warming while discovery runs
-    context = worker_context() if workers > 1 and not (scheduler or dask_workers) else None
-    items, rejected, ignored = fmt.samples(raw, missing_list)
-    discovered = len(items) + len(rejected) + sum(ignored.values())
-    if limit is not None:
-        items = items[:limit]
+
+def check_raw(raw: Path, fmt: DatasetFormat) -> None:
+    """ConvertError unless RAW is the kind the format reads (a folder, or an importer's one
+    regular file): a FIFO or a device (its open could block or never end) is named, unopened."""
+    if raw.is_file() if fmt.raw_is_file else raw.is_dir():
+        return
+    what = "file" if fmt.raw_is_file else "folder"
+    if raw.exists():
+        kind = file_problem(os.stat(raw), None) or "a file" if fmt.raw_is_file else "not a folder"
+        raise ConvertError(f"raw {what} {raw} is {kind}")
+    raise ConvertError(f"raw {what} {raw} does not exist")
+
+
+def discover(cfg: ConvertConfig, fmt: DatasetFormat) -> Discovered:
+    """The samples under RAW (the first --limit of them), or ConvertError when there are none."""
+    items, rejected, ignored = fmt.samples(cfg.raw, cfg.missing_list)
+    files = len(items) + len(rejected) + sum(ignored.values())
+    if cfg.limit is not None:
+        items = items[:cfg.limit]
     if not items:
-        raise ConvertError(f"no {fmt.name} samples found under {raw}" + (f" ({discovered} files skipped)" if discovered else ""))
-    if shard >= 1 and -(-len(items) // shard) > store.MAX_CHUNKS:  # readers refuse finer grids (store.check_layout)
-        raise ConvertError(f"--shard-size {shard} cuts {len(items)} samples into more than {store.MAX_CHUNKS} shards: "
-                           f"use at least {-(-len(items) // store.MAX_CHUNKS)}")
-    attrs = {**store_attrs(fmt, raw, items, enc, ignored, discovered, command, streams), "norm": norm}
+        raise ConvertError(f"no {fmt.name} samples found under {cfg.raw}" + (f" ({files} files skipped)" if files else ""))
+    if cfg.shard >= 1 and -(-len(items) // cfg.shard) > store.MAX_CHUNKS:  # readers refuse finer grids (check_layout)
+        raise ConvertError(f"--shard-size {cfg.shard} cuts {len(items)} samples into more than {store.MAX_CHUNKS} "
+                           f"shards: use at least {-(-len(items) // store.MAX_CHUNKS)}")
+    return Discovered(items, rejected, ignored, files)
 
-    if resume and store.exists(out, storage_options):
-        root = open_for_resume(out, storage_options, attrs)
-        shard = store.read_header(root).shard
-    else:
-        try:
-            root = store.create_store(out, n=len(items), height=size, width=size, joints=fmt.skeleton.num_joints,
-                                      channels=3, meta_fields=list(fmt.meta_fields), attrs=attrs,
-                                      overwrite=overwrite, shard=shard, storage_options=storage_options)
-        except store.StoreError as exc:
-            raise ConvertError(str(exc)) from exc
-    done = store.done_shards(root)
-    resumed_from = sum(int(r.get("written", 0)) for r in done.values())
-    tasks = [ShardTask(k, tuple(items[k * shard:(k + 1) * shard])) for k in range(-(-len(items) // shard))
-             if k not in done]
-    plan = Plan(fmt, out,
-                tuple(sorted(storage_options.items())), size, layout_name, persons, fill, enc.norm, shard, streams)
 
-    if scheduler or dask_workers:
-        outcomes = run_dask(plan, tasks, scheduler, dask_workers)
+def open_or_create(cfg: ConvertConfig, fmt: DatasetFormat, enc: Encoding, found: Discovered) -> tuple[zarr.Group, int]:
+    """The store to write into and its shard size: the interrupted one (--resume), or a new one."""
+    attrs = {**store_attrs(fmt, cfg.raw, found.items, enc, found.ignored, found.files, cfg.command, cfg.streams),
+             "norm": cfg.norm}
+    if cfg.resume and store.exists(cfg.out, cfg.storage_options):
+        root = open_for_resume(cfg.out, cfg.storage_options, attrs)
+        return root, store.read_header(root).shard
+    try:
+        root = store.create_store(cfg.out, n=len(found.items), height=cfg.size, width=cfg.size,
+                                  joints=fmt.skeleton.num_joints, channels=3, meta_fields=list(fmt.meta_fields),
+                                  attrs=attrs, overwrite=cfg.overwrite, shard=cfg.shard,
+                                  storage_options=cfg.storage_options)
+    except store.StoreError as exc:
+        raise ConvertError(str(exc)) from exc
+    return root, cfg.shard
+
+
+def run_tasks(cfg: ConvertConfig, plan: Plan, tasks: list[ShardTask], items: list[Item],
+              context: multiprocessing.context.BaseContext | None) -> Tally:
+    """Run the shard tasks where the options say (Dask, worker processes or this process),
+    with a progress bar; stops at the first failure (the tasks already running finish)."""
+    if cfg.scheduler or cfg.dask_workers:
+        outcomes = run_dask(plan, tasks, cfg.scheduler, cfg.dask_workers)
     elif context is not None and len(tasks) > 1:
-        warm_kernels(fmt, items, plan)
-        outcomes = run_processes(plan, tasks, min(workers, len(tasks)), context)
+        warm_kernels(plan.fmt, items, plan)
+        outcomes = run_processes(plan, tasks, min(cfg.workers, len(tasks)), context)
     else:
         outcomes = run_inline(plan, tasks)
-    failed: list[tuple[ShardTask, BaseException]] = []
-    input_bytes = files = 0
-    worker_rss = task_cpu = 0.0
-    with progress_bar(progress) as bar:
-        bar_task = bar.add_task(f"converting {fmt.name}", total=len(items), completed=len(items) - sum(
-            len(t.items) for t in tasks), info="")
+    ran = Tally()
+    with progress_bar(cfg.progress) as bar:
+        bar_task = bar.add_task(f"converting {plan.fmt.name}", total=len(items),
+                                completed=len(items) - sum(len(t.items) for t in tasks), info="")
         t0 = time.perf_counter()
         for task, result in outcomes:
             if isinstance(result, BaseException):
-                failed.append((task, result))
+                ran.failed = (task, result)
                 break  # stops submitting; the tasks already running finish and record themselves
-            input_bytes += result.input_bytes
-            files += result.files
-            worker_rss = max(worker_rss, result.peak_rss_mb)
-            task_cpu += result.cpu_seconds
+            ran.input_bytes += result.input_bytes
+            ran.files += result.files
+            ran.worker_rss = max(ran.worker_rss, result.peak_rss_mb)
+            ran.task_cpu += result.cpu_seconds
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(bar_task, advance=result.files,
-                       info=f"{files / elapsed:.0f} files/s  {input_bytes / elapsed / 1e6:.1f} MB/s")
+                       info=f"{ran.files / elapsed:.0f} files/s  {ran.input_bytes / elapsed / 1e6:.1f} MB/s")
         outcomes.close()
-    if failed:
-        task, exc = failed[0]
-        first = task.index * shard
-        missing = -(-len(items) // shard) - len(store.done_shards(root))
-        raise ConvertFailed(f"shard {task.index} (samples {first}–{first + len(task.items) - 1}, from "
-                            f"{task.items[0].name}) failed: {str(exc) or type(exc).__name__}; {missing} shard(s) "
-                            f"not written: run the same command with --resume to finish {out}")
+    return ran
 
+
+def failure(cfg: ConvertConfig, root: zarr.Group, plan: Plan, items: list[Item], task: ShardTask,
+            exc: BaseException) -> ConvertFailed:
+    """The one-line error of a failed shard task: which, why, and --resume to finish."""
+    first = task.index * plan.shard
+    missing = -(-len(items) // plan.shard) - len(store.done_shards(root))
+    return ConvertFailed(f"shard {task.index} (samples {first}–{first + len(task.items) - 1}, from "
+                         f"{task.items[0].name}) failed: {str(exc) or type(exc).__name__}; {missing} shard(s) "
+                         f"not written: run the same command with --resume to finish {cfg.out}")
+
+
+def finish(cfg: ConvertConfig, root: zarr.Group, fmt: DatasetFormat, enc: Encoding, shard: int, found: Discovered,
+           ran: Tally) -> ConvertReport:
+    """Splits, the rejected list (discovery's and every shard's), --norm dataset's rescaling,
+    the store marked complete; the report."""
     records = store.done_shards(root)
     run_rejected = [Rejection(r["name"], r["reason"], r["line"])
                     for k in sorted(records) for r in records[k].get("rejected", [])]
@@ -245,18 +309,17 @@ def convert(dataset: str, raw: Path, out: Path | str, *, size: int = 224, layout
     splits = split_sides({p: (_only(m[0], valid), _only(m[1], valid)) if isinstance(m, tuple)
                           else (_only(m, valid), _only(~np.asarray(m, dtype=bool), valid))
                           for p, m in masks.items()})
-    all_rejected = rejected + run_rejected
-    if norm == "dataset" and valid.any():
+    all_rejected = found.rejected + run_rejected
+    if cfg.norm == "dataset" and valid.any():
         apply_dataset_limits(root, valid, splits, enc, shard)
     store.finalize(root, splits, [r.as_dict() for r in all_rejected])
     image_total, image_stored = store.image_bytes(root)
     return ConvertReport(
-        store=out, dataset=fmt.name, discovered=discovered, written=int(valid.sum()), rejected=all_rejected,
-        ignored=ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
-        input_bytes=input_bytes, image_bytes=image_total,
-        image_stored=image_stored, store_bytes=store.store_bytes(out),
-        seconds=time.perf_counter() - started, resumed_from=resumed_from, worker_rss_mb=worker_rss,
-        task_cpu_seconds=task_cpu)
+        store=cfg.out, dataset=fmt.name, discovered=found.files, written=int(valid.sum()), rejected=all_rejected,
+        ignored=found.ignored, splits={p: (len(s["train"]), len(s["test"])) for p, s in splits.items()},
+        input_bytes=ran.input_bytes, image_bytes=image_total, image_stored=image_stored,
+        store_bytes=store.store_bytes(cfg.out), seconds=0.0, worker_rss_mb=ran.worker_rss,
+        task_cpu_seconds=ran.task_cpu)
 
 
 def apply_dataset_limits(root: zarr.Group, valid: np.ndarray, splits: dict, enc: Encoding, shard: int,

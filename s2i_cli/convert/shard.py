@@ -29,17 +29,9 @@ class Plan:
     fmt: DatasetFormat
     store: str
     storage_options: tuple[tuple[str, str], ...]
-    size: int
-    layout_name: str
-    persons: str
-    fill: str
-    norm: str
+    encoding: Encoding  # of the shards (ConvertConfig.encoding)
     shard: int
     streams: tuple[str, ...] = ("joint",)  # joint first, then bone, motion, bone-motion as asked
-
-    @property
-    def encoding(self) -> Encoding:
-        return Encoding(self.fmt.skeleton, self.layout_name, self.size, self.persons, self.fill, self.norm)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..train import runs
 from ..train.config import EvalConfig
 from ..views.progress import progress_bar
 from .ensemble import save_scores
-from .finetune import finetuned_scores
+from .finetune import finetuned_scores, settings_tag
 from .probe import frozen_scores
 from .results import result_key, write_results
 from ..vocab import Mode, Pool, values
@@ -138,6 +138,23 @@ def baseline_dir(runs_root: Path, store_path: Path, model: str, weights: Path | 
     return Path(runs_root) / (f"{Path(store_path).stem}-{tag}-{model}" + ("" if stream == "joint" else f"-{stream}"))
 
 
+@dataclass
+class Target:
+    """What one evaluation runs on: the weights (a run's, a file's or none), the store, the samples."""
+
+    run_dir: Path | None  # None: a baseline (random init or --init weights alone)
+    config: dict[str, Any]  # the run's config.json ({} for a baseline)
+    weights: Path | None
+    store_path: str
+    recorded_store: bool  # the store is the one the run recorded (not --store)
+    root: Any
+    facts: dict[str, Any]
+    protocol: str
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    labels: np.ndarray
+
+
 def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
              max_steps: int | None = None, progress: bool = True, console: Console | None = None,
              **options: Any) -> dict[str, Any]:
@@ -145,27 +162,46 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
 
     `options` are EvalConfig fields. resume/overwrite continue or restart a fine-tuning
     checkpoint; max_steps stops fine-tuning early (checkpointed)."""
-    import timm
-
-    from ..train.mae import MODELS, build_encoder, load_weights
-
     started = time.time()
-    cfg = EvalConfig(**options)
+    cfg = checked_config(EvalConfig(**options), resume or overwrite)
     console = console or Console(stderr=True)
+    runs_root = Path(runs_root)
+    cfg, target = choose_target(cfg, runs_root)  # 1. which weights, which store, which samples
+    out_dir, key = where_results_go(cfg, target, runs_root)  # 2. where results go, under which key
+    device = pick_device(cfg.device)
+    console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
+                  f"{escape(str(target.weights or 'random init'))}) on {escape(str(target.store_path))}, protocol "
+                  f"{target.protocol}, by {cfg.mode}: {len(target.train_idx)} train / {len(target.test_idx)} test, "
+                  f"{len(target.facts['class_names'])} classes, {device}")
+    with progress_bar(progress, console) as bar:  # 3. scores on the test side
+        scores, test_y, settings = scores_on_test(cfg, target, out_dir, key, device=device, resume=resume,
+                                               overwrite=overwrite, max_steps=max_steps, progress=bar)
+    return file_results(cfg, target, out_dir, key, scores, test_y, settings, str(device), time.time() - started)
+
+
+def checked_config(cfg: EvalConfig, continues: bool) -> EvalConfig:
+    """EvaluateError for a mode or pool this s2i does not know, or --resume/--overwrite outside fine-tuning."""
     if cfg.mode not in MODES:
         raise EvaluateError(f"unknown mode {cfg.mode!r}: use one of {', '.join(MODES)}")
     if cfg.pool is not None and cfg.pool not in POOLS:
         raise EvaluateError(f"unknown pool {cfg.pool!r}: use one of {', '.join(POOLS)}")
-    if (resume or overwrite) and cfg.mode != "finetune":
+    if continues and cfg.mode != "finetune":
         raise EvaluateError("--resume and --overwrite are for --mode finetune (linear and knn reuse cached features)")
-    runs_root = Path(runs_root)
+    return cfg
 
-    # 1. which weights, which store, which samples
+
+def choose_target(cfg: EvalConfig, runs_root: Path) -> tuple[EvalConfig, Target]:
+    """The weights, model, store and samples of an evaluation; `cfg` with the run's model and
+    stream and the mode's defaults filled in."""
+    import timm
+
+    from ..train.mae import MODELS
+
     run_dir, config, weights = resolve_weights(cfg.run, cfg.init, cfg.store, runs_root)
     if cfg.model is not None and config.get("model") and cfg.model != config["model"]:
         raise EvaluateError(f"--model {cfg.model}, but run {run_dir} is a {config['model']}: drop --model")
-    run_stream = config.get("stream", "joint")
-    cfg = replace(cfg, model=cfg.model or config.get("model") or "vit_base", stream=cfg.stream or run_stream).for_mode()
+    cfg = replace(cfg, model=cfg.model or config.get("model") or "vit_base",
+                  stream=cfg.stream or config.get("stream", "joint")).for_mode()
     if MODELS.get(cfg.model, cfg.model) not in timm.list_models("vit_*"):
         raise EvaluateError(f"unknown model {cfg.model!r}: choose one of {', '.join(MODELS)} (or a timm vit_* name)")
     recorded_store = cfg.store is None
@@ -180,73 +216,89 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     check_compatible(config, facts, store_path, recorded_store=recorded_store)
     stream_arrays(root, cfg.stream)  # a stream the store lacks: one line naming `s2i encode`
     protocol = choose_protocol(cfg.protocol, facts)
-    train_idx = split_indices(root, protocol, "train")
-    test_idx = split_indices(root, protocol, "test")
+    train_idx, test_idx = split_indices(root, protocol, "train"), split_indices(root, protocol, "test")
     labels = np.asarray(root["label"][:], dtype=np.int64)
-    class_names = facts["class_names"]
     if cfg.fraction is not None:
         train_idx = train_idx[balanced_subset(labels[train_idx], cfg.fraction, cfg.seed) if cfg.balanced
                               else random_subset(len(train_idx), cfg.fraction, cfg.seed)]
+    return cfg, Target(run_dir, config, weights, store_path, recorded_store, root, facts, protocol, train_idx,
+                       test_idx, labels)
 
-    # 2. where results go
-    out_dir = run_dir if run_dir is not None else baseline_dir(runs_root, store_path, cfg.model, weights, cfg.stream)
-    if run_dir is None and not (out_dir / runs.CONFIG).exists():
-        runs.write_config(out_dir, {"kind": "baseline", "store": store_path, "model": cfg.model,
-                                    "img_size": facts["img_size"], "dataset": facts["dataset"],
-                                    "class_names": class_names, "init": str(weights.resolve()) if weights else None,
-                                    "stream": cfg.stream})
+
+def where_results_go(cfg: EvalConfig, t: Target, runs_root: Path) -> tuple[Path, str]:
+    """(the directory results.json goes into, the evaluation's key in it). The key names every
+    setting that changes the result: protocol, mode, label fraction and seed, transfer store,
+    stream, and for fine-tuning its settings (finetune.settings_tag: --augment and the rest)."""
+    out_dir = t.run_dir if t.run_dir is not None else baseline_dir(runs_root, t.store_path, cfg.model, t.weights,
+                                                                   cfg.stream)
+    if t.run_dir is None and not (out_dir / runs.CONFIG).exists():
+        runs.write_config(out_dir, {"kind": "baseline", "store": t.store_path, "model": cfg.model,
+                                    "img_size": t.facts["img_size"], "dataset": t.facts["dataset"],
+                                    "class_names": t.facts["class_names"],
+                                    "init": str(t.weights.resolve()) if t.weights else None, "stream": cfg.stream})
     transfer = None
-    if not recorded_store and config.get("store") and absolute(config["store"]) != store_path:
-        transfer = f"{facts['dataset']}-{hashlib.sha1(store_path.encode()).hexdigest()[:6]}"
-    key = result_key(protocol, cfg.mode, cfg.fraction, cfg.seed, transfer) + ("-balanced" if cfg.balanced and
-                                                                              cfg.fraction is not None else "")
-    if run_dir is not None and cfg.stream != run_stream:  # a run evaluated on another stream than its own
+    if not t.recorded_store and t.config.get("store") and absolute(t.config["store"]) != t.store_path:
+        transfer = f"{t.facts['dataset']}-{hashlib.sha1(t.store_path.encode()).hexdigest()[:6]}"
+    key = result_key(t.protocol, cfg.mode, cfg.fraction, cfg.seed, transfer) + (
+        "-balanced" if cfg.balanced and cfg.fraction is not None else "")
+    if t.run_dir is not None and cfg.stream != t.config.get("stream", "joint"):  # a run on another stream than its own
         key += f"-{cfg.stream}"
-    device = pick_device(cfg.device)
-    console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
-                  f"{escape(str(weights or 'random init'))}) on {escape(str(store_path))}, protocol {protocol}, "
-                  f"by {cfg.mode}: {len(train_idx)} train / {len(test_idx)} test, {len(class_names)} classes, {device}")
+    if cfg.mode == "finetune":
+        key += settings_tag(cfg)
+    return out_dir, key
 
-    def load_encoder(**kwargs):
+
+def encoder_loader(cfg: EvalConfig, t: Target):
+    """A function building the encoder with the target's weights (kwargs: timm's, e.g. num_classes)."""
+    from ..train.mae import build_encoder, load_weights
+
+    def load(**kwargs):
         torch.manual_seed(cfg.seed)
         try:
-            encoder = build_encoder(cfg.model, facts["img_size"], **kwargs)
-            fix = runs.damaged_checkpoint_fix(run_dir) if run_dir is not None else "pass a complete weights file"
-            report = load_weights(encoder, weights, fix=fix) if weights is not None else None
+            encoder = build_encoder(cfg.model, t.facts["img_size"], **kwargs)
+            fix = runs.damaged_checkpoint_fix(t.run_dir) if t.run_dir is not None else "pass a complete weights file"
+            report = load_weights(encoder, t.weights, fix=fix) if t.weights is not None else None
         except ValueError as exc:  # unknown model, size not a multiple of the patch, unreadable weights
             raise EvaluateError(str(exc)) from exc
         if report is not None and not any(name.startswith("blocks.") for name in report["loaded"]):
-            raise EvaluateError(f"none of the transformer blocks in {weights} fit a {cfg.model} encoder: "
+            raise EvaluateError(f"none of the transformer blocks in {t.weights} fit a {cfg.model} encoder: "
                                 f"check --model / --init")
         return encoder
 
-    # 3. scores on the test side
-    with progress_bar(progress, console) as bar:
-        if cfg.mode in ("linear", "knn"):  # the encoder's own pooling, after its final norm (no fc_norm)
-            scores, test_y, settings = frozen_scores(
-                cfg, lambda: load_encoder(num_classes=0, global_pool=cfg.pool, fc_norm=False), out_dir, store_path,
-                root, protocol, train_idx, test_idx, labels, len(class_names), weights=weights, device=device,
-                progress=bar)
-        else:
-            checkpoint = out_dir / f"finetune-{key}-last.pt"
-            if checkpoint.exists() and not (resume or overwrite):
-                raise EvaluateError(f"a fine-tuning checkpoint exists at {checkpoint}: pass --resume to continue "
-                                    f"(or re-evaluate) it, or --overwrite to start again")
-            encoder = load_encoder(num_classes=len(class_names), drop_path_rate=cfg.drop_path, global_pool=cfg.pool)
-            scores, test_y, settings = finetuned_scores(cfg, encoder, store_path, train_idx, test_idx, labels,
-                                                        len(class_names), checkpoint=checkpoint, resume=resume,
-                                                        max_steps=max_steps, device=device, progress=bar)
+    return load
 
-    # 4. per-sample test scores (for ensembles), metrics, plot, results.json
-    saved = save_scores(out_dir, key, names=np.asarray(root["name"][:])[test_idx], labels=test_y,
-                        scores=np.log(np.maximum(scores, 1e-30)) if cfg.mode == "knn" else scores, protocol=protocol,
-                        mode=cfg.mode, dataset=facts["dataset"], stream=cfg.stream, class_names=class_names)
-    return write_results(out_dir, key, scores, test_y, class_names, facts, protocol=protocol, mode=cfg.mode,
-                         stream=cfg.stream, scores_file=saved.name,
-                         fraction=cfg.fraction, seed=cfg.seed, store=store_path,
-                         weights=str(weights) if weights else None, n_train=int(len(train_idx)),
-                         n_test=int(len(test_idx)), settings={"model": cfg.model, "device": str(device), **settings},
-                         seconds=round(time.time() - started, 1))
+
+def scores_on_test(cfg: EvalConfig, t: Target, out_dir: Path, key: str, *, device: torch.device, resume: bool,
+                overwrite: bool, max_steps: int | None, progress) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(test-side scores, test labels, the settings used) by the mode's method."""
+    load_encoder = encoder_loader(cfg, t)
+    classes = len(t.facts["class_names"])
+    if cfg.mode in ("linear", "knn"):  # the encoder's own pooling, after its final norm (no fc_norm)
+        return frozen_scores(cfg, lambda: load_encoder(num_classes=0, global_pool=cfg.pool, fc_norm=False), out_dir,
+                             t.store_path, t.root, t.protocol, t.train_idx, t.test_idx, t.labels, classes,
+                             weights=t.weights, device=device, progress=progress)
+    checkpoint = out_dir / f"finetune-{key}-last.pt"
+    if checkpoint.exists() and not (resume or overwrite):
+        raise EvaluateError(f"a fine-tuning checkpoint exists at {checkpoint}: pass --resume to continue "
+                            f"(or re-evaluate) it, or --overwrite to start again")
+    encoder = load_encoder(num_classes=classes, drop_path_rate=cfg.drop_path, global_pool=cfg.pool)
+    return finetuned_scores(cfg, encoder, t.store_path, t.train_idx, t.test_idx, t.labels, classes,
+                            checkpoint=checkpoint, resume=resume, max_steps=max_steps, device=device,
+                            progress=progress)
+
+
+def file_results(cfg: EvalConfig, t: Target, out_dir: Path, key: str, scores: np.ndarray, test_y: np.ndarray,
+                 settings: dict[str, Any], device: str, seconds: float) -> dict[str, Any]:
+    """Per-sample test scores (for ensembles), metrics, the confusion plot and results.json: the entry."""
+    saved = save_scores(out_dir, key, names=np.asarray(t.root["name"][:])[t.test_idx], labels=test_y,
+                        scores=np.log(np.maximum(scores, 1e-30)) if cfg.mode == "knn" else scores,
+                        protocol=t.protocol, mode=cfg.mode, dataset=t.facts["dataset"], stream=cfg.stream,
+                        class_names=t.facts["class_names"])
+    return write_results(out_dir, key, scores, test_y, t.facts["class_names"], t.facts, protocol=t.protocol,
+                         mode=cfg.mode, stream=cfg.stream, scores_file=saved.name, fraction=cfg.fraction,
+                         seed=cfg.seed, store=t.store_path, weights=str(t.weights) if t.weights else None,
+                         n_train=int(len(t.train_idx)), n_test=int(len(t.test_idx)),
+                         settings={"model": cfg.model, "device": device, **settings}, seconds=round(seconds, 1))
 
 
 def evaluate_seeds(seeds: int, **kwargs: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..encoder.encoding import store_encoding
 from ..store import open_store, read_header
-from ..train.augment import parse_augment
+from ..train.augment import AUGMENTS, parse_augment
 from ..train.loader import make_loader, normalize
 from ..train.runlog import FINETUNE_LOGS, RunLog
 from ..train.plumbing import (CheckpointWriter, LossGuard, Schedule, TrainingError, autocast, load_checkpoint,
@@ -51,15 +51,11 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     groups = param_groups_layer_decay(encoder, weight_decay=cfg.weight_decay,
                                       no_weight_decay_list=encoder.no_weight_decay(), layer_decay=cfg.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=schedule.peak_lr, betas=(0.9, 0.999))
-    step = _restore(checkpoint, encoder, optimizer, num_classes) if resume else 0
+    step = _restore(checkpoint, encoder, optimizer, num_classes, settings) if resume else 0
     mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                   num_classes=num_classes) if use_mix else None
     criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    augment = parse_augment(cfg.augment)
-    encoding = replace(store_encoding(read_header(open_store(store_path))), stream=cfg.stream) if augment else None
-    loader = make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                         drop_last=True, temporal_crop=cfg.temporal_crop,
-                         encoding=encoding, augment=augment, stream=cfg.stream)
+    loader = training_loader(cfg, store_path, train_idx, batch_size)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)
     last_step = total if max_steps is None else min(total, max_steps)
@@ -98,7 +94,18 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
     return encoder.eval()
 
 
-def _restore(checkpoint: Path, encoder: VisionTransformer, optimizer: torch.optim.Optimizer, num_classes: int) -> int:
+def training_loader(cfg: EvalConfig, store_path: Path, train_idx: np.ndarray, batch_size: int):
+    """The shuffled training loader: the stored images of cfg.stream, or with --augment the
+    stored skeletons augmented and re-encoded as the store's images were made."""
+    augment = parse_augment(cfg.augment)
+    encoding = replace(store_encoding(read_header(open_store(store_path))), stream=cfg.stream) if augment else None
+    return make_loader(store_path, train_idx, batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                       drop_last=True, temporal_crop=cfg.temporal_crop, encoding=encoding, augment=augment,
+                       stream=cfg.stream)
+
+
+def _restore(checkpoint: Path, encoder: VisionTransformer, optimizer: torch.optim.Optimizer, num_classes: int,
+             settings: dict[str, Any]) -> int:
     """Load a fine-tuning checkpoint's weights, optimizer and random state; the step it reached."""
     if not checkpoint.exists():
         raise TrainingError(f"--resume: no fine-tuning checkpoint at {checkpoint}; run without --resume to start one")
@@ -106,8 +113,46 @@ def _restore(checkpoint: Path, encoder: VisionTransformer, optimizer: torch.opti
     if state["num_classes"] != num_classes:
         raise TrainingError(f"number of classes mismatch: {checkpoint} was fine-tuned for {state['num_classes']} "
                             f"classes, the store has {num_classes}: pass --overwrite to start again")
+    _same_settings(state, settings, checkpoint)
     return restore_training_state(state, encoder, optimizer, checkpoint,
                                   fix="pass --overwrite to start the fine-tuning again")
+
+
+# the settings that change a fine-tune's result besides the weights, store, protocol, labels,
+# seed and stream (which the result key names already) and --augment: results.json and the
+# checkpoint record them all; the key and checkpoint name carry what the images are made of
+# (`settings_tag`)
+TUNED = ("pool", "epochs", "batch_size", "lr", "weight_decay", "layer_decay", "drop_path", "label_smoothing", "mixup",
+         "cutmix", "warmup_epochs", "temporal_crop")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def settings_tag(cfg: EvalConfig) -> str:
+    """What a fine-tune's result key and checkpoint name add for what it trains on: "-aug-OPS"
+    for --augment (rotate+mirror, or all) and "-cropMIN-MAX" for --temporal-crop; "" without
+    them, as keys were before. The optimisation settings (TUNED) are recorded in results.json
+    and in the checkpoint, and a --resume under other ones is refused (`_same_settings`):
+    --epochs may grow on --resume, so they cannot name the checkpoint."""
+    ops = parse_augment(cfg.augment)
+    tag = f"-aug-{'all' if ops == AUGMENTS else '+'.join(ops)}" if ops else ""
+    if cfg.temporal_crop is not None:
+        tag += f"-crop{cfg.temporal_crop[0]:g}-{cfg.temporal_crop[1]:g}"
+    return tag
+
+
+def _same_settings(state: dict[str, Any], settings: dict[str, Any], checkpoint: Path) -> None:
+    """TrainingError when a checkpoint was fine-tuned under other settings than this call's
+    (--epochs and --max-steps aside: a resumed fine-tune may run longer)."""
+    old = dict(state.get("settings") or {})
+    if isinstance(old.get("temporal_crop"), (int, float)):  # written before crops were (MIN, MAX)
+        old["temporal_crop"] = [old["temporal_crop"], 1.0]
+    for name, value in settings.items():
+        if name in old and name not in ("epochs", "max_steps", "checkpoint") and old[name] != value:
+            raise TrainingError(f"{checkpoint} was fine-tuned with {name}={old[name]!r}, this call has {value!r}: "
+                                "resume with the same settings, or pass --overwrite to start again")
 
 
 def finetuned_scores(cfg: EvalConfig, encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray,
@@ -115,11 +160,8 @@ def finetuned_scores(cfg: EvalConfig, encoder: VisionTransformer, store_path: Pa
                      max_steps: int | None, device: torch.device,
                      progress: Progress) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Fine-tune `encoder` (a new head) and score the test side: (test scores, test labels, settings)."""
-    settings = dict(pool=cfg.pool, epochs=cfg.epochs, batch_size=cfg.batch_size, base_lr=cfg.lr,
-                    weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, drop_path=cfg.drop_path,
-                    label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                    warmup_epochs=cfg.warmup_epochs, temporal_crop=cfg.temporal_crop, max_steps=max_steps,
-                    checkpoint=checkpoint.name)
+    settings = {**{("base_lr" if k == "lr" else k): _plain(getattr(cfg, k)) for k in TUNED},
+                "augment": list(parse_augment(cfg.augment)), "max_steps": max_steps, "checkpoint": checkpoint.name}
     nn.init.trunc_normal_(encoder.head.weight, std=2e-5)  # MAE's head init
     nn.init.zeros_(encoder.head.bias)
     encoder = finetune(encoder, store_path, train_idx, cfg, num_classes=num_classes, checkpoint=checkpoint,

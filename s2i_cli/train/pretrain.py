@@ -59,31 +59,8 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
             cfg = cfg.resumed_from(old)
         cfg = _resolve(cfg, world)
         root, indices, img_size = _training_data(cfg, old, run_dir)
-        # stored images, or (--augment) the stored skeletons augmented and re-encoded; parts masking's columns
-        encoding, column_parts = training_view(read_header(root), cfg.masking, cfg.augment)
-        if encoding is not None:  # augmented images are made of the run's stream
-            encoding = replace(encoding, stream=cfg.stream)
-
-        # --- model (it checks the image size against the patch size), data loader, optimizer ---
-        torch.manual_seed(cfg.seed)
-        net = MaskedAutoencoder(cfg.model, img_size, mask_ratio=cfg.mask_ratio, decoder_dim=cfg.decoder_dim,
-                                decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads,
-                                norm_pix_loss=cfg.norm_pix_loss, objective=cfg.objective, masking=cfg.masking,
-                                column_parts=column_parts)
-        loader = make_loader(cfg.store, indices, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                             temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks,
-                             encoding=encoding, augment=cfg.augment, stream=cfg.stream)
-        schedule = _schedule(cfg, len(loader), world)
-        if checkpoint is None and cfg.init is not None:
-            _load_init(net, cfg, rank == 0)
-        net.to(device)
-        optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay), lr=schedule.peak_lr, betas=(0.9, 0.95),
-                                      fused=device.type == "cuda")
-        step = _restore(checkpoint, net, optimizer, run_dir)
-        model = torch.compile(net) if cfg.compile else net
-        if ddp:
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[local_rank] if device.type == "cuda" else None)
+        net, model, loader, schedule, optimizer, step = _training_parts(cfg, root, indices, img_size, checkpoint,
+                                                                        run_dir, device, ddp, rank, world, local_rank)
 
         # --- the run directory, then the loop ---
         if not resume:
@@ -110,6 +87,36 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
     finally:
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _training_parts(cfg: PretrainConfig, root, indices: np.ndarray, img_size, checkpoint: dict | None, run_dir,
+                    device: torch.device, ddp: bool, rank: int, world: int, local_rank: int):
+    """(net, model, loader, schedule, optimizer, step): the model (it checks the image size
+    against the patch size), the data loader (stored images, or with --augment the stored
+    skeletons augmented and re-encoded), the optimizer, restored from a resumed checkpoint."""
+    encoding, column_parts = training_view(read_header(root), cfg.masking, cfg.augment)  # parts masking's columns
+    if encoding is not None:  # augmented images are made of the run's stream
+        encoding = replace(encoding, stream=cfg.stream)
+    torch.manual_seed(cfg.seed)
+    net = MaskedAutoencoder(cfg.model, img_size, mask_ratio=cfg.mask_ratio, decoder_dim=cfg.decoder_dim,
+                            decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads,
+                            norm_pix_loss=cfg.norm_pix_loss, objective=cfg.objective, masking=cfg.masking,
+                            column_parts=column_parts)
+    loader = make_loader(cfg.store, indices, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                         temporal_crop=cfg.temporal_crop, drop_last=True, buffer_blocks=cfg.buffer_blocks,
+                         encoding=encoding, augment=cfg.augment, stream=cfg.stream)
+    schedule = _schedule(cfg, len(loader), world)
+    if checkpoint is None and cfg.init is not None:
+        _load_init(net, cfg, rank == 0)
+    net.to(device)
+    optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay), lr=schedule.peak_lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
+    step = _restore(checkpoint, net, optimizer, run_dir)
+    model = torch.compile(net) if cfg.compile else net
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
+    return net, model, loader, schedule, optimizer, step
 
 
 # --- the loop ---

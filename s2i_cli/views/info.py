@@ -52,7 +52,6 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     images = root["images"]
     image_bytes, image_disk = store_image_bytes(root)  # every stream's images
     path = store_path(root)
-    disk = store_bytes(path) if path is not None else None  # None in object storage
     height, width = images.shape[2], images.shape[3]
     return {
         "path": path,
@@ -86,7 +85,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
         "image_bytes": image_bytes,
         "image_bytes_on_disk": image_disk,
         "compression": image_bytes / image_disk if image_disk else None,
-        "bytes_on_disk": disk,
+        "bytes_on_disk": store_bytes(path) if path is not None else None,  # None in object storage
         "shard": header.shard,
         "command": header.command,
         "tool_version": header.tool_version,

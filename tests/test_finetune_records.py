@@ -1,0 +1,63 @@
+"""Fine-tuning records every setting that changes its result (issue 20, step 5): an augmented
+and a plain fine-tune of the same weights are two evaluations, with two result keys, two
+checkpoints and two results.json entries that say which is which; and --augment reaches the
+loader (this test fails when fine-tuning ignores it)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from s2i_cli.eval import finetune
+from s2i_cli.convert.flow import convert
+from s2i_cli.eval.evaluate import evaluate
+
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def ntu_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "n.zarr"
+    convert("ntu60", shared_data("ntu"), out, size=32, progress=False, workers=1)
+    return out
+
+
+def test_augment_is_in_the_key_the_checkpoint_and_results_and_reaches_the_loader(ntu_store, tmp_path, monkeypatch,
+                                                                                  one_torch_thread):
+    calls = []
+    real = finetune.make_loader
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "make_loader", spy)
+    runs = tmp_path / "runs"
+    common = dict(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", epochs=1,
+                  batch_size=4, workers=0, progress=False, runs_root=runs, max_steps=1)
+    plain = evaluate(**common)
+    augmented = evaluate(**common, augment="rotate,mirror")
+    assert plain["key"] != augmented["key"] and "aug-rotate+mirror" in augmented["key"]
+    assert plain["settings"]["augment"] == [] and augmented["settings"]["augment"] == ["rotate", "mirror"]
+    assert plain["settings"]["checkpoint"] != augmented["settings"]["checkpoint"]
+    out = Path(plain["out_dir"])
+    assert (out / plain["settings"]["checkpoint"]).exists() and (out / augmented["settings"]["checkpoint"]).exists()
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert {plain["key"], augmented["key"]} <= set(results)
+    assert results[augmented["key"]]["settings"]["augment"] == ["rotate", "mirror"]
+    # the loader of the augmented fine-tune re-encodes with the asked augmentations
+    assert calls[0]["augment"] == () and calls[0]["encoding"] is None
+    assert calls[1]["augment"] == ("rotate", "mirror") and calls[1]["encoding"] is not None
+
+
+def test_other_settings_change_the_key_only_when_they_differ_from_the_defaults():
+    from s2i_cli.train.config import EvalConfig
+    from s2i_cli.eval.finetune import settings_tag
+
+    base = EvalConfig(mode="finetune").for_mode()
+    assert settings_tag(base) == ""
+    assert settings_tag(EvalConfig(mode="finetune", mixup=0.8).for_mode()) != ""
+    assert settings_tag(EvalConfig(mode="finetune", temporal_crop=0.5).for_mode()) != settings_tag(
+        EvalConfig(mode="finetune", temporal_crop=(0.5, 0.9)).for_mode())
+    assert settings_tag(EvalConfig(mode="finetune", augment="all").for_mode()).startswith("-aug-all")
