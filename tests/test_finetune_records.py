@@ -51,13 +51,22 @@ def test_augment_is_in_the_key_the_checkpoint_and_results_and_reaches_the_loader
     assert calls[1]["augment"] == ("rotate", "mirror") and calls[1]["encoding"] is not None
 
 
-def test_other_settings_change_the_key_only_when_they_differ_from_the_defaults():
+def test_the_key_names_what_the_images_are_made_of():
     from s2i_cli.train.config import EvalConfig
     from s2i_cli.eval.finetune import settings_tag
 
-    base = EvalConfig(mode="finetune").for_mode()
-    assert settings_tag(base) == ""
-    assert settings_tag(EvalConfig(mode="finetune", mixup=0.8).for_mode()) != ""
-    assert settings_tag(EvalConfig(mode="finetune", temporal_crop=0.5).for_mode()) != settings_tag(
-        EvalConfig(mode="finetune", temporal_crop=(0.5, 0.9)).for_mode())
-    assert settings_tag(EvalConfig(mode="finetune", augment="all").for_mode()).startswith("-aug-all")
+    assert settings_tag(EvalConfig(mode="finetune").for_mode()) == ""
+    assert settings_tag(EvalConfig(mode="finetune", mixup=0.8).for_mode()) == ""  # recorded, resumable
+    assert settings_tag(EvalConfig(mode="finetune", temporal_crop=0.5).for_mode()) == "-crop0.5-1"
+    assert settings_tag(EvalConfig(mode="finetune", augment="all").for_mode()) == "-aug-all"
+    assert settings_tag(EvalConfig(mode="finetune", augment="mirror,rotate").for_mode()) == "-aug-rotate+mirror"
+
+
+def test_a_resume_under_other_settings_is_refused(tmp_path):
+    from s2i_cli.eval.finetune import _same_settings
+    from s2i_cli.train.plumbing import TrainingError
+
+    state = {"settings": {"mixup": 0.0, "epochs": 1, "temporal_crop": 0.5}}
+    _same_settings(state, {"mixup": 0.0, "epochs": 5, "temporal_crop": [0.5, 1.0]}, tmp_path / "c.pt")
+    with pytest.raises(TrainingError, match="mixup"):
+        _same_settings(state, {"mixup": 0.8, "epochs": 1}, tmp_path / "c.pt")
