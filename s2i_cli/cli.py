@@ -260,17 +260,15 @@ def show(
     console.print(f"wrote {one_line(written)}" + (f" and {one_line(animate)}" if animate else ""), markup=False)
 
 
-@app.command()
+@command()
 def export(
     store: Annotated[str, typer.Argument(help="An s2i store (the OUT of `s2i convert`): a directory or a URL")],
     out: Annotated[Path, typer.Argument(help="Folder for the exported files (made if absent)")],
-    to: Annotated[str, typer.Option(help="ctrgcn: CTR-GCN's NTU .npz per protocol (NTU60_CS.npz ...: x_train, "
-                                         "y_train, x_test, y_test), read by CTR-GCN, InfoGCN, HD-GCN, MAMP. "
-                                         "pyskl: pyskl's / MMAction2's annotation pickle (split + annotations)")] = "ctrgcn",
+    to: Annotated[vocab.Export, typer.Option(help=vocab.EXPORT_HELP)] = vocab.EXPORT_DEFAULT,
     protocol: Annotated[Optional[str], typer.Option(help="Export only this protocol (default: every protocol of the store)")] = None,
     frames: Annotated[int, typer.Option(help="ctrgcn: frames per sample, zero-padded (longer samples are resampled)")] = 300,
     overwrite: Annotated[bool, typer.Option(help="Replace exported files of the same names in OUT (nothing else)")] = False,
-    storage_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for a store at a URL (as for convert)")] = None,
+    storage_option: StorageOpt = None,
 ) -> None:
     """Write a store's skeletons (selected actors, centred) in the formats GCN tools train on, so
     one `s2i convert` replaces CTR-GCN's or pyskl's preprocessing scripts. Streamed shard by
@@ -280,8 +278,6 @@ def export(
     from .store import StoreError, open_store
     from .views.progress import progress_bar
 
-    if to not in Target.__members__:
-        fail(f"--to {to}: choose {' or '.join(Target.__members__)}")
     try:
         root = open_store(store, key_values(storage_option, "--storage-option"))
         total = samples_to_write(root, out, Target(to), protocol, frames, overwrite)

@@ -134,6 +134,17 @@ def parse_streams(text: str) -> tuple[str, ...]:
     return names
 
 
+class Export(StrEnum):
+    """The formats `s2i export` writes (export/: Target)."""
+    ctrgcn = "ctrgcn"  # CTR-GCN's NTU .npz per protocol
+    pyskl = "pyskl"  # pyskl's / MMAction2's annotation pickle
+
+
+EXPORT_DEFAULT = Export.ctrgcn
+EXPORT_HELP = ("ctrgcn: CTR-GCN's NTU .npz per protocol (NTU60_CS.npz ...: x_train, y_train, x_test, y_test), read by "
+               "CTR-GCN, InfoGCN, HD-GCN, MAMP. pyskl: pyskl's / MMAction2's annotation pickle (split + annotations)")
+
+
 # --------------------------------------------------------------------------- training
 
 def parse_crop(text: str | float | None) -> tuple[float, float] | None:

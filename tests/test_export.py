@@ -99,7 +99,7 @@ def test_export_refuses_what_it_cannot_write_in_one_line(ntu60, tmp_path):
     again = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "x"), "--to", "ctrgcn", "--protocol", "xsub"])
     assert again.exit_code == 2 and "--overwrite" in again.output and len(again.output.strip().splitlines()) == 1
     export(str(path), str(tmp_path / "x"), "--to", "ctrgcn", "--protocol", "xsub", "--overwrite")
-    for args, words in ((["--protocol", "xset"], "not in this store"), (["--to", "gcn"], "choose")):
+    for args, words in ((["--protocol", "xset"], "not in this store"), (["--to", "gcn"], "is not one of 'ctrgcn', 'pyskl'")):
         bad = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "y"), *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output
     (tmp_path / "file").write_text("x")

@@ -4,7 +4,6 @@ from the stored, selected and centred sequences (`samples.py`), so memory stays 
 number of samples."""
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Callable
 
@@ -12,14 +11,8 @@ import zarr
 
 from .ctrgcn import FRAMES, export_ctrgcn, plan_ctrgcn
 from .pyskl import export_pyskl, plan_pyskl
+from ..vocab import Export as Target  # the formats `s2i export` writes, declared in the vocabulary
 from .samples import ExportError
-
-
-class Target(str, Enum):
-    """The formats `s2i export` writes."""
-
-    ctrgcn = "ctrgcn"
-    pyskl = "pyskl"
 
 
 def samples_to_write(root: zarr.Group, out: Path, to: Target, protocol: str | None = None, frames: int = FRAMES,

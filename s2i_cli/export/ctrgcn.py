@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import zarr
 
+from ..store import class_names, read_header
 from .samples import ExportError, Sample, check_out, protocols_to_write, side_samples
 
 FRAMES = 300
@@ -89,10 +90,10 @@ def write_protocol(root: zarr.Group, protocol: str, path: Path, frames: int, cla
 
 def plan_ctrgcn(root: zarr.Group, out: Path, protocol: str | None, frames: int, overwrite: bool) -> dict[str, str]:
     """{file name: protocol} to write, or ExportError before anything is written."""
-    attrs = root.attrs["s2i"]
-    if root["skeleton/joints"].shape[2:] != (JOINTS, XYZ) or attrs.get("skeleton") != "ntu25":
+    skeleton = read_header(root).skeleton
+    if root["skeleton/joints"].shape[2:] != (JOINTS, XYZ) or skeleton != "ntu25":
         raise ExportError(f"--to ctrgcn writes NTU's 25 Kinect joints (xyz); this store holds "
-                          f"{attrs.get('skeleton', 'another skeleton')}: use --to pyskl")
+                          f"{skeleton or 'another skeleton'}: use --to pyskl")
     if frames < 1:
         raise ExportError(f"--frames {frames}: give a positive number of frames (CTR-GCN uses 300)")
     files = {file_name(p, classes_of(root)): p for p in protocols_to_write(root, protocol)}
@@ -101,7 +102,7 @@ def plan_ctrgcn(root: zarr.Group, out: Path, protocol: str | None, frames: int, 
 
 
 def classes_of(root: zarr.Group) -> int:
-    return len(root.attrs["s2i"].get("class_names") or []) or int(np.max(root["label"][:], initial=0)) + 1
+    return len(class_names(root))
 
 
 def export_ctrgcn(root: zarr.Group, out: Path, protocol: str | None, frames: int, overwrite: bool,

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import zarr
 
+from ..store import read_header
 from .samples import Sample, check_out, protocols_to_write, samples_at
 
 BATCH = 256  # annotations per APPENDS: pickle's own batch size for lists
@@ -39,7 +40,7 @@ def annotation(sample: Sample, two_d: bool) -> dict:
 def write_pickle(root: zarr.Group, protocols: list[str], path: Path, advance: Callable[[int], None]) -> int:
     """The whole pickle, annotations streamed; returns how many it holds: every sample on a side
     of the protocols, once, in slot order."""
-    two_d = list(root.attrs["s2i"].get("channels") or ["x", "y", "z"])[2:] != ["z"]
+    two_d = read_header(root).channels[2] != "z"
     split = {f"{p}_{'train' if side == 'train' else 'val'}": [str(n) for n in root["name"].get_orthogonal_selection(
         (np.asarray(root[f"splits/{p}/{side}"][:], dtype=np.int64),))] for p in protocols for side in ("train", "test")}
     indices = np.unique(np.concatenate([np.asarray(root[f"splits/{p}/{side}"][:], dtype=np.int64)
@@ -80,7 +81,7 @@ def write_pickle(root: zarr.Group, protocols: list[str], path: Path, advance: Ca
 def plan_pyskl(root: zarr.Group, out: Path, protocol: str | None, overwrite: bool) -> tuple[str, list[str]]:
     """(file name, protocols) to write, or ExportError before anything is written."""
     protocols = protocols_to_write(root, protocol)
-    name = f"{root.attrs['s2i'].get('dataset', 'store')}.pkl"
+    name = f"{read_header(root).dataset}.pkl"
     check_out(out, [name], overwrite)
     return name, protocols
 

@@ -26,7 +26,7 @@ class Sample:
 
 def protocols_to_write(root: zarr.Group, protocol: str | None) -> list[str]:
     """The protocols an export writes: the one asked for, or every protocol of the store."""
-    have = list(root.attrs["s2i"].get("protocols") or [])
+    have = list(store.read_header(root).protocols)
     if protocol is None:
         if not have:
             raise ExportError("this store has no protocol (no train/test split) to export")
@@ -43,7 +43,7 @@ def side_samples(root: zarr.Group, protocol: str, side: str) -> Iterator[Sample]
 
 def samples_at(root: zarr.Group, indices: np.ndarray) -> Iterator[Sample]:
     """The samples at sorted slot `indices`, reading each shard's skeletons once (one slice)."""
-    shard = int(root.attrs["s2i"]["shard"])
+    shard = store.read_header(root).shard
     names, labels, actors = root["name"], root["label"], root["actors"]
     for block in np.split(indices, np.flatnonzero(np.diff(indices // shard)) + 1):
         if not len(block):
