@@ -161,10 +161,11 @@ class Tally:
 def run_conversion(cfg: ConvertConfig) -> ConvertReport:
     """validate -> discover -> open or create the store -> run the shard tasks -> finish."""
     started = time.perf_counter()
-    cfg, fmt, enc = validate(cfg)
+    cfg, fmt = validate(cfg)
     # worker processes: their server starts now, importing and warming while discovery runs
     context = worker_context() if cfg.workers > 1 and not (cfg.scheduler or cfg.dask_workers) else None
     found = discover(cfg, fmt)
+    enc = cfg.encoding(fmt.skeleton, cfg.persons)  # after discovery: importers learn their skeleton from the file
     root, shard = open_or_create(cfg, fmt, enc, found)
     done = store.done_shards(root)
     tasks = [ShardTask(k, tuple(found.items[k * shard:(k + 1) * shard])) for k in range(-(-len(found.items) // shard))
@@ -179,9 +180,10 @@ def run_conversion(cfg: ConvertConfig) -> ConvertReport:
     return report
 
 
-def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat, Encoding]:
+def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat]:
     """Check every option before anything is read: the config with the dataset's persons, the
-    streams parsed (joint first), the workers counted; the reader; the shards' Encoding."""
+    streams parsed (joint first), the workers counted; the reader. The image choices are
+    checked against the reader's skeleton as it is before discovery (an importer's may change)."""
     try:  # joint always: its images set the store's size and are what a plain `s2i pretrain` reads
         streams = parse_streams(",".join(("joint", *cfg.streams)))
     except StreamError as exc:
@@ -200,7 +202,7 @@ def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat, Encoding
     if cfg.size < 8:
         raise ConvertError(f"--size {cfg.size} is too small: use at least 8 (224 for ViT-B/16)")
     try:
-        enc = cfg.encoding(fmt.skeleton, cfg.persons)
+        cfg.encoding(fmt.skeleton, cfg.persons)
     except ValueError as exc:
         raise ConvertError(str(exc)) from exc
     check_raw(cfg.raw, fmt)
@@ -209,7 +211,7 @@ def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat, Encoding
     check_apart(raw, cfg.out)
     if cfg.scheduler and cfg.dask_workers:
         raise ConvertError("--scheduler and --dask exclude each other: pick one")
-    return cfg, fmt, enc
+    return cfg, fmt
 
 
 def check_raw(raw: Path, fmt: DatasetFormat) -> None:
