@@ -35,10 +35,6 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
 
     lr = cfg.lr * batch_size / 256, scaled per layer by layer_decay ** depth-from-top (timm's
     groups carry it as lr_scale). temporal_crop=(MIN, MAX) crops a random MIN..MAX of each image's rows."""
-    from timm.data import Mixup
-    from timm.loss import SoftTargetCrossEntropy
-    from timm.optim import param_groups_layer_decay
-
     torch.manual_seed(cfg.seed)
     encoder.to(device)
     batch_size = max(1, min(cfg.batch_size, len(train_idx)))
@@ -47,14 +43,9 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
         batch_size = max(2, batch_size - 1)  # timm's Mixup flips the batch: it must be even
     per_epoch = max(1, len(train_idx) // batch_size)
     total = cfg.epochs * per_epoch
-    schedule = Schedule(cfg.lr * batch_size / 256, per_epoch, total, warmup_steps=round(cfg.warmup_epochs * per_epoch))
-    groups = param_groups_layer_decay(encoder, weight_decay=cfg.weight_decay,
-                                      no_weight_decay_list=encoder.no_weight_decay(), layer_decay=cfg.layer_decay)
-    optimizer = torch.optim.AdamW(groups, lr=schedule.peak_lr, betas=(0.9, 0.999))
+    schedule, optimizer = _optimizer(encoder, cfg, batch_size, per_epoch, total)
     step = _restore(checkpoint, encoder, optimizer, num_classes, settings) if resume else 0
-    mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
-                  num_classes=num_classes) if use_mix else None
-    criterion = SoftTargetCrossEntropy() if use_mix else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mixer, criterion = _mixing(cfg, num_classes, use_mix)
     loader = training_loader(cfg, store_path, train_idx, batch_size)
     task = progress.add_task("fine-tune", total=total, completed=min(step, total), info="")
     guard = LossGuard(checkpoint, saved_step=step if resume else None)
@@ -92,6 +83,27 @@ def finetune(encoder: VisionTransformer, store_path: Path, train_idx: np.ndarray
             log.epoch({"epoch": epoch + 1, "step": step, "loss": guard.last}, metrics=False)
     progress.remove_task(task)
     return encoder.eval()
+
+
+def _optimizer(encoder: VisionTransformer, cfg: EvalConfig, batch_size: int, per_epoch: int, total: int):
+    """(schedule, AdamW): lr = cfg.lr * batch_size / 256, per layer times layer_decay ** depth-from-top."""
+    from timm.optim import param_groups_layer_decay
+
+    schedule = Schedule(cfg.lr * batch_size / 256, per_epoch, total, warmup_steps=round(cfg.warmup_epochs * per_epoch))
+    groups = param_groups_layer_decay(encoder, weight_decay=cfg.weight_decay,
+                                      no_weight_decay_list=encoder.no_weight_decay(), layer_decay=cfg.layer_decay)
+    return schedule, torch.optim.AdamW(groups, lr=schedule.peak_lr, betas=(0.9, 0.999))
+
+
+def _mixing(cfg: EvalConfig, num_classes: int, use_mix: bool):
+    """(timm's Mixup or None, the loss): soft targets with mixup/cutmix, else label-smoothed cross-entropy."""
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    if not use_mix:
+        return None, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    return (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                  num_classes=num_classes), SoftTargetCrossEntropy())
 
 
 def training_loader(cfg: EvalConfig, store_path: Path, train_idx: np.ndarray, batch_size: int):

@@ -46,7 +46,6 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
     counts = np.bincount(labels, minlength=n_classes) if n else np.zeros(n_classes, dtype=np.int64)
     splits = {protocol: {side: int(root[f"splits/{protocol}/{side}"].shape[0]) for side in ("train", "test")}
               for protocol in header.protocols}
-
     frames = np.asarray(root["frames"][:], dtype=np.int64)[valid]
     actors = np.asarray(root["actors"][:], dtype=np.int64)[valid]
     images = root["images"]
