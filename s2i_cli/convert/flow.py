@@ -208,7 +208,7 @@ def validate(cfg: ConvertConfig) -> tuple[ConvertConfig, DatasetFormat]:
     check_raw(cfg.raw, fmt)
     if cfg.resume and cfg.overwrite:
         raise ConvertError("--resume and --overwrite exclude each other: pick one")
-    check_apart(raw, cfg.out)
+    check_apart(cfg.raw, cfg.out)
     if cfg.scheduler and cfg.dask_workers:
         raise ConvertError("--scheduler and --dask exclude each other: pick one")
     return cfg, fmt
