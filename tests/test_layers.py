@@ -10,10 +10,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "s2i_cli"
 
 # The layer order, lowest first, declared once. A module's layer is its sub-package's; the
-# modules at the top of s2i_cli (safe_text, files, ...) are the base layer, but `cli` and
-# `__main__`, which are the top.
+# modules at the top of s2i_cli (safe_text, files, ...) are the base layer, but `cli`,
+# `__main__`, `api` and the package itself (its `__init__`, the API's front), which are the top.
 LAYERS = ("base", "kernels", "encoder", "formats", "store", "views", "convert", "export", "train", "eval", "cli")
-TOP = {"cli", "__main__"}
+TOP = {"cli", "__main__", "api"}
 
 
 def module_name(path: Path) -> str:
@@ -24,7 +24,7 @@ def module_name(path: Path) -> str:
 def layer(module: str) -> str:
     parts = module.split(".")[1:]  # below s2i_cli
     if not parts:
-        return "base"
+        return "cli"  # the package itself: the API's front (s2i_cli/__init__.py)
     if len(parts) == 1 and (PACKAGE / f"{parts[0]}.py").exists():
         return "cli" if parts[0] in TOP else "base"
     return parts[0]

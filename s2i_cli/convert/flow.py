@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .. import __version__, store
+from .. import store
+from ..version import __version__
 from ..encoder import skeletons
 from ..encoder.encoding import Encoding, dataset_limits, encode
 from ..encoder.streams import StreamError, parse_streams, stream_power
