@@ -17,6 +17,7 @@ The real sample files in ../shared/data/ntu are replicated under new sample name
 symbolic links) to reach N files.
 
     .venv/bin/python scripts/bench_convert.py [--files 2625] [--size 224] [--shard 256] [--streams-only] [--repeats 3]
+        [--finish-only]   (the finishing step's share: compacting skeleton/joints, format 4)
 """
 from __future__ import annotations
 
@@ -241,6 +242,29 @@ def stream_costs(store_dir: Path, joint_ms: float, shard: int, repeats: int = 3)
           f"an image) and no store overhead: {1 + extra * (encode_ms + lz4) / (joint_ms * 1e3):.2f}x")
 
 
+def bench_finish(raw: Path, tmp: Path, args, cores: int) -> None:
+    """The finishing step's share of a conversion: compacting the skeleton frames (format 4)
+    timed inside a whole `convert` in this process, against that conversion's wall time."""
+    sys.path.insert(0, str(ROOT))
+    from s2i_cli.convert.flow import convert
+    from s2i_cli.store import writes
+
+    real, spent = writes.compact_skeletons, []
+
+    def timed(root) -> None:
+        t0 = time.perf_counter()
+        real(root)
+        spent.append(time.perf_counter() - t0)
+
+    writes.compact_skeletons = timed
+    t0 = time.perf_counter()
+    convert("ntu120", raw, tmp / "finish.zarr", size=args.size, shard=args.shard, workers=cores, progress=False)
+    wall = time.perf_counter() - t0
+    writes.compact_skeletons = real
+    print(f"finishing: compacting the skeleton frames took {spent[0]:.2f} s of the {wall:.2f} s conversion "
+          f"({100 * spent[0] / wall:.1f} %, target <= 10 %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2625,
@@ -249,17 +273,18 @@ def main() -> None:
     parser.add_argument("--shard", type=int, default=256, help="samples per shard (one task)")
     parser.add_argument("--streams-only", action="store_true", help="only compare four streams with joint alone")
     parser.add_argument("--repeats", type=int, default=3, help="back-to-back pairs of the streams comparison")
+    parser.add_argument("--finish-only", action="store_true", help="only time the finishing step (frame compaction)")
     args = parser.parse_args()
     files = sorted(NTU.glob("*.skeleton"))
     if not files:
         sys.exit(f"no sample files in {NTU}")
     cores = os.cpu_count() or 1
 
-    if args.streams_only:
+    if args.streams_only or args.finish_only:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "raw"
             replicate(files, args.files, raw)
-            bench_streams(raw, Path(tmp), args, cores)
+            (bench_streams if args.streams_only else bench_finish)(raw, Path(tmp), args, cores)
         return
 
     plain, kernel, threaded = bench_parse(files)

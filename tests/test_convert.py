@@ -4,6 +4,7 @@ import errno
 import shutil
 
 import numpy as np
+import zarr
 import pytest
 from typer.testing import CliRunner
 
@@ -43,7 +44,7 @@ def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatc
         root["images"][2 * k:2 * k + 2] = 255
         root["valid"][2 * k:2 * k + 2] = True
         region = root.attrs["s2i"]["frame_region"]
-        root["skeleton/joints"][k * region:k * region + 10] = 7.0
+        root["skeleton/staging"][k * region:k * region + 10] = 7.0
     redone = []
     real = executors.convert_shard
 
@@ -57,6 +58,41 @@ def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatc
     assert report.written == 16 and report.resumed_from == 16 - 3  # shards 3 and 5: 4 slots, one rejected
     assert_stores_equal(tmp_path / "full.zarr", out)
     assert "progress" not in store.open_store(out)  # the records go once the store is complete
+
+
+def test_a_finished_store_holds_its_frames_back_to_back(raw, tmp_path):
+    convert("ntu120", raw, tmp_path / "s.zarr", **OPTS)
+    root = store.open_store(tmp_path / "s.zarr")
+    frames = root["frames"][:].astype(np.int64)
+    assert root["skeleton/joints"].shape[0] == frames.sum() and "skeleton/staging" not in root
+    assert np.array_equal(root["skeleton/start"][:], np.cumsum(frames) - frames)
+    assert np.isfinite(root["skeleton/joints"][:]).all()  # no fill left: every frame is a stored one
+    assert root.attrs["s2i"]["format_version"] == store.FORMAT_VERSION == 4
+
+
+def test_a_run_killed_while_compacting_completes_with_resume(raw, tmp_path, monkeypatch):
+    convert("ntu120", raw, tmp_path / "full.zarr", **OPTS)
+    out = tmp_path / "o.zarr"
+    real, copies = zarr.Array.__setitem__, []
+
+    def killed(self, key, value):  # the third frame copy dies: compaction half done
+        if self.path == "skeleton/joints":
+            copies.append(key)
+            if len(copies) == 3:
+                raise KeyboardInterrupt("killed while compacting")
+        real(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", killed)
+    with pytest.raises(KeyboardInterrupt):
+        convert("ntu120", raw, out, **OPTS)
+    monkeypatch.undo()
+    with pytest.raises(store.StoreError, match="--resume"):
+        store.open_store(out)
+    report = convert("ntu120", raw, out, resume=True, **OPTS)
+    assert report.written == 16
+    assert_stores_equal(tmp_path / "full.zarr", out)
+    full, got = store.open_store(tmp_path / "full.zarr"), store.open_store(out)
+    assert np.array_equal(full["skeleton/joints"][:], got["skeleton/joints"][:])
 
 
 def test_a_failing_task_names_its_shard_and_leaves_a_resumable_store(raw, tmp_path, monkeypatch):

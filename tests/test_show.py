@@ -167,8 +167,9 @@ def test_store_summary_counts_agree_with_the_store(ntu_store):
         assert sides["train"] + sides["test"] == n
     assert summary["splits"]["xsub"] == {"train": 9, "test": 7}
     assert sum(summary["actors"].values()) == n and summary["actors"]["2"] == 7
-    total = summary["frames"]["total"]  # one shard: its frames fill the start of its region, then fill
-    assert np.isfinite(root["skeleton/joints"][:total]).all() and np.isnan(root["skeleton/joints"][total]).all()
+    total = summary["frames"]["total"]  # the frames back to back, nothing else
+    assert root["skeleton/joints"].shape[0] == total and np.isfinite(root["skeleton/joints"][:]).all()
+    assert summary["skeleton_shape"] == [total, 2, 25, 3] and summary["skeleton_bytes"] == total * 2 * 25 * 3 * 4
     assert summary["rejected"] == [] and summary["ignored"] == {}
     assert summary["image_bytes"] == n * 3 * 224 * 224
     assert 0 < summary["image_bytes_on_disk"] < summary["image_bytes"] and summary["compression"] > 1

@@ -14,8 +14,11 @@ from typing import Any, Callable
 
 from ..vocab import FILL_DEFAULT, Layout, Norm, Persons
 
-FORMAT_VERSION = 3  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
+FORMAT_VERSION = 4  # 2: sample slots with `valid`, skeleton frame regions per shard, per-shard done records;
 # 3: streams (images_<stream>, norm_<stream>, the `streams` attribute). A format-2 store reads as joint-only.
+# 4: a finished store's skeleton/joints holds its frames back to back (the regions are a staging array
+# while converting). Read the same way: joints[start[i]:start[i] + frames[i]].
+STREAMS_VERSION = 3  # the first format with streams: what `s2i encode` makes of a format-2 store
 OLDEST_READABLE = 2
 SHARD = 256  # samples per shard: the unit of a conversion task, of resume and of a training read block
 FRAMES_CHUNK = 8192  # frames per chunk of skeleton/joints
@@ -258,4 +261,4 @@ def _json(value: Any) -> Any:
     return value
 
 
-__all__ = ["FORMAT_VERSION", "OLDEST_READABLE", "HeaderError", "StoreHeader", "frame_region"]
+__all__ = ["FORMAT_VERSION", "STREAMS_VERSION", "OLDEST_READABLE", "HeaderError", "StoreHeader", "frame_region"]

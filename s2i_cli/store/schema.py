@@ -158,12 +158,20 @@ def create_store(location: Location, *, n: int, height: int, width: int, joints:
         raise StoreError(f"cannot create {location}: {exc.strerror or exc}") from exc
     for path, spec in sample_schema(height, width, meta_fields, tuple(header.streams)).items():
         _create_array(root, path, spec, n, shard)
-    region = header.frame_region
-    root.create_array("skeleton/joints", shape=(-(-n // shard) * region, 2, joints, channels), dtype="float32",
-                      chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_JOINTS_CODEC, fill_value=np.nan,
-                      dimension_names=("frame", "actor", "joint", "xyz"))
+    create_frames(root, STAGING, -(-n // shard) * header.frame_region, joints, channels)
     root.create_group("progress")
     return root
+
+
+STAGING = "skeleton/staging"  # the shards' frame regions while converting (§3); compacted into skeleton/joints
+
+
+def create_frames(root: zarr.Group, path: str, frames: int, joints: int, channels: int) -> zarr.Array:
+    """A (frames, 2, joints, channels) float32 skeleton array: the staging regions, or the
+    finished store's compact `skeleton/joints` (replaced if it exists: compaction starts over)."""
+    return root.create_array(path, shape=(frames, 2, joints, channels), dtype="float32",
+                             chunks=(FRAMES_CHUNK, 2, joints, channels), compressors=_JOINTS_CODEC, fill_value=np.nan,
+                             dimension_names=("frame", "actor", "joint", "xyz"), overwrite=True)
 
 
 def check_replaceable(location: Location, storage_options: dict | None = None) -> None:

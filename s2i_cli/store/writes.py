@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .schema import (FORMAT_VERSION, HeaderError, StoreError, read_header, _whole_chunk_writes, root_schema, stored_streams,
+from .header import STREAMS_VERSION
+from .schema import (STAGING, create_frames, FORMAT_VERSION, HeaderError, StoreError, read_header, _whole_chunk_writes, root_schema, stored_streams,
                      stream_paths)
 
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
@@ -27,7 +28,8 @@ def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
 
 def record_streams(root: zarr.Group, streams: dict[str, list[float]]) -> None:
     """List `streams` ({stream: power}) in the store's attributes, once their arrays are written."""
-    update_attrs(root, streams={**stored_streams(root), **streams}, format_version=FORMAT_VERSION)
+    version = max(read_header(root).format_version, STREAMS_VERSION)  # a format-3 store stays 3: its frames keep their regions
+    update_attrs(root, streams={**stored_streams(root), **streams}, format_version=version)
     consolidate(root)
 
 
@@ -37,7 +39,7 @@ def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
     `block` holds each `sample_schema` array but `skeleton/start` (computed here) and `valid`
     (default: every slot valid), and `skeletons`: per slot a (T, 2, V, C) float32 sequence,
     T = frames (0 for a rejected slot). `start` is a multiple of the shard size, so this
-    writes whole shards and frame regions that no other shard touches."""
+    writes whole shards and frame regions (of the staging array) that no other shard touches."""
     header = read_header(root)
     shard, region = header.shard, header.frame_region
     if start % shard:
@@ -56,7 +58,7 @@ def write_shard(root: zarr.Group, start: int, block: dict[str, Any]) -> None:
             values = block[path]
             root[path][start:start + m] = np.asarray(values, dtype=object) if dtype == "str" else values
     if total:
-        root["skeleton/joints"][first:first + total] = np.concatenate([s for s in block["skeletons"] if len(s)])
+        root[STAGING][first:first + total] = np.concatenate([s for s in block["skeletons"] if len(s)])
 
 
 def mark_done(root: zarr.Group, index: int, record: dict[str, Any]) -> None:
@@ -86,10 +88,46 @@ def update_attrs(root: zarr.Group, **changes: Any) -> None:
     root.attrs["s2i"] = json.loads(json.dumps(header.to_attrs()))  # fails loudly on numpy scalars
 
 
+COPY_FRAMES = 1 << 16  # frames per read/write while compacting (2 actors x 25 joints x 3: 39 MB)
+
+
+def staging_starts(frames: np.ndarray, shard: int, region: int) -> np.ndarray:
+    """Where write_shard put each slot's frames in the staging array: shard k's back to back from
+    k x region. Derived from the frame counts alone, so a compaction that starts over never
+    needs skeleton/start (which it rewrites)."""
+    frames = np.asarray(frames, dtype=np.int64)
+    starts = np.empty_like(frames)
+    for first in range(0, len(frames), shard):
+        f = frames[first:first + shard]
+        starts[first:first + shard] = first // shard * region + np.cumsum(f) - f
+    return starts
+
+
+def compact_skeletons(root: zarr.Group) -> None:
+    """Copy every shard's frames from the staging regions into `skeleton/joints` of exactly the
+    stored frames, rewrite `skeleton/start`, then drop the staging array. Idempotent until the
+    staging array goes: a conversion killed here completes with --resume (it starts over)."""
+    if STAGING not in root:  # compacted already (a run killed after dropping it), or a format-3 store
+        return
+    header, staging = read_header(root), root[STAGING]
+    frames = np.asarray(root["frames"][:], dtype=np.int64)
+    old = staging_starts(frames, header.shard, header.frame_region)
+    new = np.cumsum(frames) - frames
+    joints = create_frames(root, "skeleton/joints", int(frames.sum()), *staging.shape[2:])
+    for first in range(0, len(frames), header.shard):  # one shard's run of frames at a time
+        n, src, dst = int(frames[first:first + header.shard].sum()), int(old[first]), int(new[first])
+        for a in range(0, n, COPY_FRAMES):
+            b = min(n, a + COPY_FRAMES)
+            joints[dst + a:dst + b] = staging[src + a:src + b]
+    root["skeleton/start"][:] = new
+    del root[STAGING]
+
+
 def finalize(root: zarr.Group, splits: dict[str, dict[str, np.ndarray]],
              rejected: list[dict[str, Any]] | None = None) -> None:
-    """Write the splits (indices of valid slots) and the rejected files, mark the store
-    complete, drop the per-shard records and consolidate the metadata."""
+    """Compact the skeleton frames, write the splits (indices of valid slots) and the rejected
+    files, mark the store complete, drop the per-shard records and consolidate the metadata."""
+    compact_skeletons(root)
     group = root.require_group("splits")
     for protocol, sides in splits.items():
         proto = group.require_group(protocol)

@@ -81,6 +81,8 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
         "source_files": header.source_files,
         "ignored": dict(header.ignored),
         "rejected": [dict(r) for r in header.rejected],
+        "skeleton_shape": list(root["skeleton/joints"].shape),  # a format-4 store: (stored frames, 2, V, C)
+        "skeleton_bytes": int(np.prod(root["skeleton/joints"].shape)) * 4,  # float32, as `[:]` would load it
         "image_bytes": image_bytes,
         "image_bytes_on_disk": image_disk,
         "compression": image_bytes / image_disk if image_disk else None,
@@ -142,6 +144,8 @@ def overview_table(summary: dict[str, Any]) -> Table:
     table.add_row("samples", samples)
     f = s["frames"]
     table.add_row("frames", f"{f['min']}–{f['max']} per sample (median {f['median']:g}; {f['total']} in all)")
+    table.add_row("skeletons", f"skeleton/joints {' × '.join(map(str, s['skeleton_shape']))} float32: "
+                               f"{human_bytes(s['skeleton_bytes'])} loaded whole")
     if s["actors"]:
         table.add_row("actors", ", ".join(f"{v} with {k}" for k, v in sorted(s["actors"].items())))
     if s["meta_fields"]:
