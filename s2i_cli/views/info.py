@@ -30,6 +30,12 @@ def store_path(root: zarr.Group) -> str | None:
     return f"{protocol}://{root.store.path}"
 
 
+def skeleton_size(root) -> dict:
+    """skeleton/joints' shape (a format-4 store: the stored frames, 2, V, C) and its bytes loaded whole."""
+    shape = list(root["skeleton/joints"].shape)
+    return {"skeleton_shape": shape, "skeleton_bytes": int(np.prod(shape)) * 4}  # float32
+
+
 def store_summary(root: zarr.Group) -> dict[str, Any]:
     """Everything `s2i info` shows, as plain Python values (ints, strings, lists, dicts).
 
@@ -48,9 +54,8 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
               for protocol in header.protocols}
     frames = np.asarray(root["frames"][:], dtype=np.int64)[valid]
     actors = np.asarray(root["actors"][:], dtype=np.int64)[valid]
-    images = root["images"]
+    images, path = root["images"], store_path(root)
     image_bytes, image_disk = store_image_bytes(root)  # every stream's images
-    path = store_path(root)
     height, width = images.shape[2], images.shape[3]
     return {
         "path": path,
@@ -81,8 +86,7 @@ def store_summary(root: zarr.Group) -> dict[str, Any]:
         "source_files": header.source_files,
         "ignored": dict(header.ignored),
         "rejected": [dict(r) for r in header.rejected],
-        "skeleton_shape": list(root["skeleton/joints"].shape),  # a format-4 store: (stored frames, 2, V, C)
-        "skeleton_bytes": int(np.prod(root["skeleton/joints"].shape)) * 4,  # float32, as `[:]` would load it
+        **skeleton_size(root),
         "image_bytes": image_bytes,
         "image_bytes_on_disk": image_disk,
         "compression": image_bytes / image_disk if image_disk else None,
