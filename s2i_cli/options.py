@@ -18,38 +18,27 @@ from .vocab import parse_crop
 from .vocab import (Dataset, Fill, Layout, Masking, Mode, Norm, Objective, Persons, Pool, Stream)
 
 
-def _streams(text: str | None) -> str | None:
-    """--streams: checked by the one parser (vocab.parse_streams), handed on as given."""
-    if text is None:
-        return None
-    try:
-        vocab.parse_streams(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    return text
+def _checked(parse, keep_text: bool = True):
+    """A Typer callback: `parse` (from vocab) checks the value, a ValueError becomes Typer's one
+    line with exit 2; the option is handed on as given (`keep_text`) or as parsed."""
+    def callback(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        return value if keep_text else parsed
+
+    return callback
 
 
-def _augment(text: str | None) -> str | None:
-    try:
-        vocab.parse_augment(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    return text
+_streams = _checked(vocab.parse_streams)  # --streams: the one parser, handed on as given
+_augment = _checked(vocab.parse_augment)
+_model = _checked(vocab.check_model, keep_text=False)
 
 
-def _model(name: str | None) -> str | None:
-    try:
-        return vocab.check_model(name)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-
-def _crop(text: str | None) -> str | None:
-    try:
-        parse_crop(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    return text
+_crop = _checked(parse_crop)
 
 
 def _complete(choices):
