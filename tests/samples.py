@@ -16,7 +16,6 @@ import numpy as np
 from s2i_cli.formats import FormatError, Item, Sequence, get_format
 from s2i_cli.formats.kinetics import kinetics_class_names, read_labels
 from s2i_cli.formats.pkummd import read_label_lines
-from tests.test_formats import toyota_doc
 
 BODY_ID = 72057594037931101  # a real-looking 64-bit ID (2**56 + a few thousand)
 
@@ -194,3 +193,40 @@ def import_bytes(dataset: str, data: bytes, folder: Path) -> str | tuple:
     for spill, group in groupby(items, key=lambda it: it.path):
         results += fmt.read_items(spill, b"", list(group))
     return fmt, items, rejected, results
+
+
+def toyota_doc(rng, frames: int = 12, vectors: str = "planar", cumscore: bool = True) -> tuple[dict, np.ndarray]:
+    """A made-up LCR-Net JSON and the (T, 2, 13, 3) joints the reader gives for it, y negated
+    (two detections in the odd frames, the better-scored listed second; no detection in frame 3)."""
+    joints = rng.normal(size=(frames, 2, 13, 3)).astype(np.float32)
+    joints[::2, 1] = 0
+
+    def vec(j):
+        return (j.T.reshape(-1) if vectors == "planar" else j.reshape(-1)).tolist()
+
+    out = []
+    for t in range(frames):
+        people = [{"pose2d": [0.0] * 26, "pose3d": vec(joints[t, 0])}]
+        if cumscore:
+            people[0]["cumscore"] = 5.0
+        if t % 2:
+            other = {"pose2d": [0.0] * 26, "pose3d": vec(joints[t, 1])}
+            if cumscore:
+                other["cumscore"] = 1.0
+            people = [other, people[0]] if cumscore else people + [other]
+        out.append([] if t == 3 else people)
+    keep = np.arange(frames) != 3
+    return {"frames": out, "njts": 13, "K": 2}, joints[keep] * np.array([1, -1, 1], dtype=np.float32)
+
+
+def pku_tree(tmp_path: Path, skeleton: bytes, labels: str, stem: str = "0002-L") -> Path:
+    raw = tmp_path / "raw"
+    (raw / "skeleton").mkdir(parents=True, exist_ok=True)
+    (raw / "label").mkdir(exist_ok=True)
+    (raw / "skeleton" / f"{stem}.txt").write_bytes(skeleton)
+    (raw / "label" / f"{stem}.txt").write_text(labels)
+    return raw
+
+
+def frame_line(p1: float, p2: float = 0.0) -> str:
+    return " ".join(["%.6f" % p1] * 75 + ["%.6f" % p2] * 75)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s2i_cli import store
 from s2i_cli.store import SHARD, create_store, finalize, write_shard
 
 JOINTS = 25
@@ -75,3 +76,14 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
         splits[protocol] = {"train": train, "test": test}
     finalize(root, splits)
     return path
+
+
+def assert_stores_equal(a: Path, b: Path):
+    ra, rb = store.open_store(a), store.open_store(b)
+    arrays = ["images", "valid", "label", "name", "frames", "actors", "norm", "skeleton/start",
+              "meta/setup", "meta/camera", "meta/subject", "meta/replication", "splits/xsub/train", "splits/xset/test"]
+    for name in arrays:
+        assert np.array_equal(ra[name][:], rb[name][:]), name
+    for i in store.valid_indices(ra):  # the frames written (the rest of each region is never-written fill)
+        assert np.array_equal(store.read_skeleton(ra, i), store.read_skeleton(rb, i)), i
+    assert ra.attrs["s2i"]["rejected"] == rb.attrs["s2i"]["rejected"]

@@ -8,6 +8,8 @@ import pytest
 
 from tests.stores import make_store
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

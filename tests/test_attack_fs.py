@@ -24,6 +24,8 @@ import pytest
 
 from tests.samples import ntu_bytes, ntu_joints
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("S2I_ATTACK_EXAMPLES", "0"))  # 0: the quick setting
 MEMORY_CAP = 6 << 30  # address space of the CLI and its children (Numba and zarr reserve some)
 # a hang guard, not a timing: a cold CLI start on a loaded 2-core machine took over 60 s

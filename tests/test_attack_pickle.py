@@ -495,6 +495,7 @@ def test_every_case_in_process_is_one_line_or_data(case):
     check_in_process(case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [c for c in CASES if c.rep], ids=[c.name for c in CASES if c.rep])
 def test_representatives_through_convert(case, tmp_path):
     check_outcome(case, run_convert(case, tmp_path))

@@ -15,6 +15,7 @@ from s2i_cli.encoder import skeletons
 from s2i_cli.encoder.encoding import Encoding, encode, store_encoding
 from s2i_cli.train.augment import AUGMENTS, augment_sequence, encode_augmented, parse_augment
 from s2i_cli.train.loader import BlockDataset, make_loader
+from tests.helpers import TINY
 
 
 def walk(frames: int, actors: int = 1, seed: int = 0) -> np.ndarray:
@@ -95,37 +96,30 @@ def test_2d_formats_keep_confidence():
     assert np.all(np.isin(out[..., 2], seq[..., 2]))  # confidences only move with their joints
 
 
-@pytest.fixture(scope="module")
-def ntu_store(ntu_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("aug") / "n.zarr"
-    convert("ntu60", ntu_dir, out, size=32, progress=False, workers=1)
-    return out
-
-
-def test_loader_reencodes_the_stored_images(ntu_store):
-    root = store.open_store(ntu_store)
+def test_loader_reencodes_the_stored_images(ntu_small_store):
+    root = store.open_store(ntu_small_store)
     enc = store_encoding(store.read_header(root))
     n = root["label"].shape[0]
-    ds = BlockDataset(ntu_store, np.arange(n), shuffle=False, encoding=enc)
+    ds = BlockDataset(ntu_small_store, np.arange(n), shuffle=False, encoding=enc)
     got = {int(i): img for img, _, i in ds}
     assert len(got) == n
     for i in range(n):  # no augmentation, the store's own choices: the store's images
         assert torch.equal(got[i], torch.from_numpy(root["images"][i])), i
     zero = store_encoding(store.read_header(root), fill="zero", norm="isotropic")
-    ds = BlockDataset(ntu_store, np.arange(n), shuffle=False, encoding=zero)
+    ds = BlockDataset(ntu_small_store, np.arange(n), shuffle=False, encoding=zero)
     seqs = [store.read_skeleton(root, i) for i in range(n)]
     want, _ = encode(seqs, root["actors"][:], zero)
     assert all(torch.equal(img, torch.from_numpy(want[int(i)])) for img, _, i in ds)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_augmented_loader_is_reproducible(ntu_store, workers):
-    root = store.open_store(ntu_store)
+def test_augmented_loader_is_reproducible(ntu_small_store, workers):
+    root = store.open_store(ntu_small_store)
     enc = store_encoding(store.read_header(root))
     n = root["label"].shape[0]
 
     def epoch(e: int) -> dict[int, torch.Tensor]:
-        loader = make_loader(ntu_store, np.arange(n), 4, shuffle=True, workers=workers, seed=3, encoding=enc,
+        loader = make_loader(ntu_small_store, np.arange(n), 4, shuffle=True, workers=workers, seed=3, encoding=enc,
                              augment=AUGMENTS)
         loader.dataset.set_epoch(e)
         return {int(i): img for images, _, idx in loader for img, i in zip(images, idx)}
@@ -137,16 +131,16 @@ def test_augmented_loader_is_reproducible(ntu_store, workers):
     want = encode_augmented([store.read_skeleton(root, i)], [int(root["actors"][i])], [i], enc, AUGMENTS, 3, 0)
     assert torch.equal(first[i], torch.from_numpy(want[0]))
     with pytest.raises(ValueError, match="encoding"):
-        BlockDataset(ntu_store, np.arange(n), shuffle=False, augment=("rotate",))
+        BlockDataset(ntu_small_store, np.arange(n), shuffle=False, augment=("rotate",))
 
 
+@pytest.mark.slow
 def test_pretrain_with_parts_masking_and_augmentation(ntu_dir, tmp_path):
     import json
 
     from s2i_cli.train.pretrain import pretrain
     convert("ntu60", ntu_dir, tmp_path / "a.zarr", size=80, layout_name="aligned", fill="zero", progress=False)
-    run = pretrain(tmp_path / "a.zarr", tmp_path / "run", model="vit_tiny", decoder_dim=32, decoder_depth=1,
-                   decoder_heads=4, workers=0, progress=False, epochs=1, batch_size=4, masking="parts",
+    run = pretrain(tmp_path / "a.zarr", tmp_path / "run", **TINY, epochs=1, batch_size=4, masking="parts",
                    augment="all", recon_every=1)
     config = json.loads((run / "config.json").read_text())
     assert config["masking"] == "parts" and config["augment"] == list(AUGMENTS)
@@ -155,11 +149,11 @@ def test_pretrain_with_parts_masking_and_augmentation(ntu_dir, tmp_path):
         pretrain(tmp_path / "a.zarr", tmp_path / "bad", model="vit_tiny", augment="jitter", progress=False)
 
 
-def test_finetune_with_augmentation(ntu_store, tmp_path):
+def test_finetune_with_augmentation(ntu_small_store, tmp_path):
     from s2i_cli.eval.evaluate import evaluate
-    entry = evaluate(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", augment="all",
+    entry = evaluate(protocol="xsub", run="none", store=ntu_small_store, model="vit_tiny", mode="finetune", augment="all",
                      epochs=1, batch_size=4, workers=0, progress=False, runs_root=tmp_path / "runs")
     assert entry["mode"] == "finetune" and entry["n_train"] > 0 and 0 <= entry["mean_class"] <= 1
     with pytest.raises(ValueError, match="unknown augmentation"):
-        evaluate(protocol="xsub", run="none", store=ntu_store, model="vit_tiny", mode="finetune", augment="blur",
+        evaluate(protocol="xsub", run="none", store=ntu_small_store, model="vit_tiny", mode="finetune", augment="blur",
                  epochs=1, batch_size=4, workers=0, progress=False, runs_root=tmp_path / "runs2")

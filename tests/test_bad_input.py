@@ -17,9 +17,8 @@ from s2i_cli.formats.ntu import parse_skeleton
 from s2i_cli.formats.pkummd import parse_sequence
 from s2i_cli.kernels.encode import quantise_batch, quantise_batch_serial
 from s2i_cli.kernels.textscan import read_float
-from tests.samples import (kinetics_doc, ntu_bytes, ntu_joints, nwucla_bytes, pku_bytes, read_kinetics, read_ntu,
-                           read_nwucla, read_pkummd, read_toyota, within)
-from tests.test_formats import frame_line, pku_tree, toyota_doc
+from tests.samples import (frame_line, kinetics_doc, ntu_bytes, ntu_joints, nwucla_bytes, pku_bytes, pku_tree,
+                           read_kinetics, read_ntu, read_nwucla, read_pkummd, read_toyota, toyota_doc, within)
 
 
 def one(results: list):

@@ -12,8 +12,8 @@ from s2i_cli import store
 from s2i_cli.cli import app
 from s2i_cli.convert import executors
 from s2i_cli.convert.flow import ConvertFailed, convert
-from tests.stores import pipeline
-from tests.test_ntu import assert_stores_equal
+from tests.helpers import TINY
+from tests.stores import assert_stores_equal, pipeline
 
 OPTS = dict(size=32, shard=2, progress=False, workers=1)  # in this process, where patches apply
 
@@ -26,6 +26,7 @@ def raw(ntu_dir, tmp_path):
     return raw
 
 
+@pytest.mark.slow
 def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatch):
     convert("ntu120", raw, tmp_path / "full.zarr", **OPTS)
     out = tmp_path / "gaps.zarr"
@@ -95,6 +96,7 @@ def test_a_run_killed_while_compacting_completes_with_resume(raw, tmp_path, monk
     assert np.array_equal(full["skeleton/joints"][:], got["skeleton/joints"][:])
 
 
+@pytest.mark.slow
 def test_a_failing_task_names_its_shard_and_leaves_a_resumable_store(raw, tmp_path, monkeypatch):
     convert("ntu120", raw, tmp_path / "full.zarr", **OPTS)
     real = store.write_shard
@@ -117,6 +119,7 @@ def test_a_failing_task_names_its_shard_and_leaves_a_resumable_store(raw, tmp_pa
     assert_stores_equal(tmp_path / "full.zarr", tmp_path / "o.zarr")
 
 
+@pytest.mark.slow
 def test_rejected_slots_are_marked_and_left_out(raw, tmp_path):
     from s2i_cli.views.info import store_summary
     from s2i_cli.views.show import load_sample
@@ -136,6 +139,7 @@ def test_rejected_slots_are_marked_and_left_out(raw, tmp_path):
         load_sample(root, 7)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Consolidated metadata")
 def test_older_store_format_is_a_one_line_error_naming_the_command(raw, tmp_path):
     convert("ntu120", raw, tmp_path / "o.zarr", command="s2i convert ntu120 raw o.zarr", **OPTS)
@@ -148,6 +152,7 @@ def test_older_store_format_is_a_one_line_error_naming_the_command(raw, tmp_path
     assert "store format 1" in result.output and "s2i convert ntu120 raw o.zarr --overwrite" in result.output
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_equals_a_local_run(raw, tmp_path):
     """The same shard tasks submitted to a Dask LocalCluster of 2 worker processes (through
     --scheduler's code path) give the store a local run gives, array for array."""
@@ -206,6 +211,7 @@ def forkserver_before_s3():
     worker_context()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Consolidated metadata")
 def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_before_s3, s3):
     import json
@@ -237,8 +243,7 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_
     from s2i_cli.eval import evaluate as ev
     from s2i_cli.train.pretrain import pretrain  # pretrain and evaluate take the URL
 
-    run = pretrain(url, tmp_path / "run", epochs=1, batch_size=4, model="vit_tiny", decoder_dim=32, decoder_depth=1,
-                   decoder_heads=2, workers=0, progress=False)
+    run = pretrain(url, tmp_path / "run", epochs=1, batch_size=4, **TINY)
     assert json.loads((run / "config.json").read_text())["store"] == url and (run / "checkpoint-last.pt").exists()
 
     entry = ev.evaluate(protocol="xsub", run="none", store=url, model="vit_tiny", mode="knn", workers=0,

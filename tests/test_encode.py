@@ -12,7 +12,9 @@ from s2i_cli.convert.flow import convert
 from s2i_cli.encoder.streams import STREAMS
 from s2i_cli.train.loader import make_loader
 from s2i_cli.views.info import store_summary
-from tests.conftest import shared_data
+from tests.helpers import shared_data
+
+pytestmark = pytest.mark.slow
 
 SIZE = 32
 

@@ -140,7 +140,7 @@ def test_single_actor_zero_fill_has_no_twin(ntu_dir, tmp_path):
 
 def test_kinetics_y_points_up():
     fmt = get_format("kinetics")
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
     path = next((shared_data("kinetics_skeleton") / "kinetics_val").glob("*.json"))
     seq, _ = fmt.read_items(path, path.read_bytes(), [None])[0]
     nose, hips = seq[:, 0, 0], seq[:, 0, [8, 11]]

@@ -17,18 +17,17 @@ from s2i_cli.eval import evaluate as ev
 from s2i_cli.eval import metrics, probe
 from s2i_cli.train.config import EvalConfig
 from s2i_cli.train.runs import CHECKPOINT
+from tests.helpers import FAST, TINY
 from tests.stores import make_store
 
-FAST = dict(workers=0, progress=False)  # worker processes cost more than they save on tiny stores
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("store") / "s.zarr", n=128, size=32, classes=4,
-                      protocols=("xsub", "xview"))
+def store(probe_store):
+    return probe_store
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,7 @@ def run(tmp_path_factory, store):
     from s2i_cli.train.pretrain import pretrain
 
     runs = tmp_path_factory.mktemp("runs")
-    return pretrain(store, runs / "tiny", model="vit_tiny", epochs=1, batch_size=16, max_steps=4,
-                    decoder_dim=64, decoder_depth=1, decoder_heads=4, workers=0, progress=False)
+    return pretrain(store, runs / "tiny", epochs=1, batch_size=16, max_steps=4, **TINY)
 
 
 # ------------------------------------------------------------------ metrics by hand
@@ -263,6 +261,7 @@ def test_random_subset_is_mamps_int_n_ratio_and_reproducible():
         ev.random_subset(10, 1.5)
 
 
+@pytest.mark.slow
 def test_cli_seeds_report_mean_and_std_with_mean_class_accuracy(store, tmp_path):
     runs = tmp_path / "runs"
     result = CliRunner().invoke(app, ["evaluate", "--run", "none", "--store", str(store), "--model", "vit_tiny",

@@ -15,15 +15,13 @@ from s2i_cli.cli import app
 from s2i_cli.convert.flow import convert
 from s2i_cli.export.ctrgcn import file_name, frame_rows
 from tests.ctrgcn_reference import ctrgcn_rows
-
-from .conftest import shared_data
+from tests.helpers import shared_data
 
 
 @pytest.fixture(scope="module")
-def ntu60(tmp_path_factory) -> tuple[Path, zarr.Group]:
+def ntu60(converted) -> tuple[Path, zarr.Group]:
     """`s2i convert ntu60` of the real NTU sample files (protocols xsub, xview)."""
-    out = tmp_path_factory.mktemp("ntu60") / "ntu.zarr"
-    convert("ntu60", shared_data("ntu"), out, size=32, progress=False)
+    out = converted("ntu60", "ntu", size=32)
     return out, zarr.open_group(str(out), mode="r")
 
 

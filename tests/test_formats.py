@@ -22,7 +22,8 @@ from s2i_cli.formats.kinetics import parse_video as parse_kinetics
 from s2i_cli.formats.pkummd import PKUMMD_CLASS_NAMES, parse_sequence, parse_split_text
 from s2i_cli.formats.toyota import CROSS_VIEW_CLASSES, TOYOTA_CLASS_NAMES
 from s2i_cli.formats.toyota import parse_video as parse_toyota
-from tests.conftest import shared_data
+from tests.helpers import shared_data
+from tests.samples import frame_line, pku_tree, toyota_doc
 
 PKU_LABELS = {"0036-L": [(26, 206, 265, 2), (18, 395, 446, 2), (27, 530, 594, 2), (24, 704, 773, 2),
                          (21, 830, 887, 2), (16, 991, 1086, 2), (14, 1144, 1224, 2)]}
@@ -117,6 +118,7 @@ def test_pku_official_split_files_parse_with_their_typo_and_trailing_comma(pku_d
     assert all((s == 1) == n.endswith("-M") for n, s in view.items())
 
 
+@pytest.mark.slow
 def test_pku_real_files_convert_and_decode_to_their_input(pku_dir, tmp_path):
     report = convert_concat("pkummd", pku_dir, tmp_path / "pku.zarr")
     assert report.written == 23 and not report.rejected
@@ -136,19 +138,6 @@ def test_pku_real_files_convert_and_decode_to_their_input(pku_dir, tmp_path):
         assert root["meta/confidence"][i] == it.meta["confidence"] and root["meta/sequence"][i] == int(name[:4])
         check_decodes_to_input(root, i, skeletons.NTU25, centre_3d(seg, 1))
     assert root.attrs["s2i"]["class_names"][0] == "bow"
-
-
-def pku_tree(tmp_path: Path, skeleton: bytes, labels: str, stem: str = "0002-L") -> Path:
-    raw = tmp_path / "raw"
-    (raw / "skeleton").mkdir(parents=True, exist_ok=True)
-    (raw / "label").mkdir(exist_ok=True)
-    (raw / "skeleton" / f"{stem}.txt").write_bytes(skeleton)
-    (raw / "label" / f"{stem}.txt").write_text(labels)
-    return raw
-
-
-def frame_line(p1: float, p2: float = 0.0) -> str:
-    return " ".join(["%.6f" % p1] * 75 + ["%.6f" % p2] * 75)
 
 
 def test_pku_intervals_are_inclusive_and_absent_frames_dropped(tmp_path):
@@ -446,29 +435,6 @@ def test_every_skeleton_fills_the_ntu_part_slots():
 
 
 # --------------------------------------------------------------------------- Toyota Smarthome
-
-def toyota_doc(rng, frames: int = 12, vectors: str = "planar", cumscore: bool = True) -> tuple[dict, np.ndarray]:
-    """A made-up LCR-Net JSON and the (T, 2, 13, 3) joints the reader gives for it, y negated
-    (two detections in the odd frames, the better-scored listed second; no detection in frame 3)."""
-    joints = rng.normal(size=(frames, 2, 13, 3)).astype(np.float32)
-    joints[::2, 1] = 0
-
-    def vec(j):
-        return (j.T.reshape(-1) if vectors == "planar" else j.reshape(-1)).tolist()
-
-    out = []
-    for t in range(frames):
-        people = [{"pose2d": [0.0] * 26, "pose3d": vec(joints[t, 0])}]
-        if cumscore:
-            people[0]["cumscore"] = 5.0
-        if t % 2:
-            other = {"pose2d": [0.0] * 26, "pose3d": vec(joints[t, 1])}
-            if cumscore:
-                other["cumscore"] = 1.0
-            people = [other, people[0]] if cumscore else people + [other]
-        out.append([] if t == 3 else people)
-    keep = np.arange(frames) != 3
-    return {"frames": out, "njts": 13, "K": 2}, joints[keep] * np.array([1, -1, 1], dtype=np.float32)
 
 
 def test_toyota_y_points_up_in_the_store(tmp_path):

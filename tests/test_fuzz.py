@@ -8,12 +8,11 @@ seconds per reader). A longer run: `S2I_FUZZ_EXAMPLES=3000 pytest tests/test_fuz
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from s2i_cli.encoder import skeletons
@@ -21,18 +20,16 @@ from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.base import MAX_COORDINATE
 from s2i_cli.formats.ntu import parse_skeleton
 from s2i_cli.formats.pkummd import parse_sequence
+from tests.fuzzing import FUZZ, TIME_LIMIT, edited, flipped, paths, truncated
 from tests.samples import seeds, within
 
-EXAMPLES = int(os.environ.get("S2I_FUZZ_EXAMPLES", "30"))
-TIME_LIMIT = 5.0  # s per file: the seeds read in well under a millisecond once compiled
+pytestmark = pytest.mark.slow  # 30 seeded examples per case; S2I_FUZZ_EXAMPLES=3000 for a long run
+
 SEEDS = seeds(np.random.default_rng(13))
 TEXT = {"ntu": parse_skeleton, "pkummd": parse_sequence}  # the parse step, whose rejections carry a line
 JSON_READERS = ("nwucla", "kinetics", "toyota", "kinetics labels")
 SKELETONS = {name: get_format(dataset).skeleton for name, dataset in
              (("ntu", "ntu120"), ("pkummd", "pkummd"), ("nwucla", "nwucla"), ("kinetics", "kinetics"), ("toyota", "toyota"))}
-
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 NUMBER = re.compile(rb"(?<![\w.+-])[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(?![\w.])")  # whole tokens, not "3" of pose3d
 NASTY = [b"nan", b"NaN", b"inf", b"-inf", b"Infinity", b"1e999999999999999999", b"-1e999999999999999999",
@@ -83,20 +80,6 @@ def check_json(name: str, doc) -> None:
 
 
 # --------------------------------------------------------------------------- byte-level damage
-
-@st.composite
-def truncated(draw, data: bytes) -> bytes:
-    return data[:draw(st.integers(0, len(data)))]
-
-
-@st.composite
-def flipped(draw, data: bytes) -> bytes:
-    out = bytearray(data)
-    for pos, byte in draw(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1,
-                                   max_size=8)):
-        out[pos] = byte
-    return bytes(out)
-
 
 @st.composite
 def lines_edited(draw, data: bytes) -> bytes:
@@ -167,42 +150,6 @@ def test_damaged_bytes(name, mutation):
 
 
 # --------------------------------------------------------------------------- JSON structure
-
-def paths(node, prefix=()):
-    """Every place in a JSON document: the path of keys and indices from the root."""
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for k, value in enumerate(node):
-            yield from paths(value, (*prefix, k))
-
-
-DELETE = object()  # an edit's value that removes the place instead
-
-
-def replaced(doc, path, value):
-    """`doc` with the value at `path` replaced (or deleted, for DELETE); `doc` itself unchanged."""
-    if not path:
-        return value
-    out = doc.copy()
-    if value is DELETE and len(path) == 1:
-        del out[path[0]]
-    else:
-        out[path[0]] = replaced(doc[path[0]], path[1:], value)
-    return out
-
-
-def edited(doc, edits):
-    """`doc` with each (path, value) edit made in turn."""
-    for path, value in edits:
-        try:
-            doc = replaced(doc, path, value)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError):  # an earlier edit removed or replaced it
-            pass
-    return doc
-
 
 def nested(depth: int):
     node = [0.5]

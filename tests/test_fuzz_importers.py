@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from s2i_cli.encoder import skeletons
 from s2i_cli.formats import FormatError, Item, Rejection
 from s2i_cli.formats.base import MAX_COORDINATE
+from tests.fuzzing import DELETE, FUZZ, TIME_LIMIT, edited, flipped, paths, truncated
 from tests.samples import ctrgcn_arrays, import_bytes, npz_bytes, pyskl_doc, within
-from tests.test_fuzz import DELETE, FUZZ, TIME_LIMIT, edited, flipped, paths, truncated
+
+pytestmark = pytest.mark.slow  # 30 seeded examples per case; S2I_FUZZ_EXAMPLES=3000 for a long run
 
 RNG = np.random.default_rng(14)
 DOC = pyskl_doc(RNG)

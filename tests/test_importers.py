@@ -26,7 +26,6 @@ from s2i_cli.formats.ntu import parse_name, parse_skeleton, split_masks
 from s2i_cli.formats.pyskl import split_protocols
 from s2i_cli.kernels.ntu_select import select_actors
 from s2i_cli.views.info import store_summary
-from tests.conftest import shared_data
 from tests.samples import within
 from tests.ctrgcn_reference import ctrgcn_rows
 
@@ -177,12 +176,9 @@ def test_truncated_or_foreign_npz_is_a_one_line_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ntu_store(tmp_path_factory) -> tuple[Path, zarr.Group]:
-    """The real NTU files and `s2i convert ntu60` of them (concat layout, 48 px)."""
-    raw = shared_data("ntu")
-    out = tmp_path_factory.mktemp("ntu") / "ntu.zarr"
-    convert("ntu60", raw, out, size=48, progress=False)
-    return raw, zarr.open_group(str(out), mode="r")
+def ntu_store(ntu_dir, ntu60_store) -> tuple[Path, zarr.Group]:
+    """The real NTU files and `s2i convert ntu60` of them (48 px)."""
+    return ntu_dir, zarr.open_group(str(ntu60_store), mode="r")
 
 
 def selected(path: Path) -> tuple[np.ndarray, int]:
@@ -288,6 +284,7 @@ def coco_annotation(rng, name: str, label: int, persons: int = 3, frames: int = 
             "keypoint_score": score}
 
 
+@pytest.mark.slow
 def test_pyskl_2d_coco17_file_keeps_two_persons_and_drops_empty_frames(tmp_path):
     rng = np.random.default_rng(1)
     anns = [coco_annotation(rng, f"v_{k:02d}", k % 3, persons=1 if k == 2 else 3) for k in range(6)]
@@ -427,6 +424,7 @@ def read_in_child(name, items):
     return seqs, fmt.skeleton.name, fmt.meta_fields, fmt.class_names
 
 
+@pytest.mark.slow
 def test_discovered_items_are_read_in_another_process(tmp_path):
     """A shard converted in a worker process gets its items by pickling and makes its reader
     afresh: the items say where their samples are (file + offset/row), and what discovery
@@ -494,6 +492,7 @@ def test_a_huge_memo_index_allocates_nothing():
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_importers_convert_in_worker_processes_as_in_one(tmp_path):
     """Shard tasks in two worker processes give the same store as one process."""
     rng = np.random.default_rng(5)
@@ -667,6 +666,7 @@ def test_a_corrupt_compressed_npz_member_is_a_rejection_when_read(tmp_path):
     b"\x80\x02}(" + b"(" * 2_000_000 + b"t" * 2_000_000 + b"]u.",  # a dict key
     b"\x80\x02c__builtin__\nfrozenset\nN" + b"\x85" * 2_000_000 + b"\x85\x85R.",  # a frozenset member
 ], ids=["dict key", "frozenset member"])
+@pytest.mark.slow
 def test_a_deeply_nested_key_is_refused_not_a_crash(tmp_path, blob):
     """Hashing a tuple recurses in C without a depth check: a key nested 2,000,000 tuples
     deep (4 MB) killed the process with a segmentation fault. Run in a child, which it killed."""

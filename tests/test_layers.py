@@ -5,6 +5,7 @@ under `if TYPE_CHECKING:` count too."""
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "s2i_cli"
@@ -58,6 +59,7 @@ def imports(module: str, path: Path, known: set[str]) -> set[str]:
     return {m for m in found if m != module}
 
 
+@cache
 def graph() -> dict[str, set[str]]:
     mods = modules()
     known = set(mods)
@@ -134,3 +136,17 @@ def test_design_md_names_every_module():
                if str(p.relative_to(PACKAGE.parent)) not in named
                and not (p.name == "__init__.py" and f"{p.parent.relative_to(PACKAGE.parent)}/" in named)]
     assert not missing, "docs/design.md §6 does not name: " + ", ".join(missing)
+
+
+def test_no_test_module_imports_another():
+    """Test modules share through conftest.py (fixtures) and the helper modules of tests/, never
+    by importing each other (or conftest)."""
+    tests = PACKAGE.parent / "tests"
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [("." * node.level) + (node.module or "")] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name} imports {n}" for n in names
+                      if n.split(".")[-1].startswith("test_") or n.split(".")[-1] == "conftest"]
+    assert not found, "\n".join(found)

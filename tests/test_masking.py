@@ -10,6 +10,7 @@ import torch
 from s2i_cli.encoder import skeletons
 from s2i_cli.train.mae import MaskedAutoencoder
 from s2i_cli.train.masking import STRATEGIES, hidden_count, mask_scores
+from tests.helpers import TINY_DECODER
 
 GRID = (14, 14)
 PARTS = skeletons.patch_column_parts(skeletons.NTU25, "aligned", 224)  # 2/3/3/3/3 patch columns
@@ -63,13 +64,14 @@ def test_parts_hides_whole_parts_in_a_row_block():
     assert len(starts) > 1  # the block moves in time
 
 
+@pytest.mark.slow
 def test_model_uses_the_strategy_and_refuses_unknown():
-    net = MaskedAutoencoder("vit_tiny", 224, decoder_dim=32, decoder_depth=1, decoder_heads=4, masking="tube")
+    net = MaskedAutoencoder("vit_tiny", 224, **TINY_DECODER, masking="tube")
     noise = net.sample_noise(2, "cpu", torch.Generator().manual_seed(0))
     _, _, mask = net(torch.zeros(2, 3, 224, 224), noise)
     grid = mask.reshape(2, 14, 14)
     assert (grid.all(dim=1).sum(dim=1) == 10).all()  # 147 hidden = 10 whole columns + 7
     with pytest.raises(ValueError, match="unknown masking"):
-        MaskedAutoencoder("vit_tiny", 32, decoder_dim=32, decoder_depth=1, decoder_heads=4, masking="blocks")
+        MaskedAutoencoder("vit_tiny", 32, **TINY_DECODER, masking="blocks")
     with pytest.raises(ValueError, match="body part"):
-        MaskedAutoencoder("vit_tiny", 32, decoder_dim=32, decoder_depth=1, decoder_heads=4, masking="parts")
+        MaskedAutoencoder("vit_tiny", 32, **TINY_DECODER, masking="parts")

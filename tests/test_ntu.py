@@ -18,9 +18,10 @@ from s2i_cli.encoder.pixels import decode_image
 from s2i_cli.formats import FormatError, get_format
 from s2i_cli.formats.ntu import parse_name, parse_skeleton, read_missing_list, split_masks
 from s2i_cli.kernels.ntu_select import select_actors
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from tests.ctrgcn_reference import two_actors
 from tests.ntu_reference import read_skeleton
+from tests.stores import assert_stores_equal
 
 TWO_PERSON = ["S001C001P001R001A050", "S001C003P008R002A058", "S017C003P020R002A054", "S017C003P020R002A055",
               "S017C003P020R002A056", "S017C003P020R002A057", "S017C003P020R002A058"]
@@ -244,17 +245,7 @@ def test_existing_store_needs_resume_or_overwrite(ntu_dir, tmp_path):
     assert not (out / "stray.txt").exists() and store.open_store(out)["images"].shape == (3, 3, 32, 32)
 
 
-def assert_stores_equal(a: Path, b: Path):
-    ra, rb = store.open_store(a), store.open_store(b)
-    arrays = ["images", "valid", "label", "name", "frames", "actors", "norm", "skeleton/start",
-              "meta/setup", "meta/camera", "meta/subject", "meta/replication", "splits/xsub/train", "splits/xset/test"]
-    for name in arrays:
-        assert np.array_equal(ra[name][:], rb[name][:]), name
-    for i in store.valid_indices(ra):  # the frames written (the rest of each region is never-written fill)
-        assert np.array_equal(store.read_skeleton(ra, i), store.read_skeleton(rb, i)), i
-    assert ra.attrs["s2i"]["rejected"] == rb.attrs["s2i"]["rejected"]
-
-
+@pytest.mark.slow
 def test_resume_after_crash_equals_uninterrupted(ntu_dir, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     shutil.copytree(ntu_dir, raw, ignore=shutil.ignore_patterns("*.txt", "*.gz"))
@@ -324,6 +315,7 @@ def start_and_kill(cmd: list[str], out: Path, kill) -> int:
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(ntu_dir, tmp_path):
     """A real kill: SIGKILL the whole `s2i convert` once some shards are written."""
     import subprocess
@@ -342,6 +334,7 @@ def test_resume_after_sigkill_equals_uninterrupted(ntu_dir, tmp_path):
     assert_stores_equal(tmp_path / "full.zarr", out)
 
 
+@pytest.mark.slow
 def test_sigkill_of_one_worker_fails_the_run_and_resume_completes_it(ntu_dir, tmp_path):
     """kill -9 of one worker process: the run names a shard, exits 3 and leaves a store that
     --resume completes equal to an uninterrupted run's."""

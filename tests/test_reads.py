@@ -15,29 +15,19 @@ import zarr
 from torch.utils.data import DataLoader
 
 from s2i_cli import store
-from s2i_cli.convert.flow import convert
 from s2i_cli.train.loader import BlockDataset, make_loader
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from tests.stores import make_store, pipeline
 
-pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata")
-
-
-@pytest.fixture(scope="module")
-def ntu_store(tmp_path_factory):
-    """The real NTU samples at 224 px, joint (zstd-3) and bone (zstd-1) images, shards of 4."""
-    out = tmp_path_factory.mktemp("ntu") / "ntu.zarr"
-    convert("ntu120", shared_data("ntu"), out, size=224, shard=4, workers=1, streams=("joint", "bone"),
-            progress=False)
-    return out
+pytestmark = [pytest.mark.filterwarnings("ignore:Consolidated metadata"), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("stream", ["joint", "bone"])
-def test_zarrs_reads_are_bit_exact_on_real_images(ntu_store, stream):
-    root = store.open_store(ntu_store)
+def test_zarrs_reads_are_bit_exact_on_real_images(ntu_sharded_store, stream):
+    root = store.open_store(ntu_sharded_store)
     images, norm, _ = store.stream_arrays(root, stream)
     with mock.patch.dict(store._ZARRS, clear=True):  # the same arrays through zarr-python's pipeline
-        plain_images, plain_norm, _ = store.stream_arrays(store.open_store(ntu_store), stream)
+        plain_images, plain_norm, _ = store.stream_arrays(store.open_store(ntu_sharded_store), stream)
     assert pipeline(images) == pipeline(norm) == "ZarrsCodecPipeline"
     assert pipeline(plain_images) == pipeline(plain_norm) == "BatchedCodecPipeline"
     everything = plain_images[:]
@@ -48,7 +38,7 @@ def test_zarrs_reads_are_bit_exact_on_real_images(ntu_store, stream):
     pick = [1, 9, 14]
     assert np.array_equal(images.oindex[pick], everything[pick])
     valid = store.valid_indices(root)
-    loaded = next(iter(make_loader(ntu_store, valid, len(valid), shuffle=False, workers=0, stream=stream)))
+    loaded = next(iter(make_loader(ntu_sharded_store, valid, len(valid), shuffle=False, workers=0, stream=stream)))
     assert np.array_equal(loaded[0].numpy(), everything[loaded[2].numpy()])
 
 
@@ -97,7 +87,7 @@ def test_a_store_at_a_url_keeps_zarr_python_s_pipeline(tmp_path):
     assert zarr.config.get("codec_pipeline.path") != "zarrs.ZarrsCodecPipeline"
 
 
-def test_without_zarrs_installed_the_same_store_converts_and_reads(ntu_store, tmp_path):
+def test_without_zarrs_installed_the_same_store_converts_and_reads(ntu_sharded_store, tmp_path):
     """A host without zarrs (the GPU host's wheel set has none) converts and reads through
     zarr-python's pipeline: the same arrays as the zarrs-written store, no error."""
     code = f"""
@@ -113,7 +103,7 @@ convert("ntu120", {str(shared_data("ntu"))!r}, {str(tmp_path / "plain.zarr")!r},
         streams=("joint", "bone"), progress=False)
 for stream in ("joint", "bone"):
     mine = store.stream_arrays(store.open_store({str(tmp_path / "plain.zarr")!r}), stream)
-    theirs = store.stream_arrays(store.open_store({str(ntu_store)!r}), stream)
+    theirs = store.stream_arrays(store.open_store({str(ntu_sharded_store)!r}), stream)
     assert type(mine[0]._async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
     assert np.array_equal(mine[0][:], theirs[0][:]) and np.array_equal(mine[1][:], theirs[1][:])
 print("ok")

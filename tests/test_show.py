@@ -21,20 +21,13 @@ from s2i_cli.views.show import (GIF_DPI, GIF_FIGSIZE, IMAGE_BOX, IMAGE_LEFT, IMA
 from s2i_cli.encoder.pixels import decode_image
 from s2i_cli.store import create_store, finalize, open_store, write_shard
 
-from .conftest import shared_data
-from .stores import make_store
+from tests.helpers import shared_data
+from tests.stores import make_store
 
 # where each dataset's sample files live under shared/data (datasets without files are skipped)
 DATA_FOLDERS = {"ntu60": "ntu", "ntu120": "ntu", "pkummd": "pkummd", "pkummd2": "pkummd", "nwucla": "nwucla",
                 "kinetics": "kinetics_skeleton", "toyota": "toyota"}
 WIDE = {"COLUMNS": "200"}  # rich wraps at 80 columns without a terminal
-
-
-@pytest.fixture(scope="module")
-def ntu_store(tmp_path_factory, ntu_dir) -> Path:
-    out = tmp_path_factory.mktemp("show") / "ntu.zarr"
-    convert("ntu120", ntu_dir, out, progress=False, command="s2i convert ntu120 NTU ntu.zarr")
-    return out
 
 
 def invoke(*args: str):
@@ -86,6 +79,7 @@ def texts_inside(monkeypatch) -> list[str]:
     return bad
 
 
+@pytest.mark.slow
 def test_every_text_is_inside_the_figure(ntu_dir, tmp_path, texts_inside):
     """Regression: the curves' one-line title ('right hand tip, actor 1: image column 122 decoded
     (dots) over bone-motion from skeleton/ (lines)') ran 140 px past the figure's right edge."""
@@ -256,6 +250,7 @@ def make_2d_store(path: Path, layout_name: str = "concat") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_show_and_info_on_a_2d_store(tmp_path):
     store = make_2d_store(tmp_path / "k.zarr")
     root = open_store(store)
@@ -287,6 +282,7 @@ def test_show_on_the_synthetic_test_store(tmp_path):
 NO_REAL_SAMPLES = {"toyota", "pkummd2", "pyskl", "ctrgcn"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "ntu120" and d not in NO_REAL_SAMPLES])
 def test_show_every_dataset(dataset, tmp_path, texts_inside):
     """Every dataset reader's store renders (a few samples from its sample files; ntu120: the tests above)."""
@@ -298,13 +294,14 @@ def test_show_every_dataset(dataset, tmp_path, texts_inside):
     assert texts_inside == []
 
 
+@pytest.mark.slow
 def test_show_toyota_from_written_files(tmp_path):
     """No real Toyota file exists: render a store made from files written like the reader's tests."""
     import json
 
     import numpy as np
 
-    from tests.test_formats import toyota_doc
+    from tests.samples import toyota_doc
 
     raw = tmp_path / "raw"
     raw.mkdir()

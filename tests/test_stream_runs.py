@@ -8,30 +8,25 @@ import pytest
 from typer.testing import CliRunner
 
 from s2i_cli.cli import app
-from s2i_cli.convert.flow import convert
 from s2i_cli.eval import evaluate as ev
 from s2i_cli.eval.ensemble import load_scores
 from s2i_cli.eval.metrics import topk_accuracy
 from s2i_cli.store import open_store, split_indices
-from tests.conftest import shared_data
+from tests.helpers import FAST, TINY
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FAST = dict(workers=0, progress=False)
-TINY = dict(model="vit_tiny", epochs=1, batch_size=4, max_steps=2, decoder_dim=32, decoder_depth=1,
-            decoder_heads=2, workers=0, progress=False)
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+SHORT = dict(epochs=1, batch_size=4, max_steps=2)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The real NTU files with all four streams, and a tiny run pretrained on joint and on bone."""
+def runs(ntu_small_store, tmp_path_factory):
+    """The real NTU files with joint, bone and motion images, and a tiny run pretrained on joint and on bone."""
     from s2i_cli.train.pretrain import pretrain
 
     tmp = tmp_path_factory.mktemp("stream-runs")
-    out = tmp / "ntu.zarr"
-    convert("ntu120", shared_data("ntu"), out, size=32, workers=1, streams=("bone", "motion"), progress=False)
-    joint = pretrain(out, tmp / "runs" / "joint", **TINY)
-    bone = pretrain(out, tmp / "runs" / "bone", stream="bone", **TINY)
-    return out, joint, bone
+    joint = pretrain(ntu_small_store, tmp / "runs" / "joint", **TINY, **SHORT)
+    bone = pretrain(ntu_small_store, tmp / "runs" / "bone", stream="bone", **TINY, **SHORT)
+    return ntu_small_store, joint, bone
 
 
 def test_pretrain_and_evaluate_use_the_run_stream(runs):

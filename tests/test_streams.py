@@ -11,7 +11,7 @@ from s2i_cli import store
 from s2i_cli.convert.flow import convert
 from s2i_cli.encoder import skeletons, streams
 from s2i_cli.encoder.pixels import decode_image
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 SIZE = 32
 

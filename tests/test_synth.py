@@ -128,6 +128,7 @@ def yaw_invariant_features(path: Path) -> np.ndarray:
     return np.concatenate([rel[..., 1].ravel(), np.linalg.norm(rel[..., [0, 2]], axis=-1).ravel()])
 
 
+@pytest.mark.slow
 def test_classes_move_differently_enough_to_learn(tmp_path):
     paths = synthesize("ntu120", tmp_path, 40, seed=1, classes=5)
     x = np.array([yaw_invariant_features(p) for p in paths])
