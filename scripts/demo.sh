@@ -2,7 +2,7 @@
 # The embedded default, end to end on a CPU in a few minutes: synthesise a small
 # NTU120-format dataset, convert it to an S2I store, pretrain a tiny masked autoencoder,
 # evaluate the xsub protocol with a linear probe, and say where the pictures are. SIZE and
-# EPOCHS are the ablation's CPU setting (README, "The ablation"): the smallest one found
+# EPOCHS are the ablation's CPU setting (docs/ablation.md): the smallest one found
 # where the pretrained encoder beats a random-init one at 10 % of the labels.
 #
 #   bash scripts/demo.sh [OUT]          (make demo runs it with OUT=demo)
