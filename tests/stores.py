@@ -87,3 +87,16 @@ def assert_stores_equal(a: Path, b: Path):
     for i in store.valid_indices(ra):  # the frames written (the rest of each region is never-written fill)
         assert np.array_equal(store.read_skeleton(ra, i), store.read_skeleton(rb, i)), i
     assert ra.attrs["s2i"]["rejected"] == rb.attrs["s2i"]["rejected"]
+
+
+def done_records(out: Path) -> list[dict]:
+    """The per-shard done records written so far (a record being written is skipped)."""
+    import json
+
+    records = []
+    for meta in (out / "progress").glob("*/zarr.json"):
+        try:
+            records.append(json.loads(meta.read_text())["attributes"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return records

@@ -477,7 +477,7 @@ def test_kill_9_of_convert_leaves_no_process(tmp_path):
     import time
 
     from s2i_cli.formats.synth import synthesize
-    from tests.test_ntu import done_records
+    from tests.stores import done_records
 
     raw, out = tmp_path / "raw", tmp_path / "out.zarr"
     synthesize("ntu60", raw, 120, seed=0)

@@ -21,7 +21,7 @@ from s2i_cli.kernels.ntu_select import select_actors
 from tests.helpers import shared_data
 from tests.ctrgcn_reference import two_actors
 from tests.ntu_reference import read_skeleton
-from tests.stores import assert_stores_equal
+from tests.stores import assert_stores_equal, done_records
 
 TWO_PERSON = ["S001C001P001R001A050", "S001C003P008R002A058", "S017C003P020R002A054", "S017C003P020R002A055",
               "S017C003P020R002A056", "S017C003P020R002A057", "S017C003P020R002A058"]
@@ -281,19 +281,6 @@ def replicated_raw(ntu_dir: Path, raw: Path, n: int = 96) -> Path:
         src = sorted(ntu_dir.glob("*.skeleton"))[k % 16]
         (raw / f"S{1 + k % 32:03d}C001P{1 + k // 32:03d}R001{src.name[16:20]}.skeleton").symlink_to(src)
     return raw
-
-
-def done_records(out: Path) -> list[dict]:
-    """The per-shard done records written so far (a record being written is skipped)."""
-    import json
-
-    records = []
-    for meta in (out / "progress").glob("*/zarr.json"):
-        try:
-            records.append(json.loads(meta.read_text())["attributes"])
-        except (OSError, ValueError, KeyError):
-            pass
-    return records
 
 
 def start_and_kill(cmd: list[str], out: Path, kill) -> int:
