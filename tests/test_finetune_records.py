@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 
 from s2i_cli.eval import finetune
-from s2i_cli.convert.flow import convert
 from s2i_cli.eval.evaluate import evaluate
-
-from tests.conftest import shared_data
 
 
 @pytest.fixture(scope="module")
-def ntu_store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ft") / "n.zarr"
-    convert("ntu60", shared_data("ntu"), out, size=32, progress=False, workers=1)
-    return out
+def ntu_store(ntu_small_store):
+    return ntu_small_store
 
 
 def test_augment_is_in_the_key_the_checkpoint_and_results_and_reaches_the_loader(ntu_store, tmp_path, monkeypatch,
