@@ -13,7 +13,7 @@ from s2i_cli.train.pretrain import pretrain
 
 from s2i_cli.convert.flow import convert
 
-from .conftest import shared_data
+from tests.helpers import shared_data
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = dict(model="vit_tiny", decoder_dim=32, decoder_depth=1, decoder_heads=2, workers=0)
