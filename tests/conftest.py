@@ -20,7 +20,8 @@ from tests.stores import make_store
 # which `pytest -m "not slow"` leaves out. Other slow tests carry @pytest.mark.slow.
 SLOW_FIXTURES = {"converted", "ntu_store", "ntu_sharded_store", "ntu_small_store", "ntu60_store",
                  "run", "runs", "small_run",  # test_evaluate, test_stream_runs, test_pretrain: pretrained runs
-                 "generated"}  # test_synth: 2 x 200 synthetic files
+                 "generated",  # test_synth: 2 x 200 synthetic files
+                 "api_folder"}  # test_api: a conversion and a pretraining run
 
 
 def pytest_collection_modifyitems(items):

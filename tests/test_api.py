@@ -27,7 +27,7 @@ def readme_example() -> str:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def api_folder(tmp_path_factory) -> Path:
     """A folder holding a store `out.zarr` and a pretraining run `runs/demo`, as the example expects."""
     root = tmp_path_factory.mktemp("api")
     convert("ntu60", shared_data("ntu"), root / "out.zarr", size=32, progress=False)  # the real NTU files
@@ -36,16 +36,16 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def test_readme_example_runs_as_written(folder, monkeypatch, one_torch_thread):
-    monkeypatch.chdir(folder)
+def test_readme_example_runs_as_written(api_folder, monkeypatch, one_torch_thread):
+    monkeypatch.chdir(api_folder)
     scope: dict = {}
     exec(compile(readme_example(), "README.md", "exec"), scope)
     assert scope["features"].shape == (len(scope["images"]), 192)  # ViT-Tiny's width
     assert scope["skeleton"].ndim == 4 and scope["skeleton"].dtype == np.float32
 
 
-def test_api_agrees_with_the_store_functions(folder):
-    store = s2i.open_store(folder / "out.zarr")
+def test_api_agrees_with_the_store_functions(api_folder):
+    store = s2i.open_store(api_folder / "out.zarr")
     assert len(store) == 16 and store.protocols == ("xsub", "xview") and store.streams == ("joint",)
     train = store.split("xsub", "train")
     images = [image for image, _, _ in s2i.dataset(store, "xsub", "train")]
@@ -55,5 +55,5 @@ def test_api_agrees_with_the_store_functions(folder):
     assert store.index(name) == 3 and np.array_equal(store.skeleton(name), store.skeleton(3))
     with pytest.raises(KeyError):
         store.index("no such sample")
-    encoder = s2i.load_encoder(folder / "runs" / "demo")
+    encoder = s2i.load_encoder(api_folder / "runs" / "demo")
     assert not encoder.training and encoder(torch.zeros(1, 3, 32, 32)).shape == (1, 192)

@@ -313,6 +313,7 @@ def finish(cfg: ConvertConfig, root: zarr.Group, fmt: DatasetFormat, enc: Encodi
                           else (_only(m, valid), _only(~np.asarray(m, dtype=bool), valid))
                           for p, m in masks.items()})
     all_rejected = found.rejected + run_rejected
+    store.compact_skeletons(root)  # before anything reads the skeletons back (finalize's first step too)
     if cfg.norm == "dataset" and valid.any():
         apply_dataset_limits(root, valid, splits, enc, shard)
     store.finalize(root, splits, [r.as_dict() for r in all_rejected])

@@ -9,5 +9,5 @@ from .schema import (_ZARRS, FORMAT_VERSION, FRAMES_CHUNK, HAVE_ZARRS, MEAN_FRAM
                      StoreError, absolute, check_replaceable, create_store, create_stream_arrays, empty_block, exists,
                      frame_region, is_s2i_folder, is_url, open_group, read_header, root_schema, sample_schema, stored_streams,
                      stream_paths)
-from .writes import (consolidate, done_shards, finalize, mark_done, record_streams, update_attrs, write_shard,
+from .writes import (compact_skeletons, consolidate, done_shards, finalize, mark_done, record_streams, update_attrs, write_shard,
                      write_streams)
