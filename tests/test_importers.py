@@ -676,3 +676,31 @@ def test_a_deeply_nested_key_is_refused_not_a_crash(tmp_path, blob):
             "try: safe_pickle.load_path(Path(sys.argv[1]))\nexcept ValueError as exc: print(exc)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "nested more than 100 deep" in done.stdout, (done.returncode, done.stderr)
+
+
+def test_ctrgcn_ntu120_repeated_actor_is_one_actor(tmp_path):
+    """CTR-GCN's NTU120 seq_transformation.py pads a single actor with itself (hstack((ske, ske))),
+    its NTU60 one with zeros: both are one actor, so `--fill zero` applies; a real second body
+    (different, or equal to the first only in some frames) stays an actor."""
+    rng = np.random.default_rng(0)
+    body = rng.normal(0, 0.3, size=(40, 75)).astype(np.float32)
+    other = rng.normal(0, 0.3, size=(40, 75)).astype(np.float32)
+    partly = other.copy()
+    partly[:20] = body[:20]
+    x = np.zeros((4, 300, 150), np.float32)
+    x[0, :40] = np.hstack([body, body])  # NTU120's padding
+    x[1, :40] = np.hstack([body, np.zeros_like(body)])  # NTU60's padding
+    x[2, :40] = np.hstack([body, other])  # two actors
+    x[3, :40] = np.hstack([body, partly])  # two actors, alike for a while
+    npz = tmp_path / "NTU120_CSub.npz"
+    np.savez(npz, x_train=x, y_train=np.eye(120)[[3, 3, 50, 50]])
+    assert [real_frames(row)[1] for row in x] == [1, 1, 2, 2]
+    report = convert("ctrgcn", npz, tmp_path / "z.zarr", size=32, fill="zero", progress=False)
+    assert report.written == 4 and not report.rejected
+    got = zarr.open_group(str(tmp_path / "z.zarr"), mode="r")
+    assert got["actors"][:].tolist() == [1, 1, 2, 2]
+    assert not np.any(store.read_skeleton(got, 0)[:, 1])  # the repeat is gone from the stored skeleton
+    assert np.array_equal(store.read_skeleton(got, 0), store.read_skeleton(got, 1))
+    images = got["images"][:]
+    assert np.array_equal(images[0], images[1])  # the same image as NTU60's padding gives
+    assert not np.array_equal(images[0, :, :16], images[0, :, 16:])  # --fill zero applied: no copy below

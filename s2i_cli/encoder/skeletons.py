@@ -277,8 +277,9 @@ def actor_rows(height: int, persons: str) -> list[tuple[int, int]]:
 def row_map(frames: int, actors: int, height: int, persons: str, fill: str = FILL_DEFAULT.value) -> tuple[np.ndarray, ...]:
     """Per output row: actor, two source frames, weight. Each band of `actor_rows` holds
     every frame. With one actor the bottom band of `stacked` is, by `fill`, actor 1 again
-    (`repeat`) or the empty second slot, every joint at the origin (`zero`, as CTR-GCN and
-    MAMP pad an absent body): a repeat gives every masked patch an identical twin to copy."""
+    (`repeat`) or the empty second slot, every joint at the origin (`zero`, as CTR-GCN's
+    NTU60 script pads an absent body; its NTU120 script repeats the actor): a repeat gives
+    every masked patch an identical twin to copy (masking.py masks it alike)."""
     if fill not in FILLS:
         raise ValueError(f"unknown fill {fill!r}: choose one of {', '.join(FILLS)}")
     parts = []

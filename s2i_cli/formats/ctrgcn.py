@@ -182,9 +182,16 @@ def _skip(fp, n: int, chunk: int = 1 << 24) -> None:
 def real_frames(frames: np.ndarray) -> Sequence:
     """One (300, 150) padded row -> (T, 2, 25, 3) float32 with its all-zero frames dropped
     (CTR-GCN pads at the end; its samples have no empty frame inside), and the actor count:
-    2 where body 2 is non-zero in some frame."""
+    2 where body 2 is non-zero in some frame and is not body 1 again. CTR-GCN pads a
+    single-actor sample two ways: its NTU60 seq_transformation.py writes
+    hstack((ske, zeros_like(ske))), its NTU120 one hstack((ske, ske)); a second body equal to
+    the first in every frame is that padding, so it is made absent (zero) and the sample has
+    one actor, and `--fill` decides what the image's bottom half shows."""
     seq = np.asarray(frames, dtype=np.float32).reshape(len(frames), BODIES, JOINTS, XYZ)
     seq = seq[np.any(seq != 0, axis=(1, 2, 3))]  # NaN != 0: a frame with one stays, for checked() to see
+    if len(seq) and np.array_equal(seq[:, 1], seq[:, 0]):  # NTU120's repeated actor (False with a NaN)
+        seq = seq.copy()
+        seq[:, 1] = 0
     return checked(seq, 2 if np.any(seq[:, 1] != 0) else 1)
 
 
