@@ -384,6 +384,7 @@ its checkpoint is continued by --resume or started again by --overwrite."""
 @command(help=EVALUATE_HELP)
 def evaluate(
     protocol: ProtocolOpt = E.protocol,
+    transductive: Annotated[bool, typer.Option("--transductive", help="evaluate even when the run was pretrained on test samples of the protocol (e.g. pretrain --protocol all); the result is labelled transductive (key suffix -transductive)")] = E.transductive,
     run: Annotated[Optional[str], typer.Option(help="run directory (default: the newest under --runs-dir); 'none' for a random-init baseline")] = E.run,
     store: Annotated[Optional[str], typer.Option(help="store to evaluate on, a directory or a URL (default: the one the run recorded); another one for transfer")] = E.store,
     mode: ModeOpt = None,

@@ -79,7 +79,8 @@ EvalModelOpt = Annotated[Optional[str], typer.Option(
 ProtocolOpt = Annotated[Optional[str], typer.Option(
     autocompletion=_complete(vocab.PROTOCOLS),
     help=f"Split protocol of the store ({', '.join(vocab.PROTOCOLS)}, or a pyskl file's own). pretrain: train on its "
-         f"train side only (default every sample); evaluate: default {vocab.PROTOCOL_DEFAULT}, else the store's first")]
+         f"train side only (default {vocab.PROTOCOL_DEFAULT}, else the store's first; 'all': every sample, test "
+         f"sides included, marked in config.json, and evaluate then needs --transductive); evaluate: default {vocab.PROTOCOL_DEFAULT}, else the store's first")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the weights, data order, masks, label subset and head")]
 InitOpt = Annotated[Optional[Path], typer.Option(
     help="Start from (pretrain) or evaluate alone (evaluate) these weights: MAE release .pth, timm "

@@ -89,7 +89,7 @@ class Fill(StrEnum):
 
 FILL_DEFAULT = Fill.REPEAT
 FILL_HELP = ("stacked with one actor: repeat (actor 1 again in the bottom half) or zero (an empty body at the origin, "
-             "as CTR-GCN/MAMP pad)")
+             "as CTR-GCN's NTU60 files pad; its NTU120 files repeat the actor, which `convert ctrgcn` reads as one actor)")
 
 
 class Norm(StrEnum):

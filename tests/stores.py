@@ -28,11 +28,12 @@ def class_templates(classes: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protocols=("xsub",),
-               seed: int = 0, separable: bool = True, noise: float = 20.0) -> Path:
+               seed: int = 0, separable: bool = True, noise: float = 20.0, swapped: tuple[str, ...] = ()) -> Path:
     """Write a complete s2i store of `n` samples of (3, size, size) images and return its path.
 
     Labels are `i % classes`; every protocol's split puts half of each class in train and the
-    other half in test (alternating by occurrence, so both sides are sorted and disjoint).
+    other half in test (alternating by occurrence, so both sides are sorted and disjoint); a
+    protocol in `swapped` has the two sides the other way round (its test side is the others' train side).
     `noise` is the standard deviation of the pixel noise (real S2I images are smooth: use ~3)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -44,6 +45,7 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
         "class_names": [f"class {c}" for c in range(classes)],
         "layout": "parts",
         "persons": "stacked",
+        "fill": "repeat",  # one actor each: the bottom half is (would be) a copy, so masking mirrors
         "command": "tests.stores.make_store",
     }
     root = create_store(path, n=n, height=size, width=size, joints=JOINTS, channels=3,
@@ -73,7 +75,7 @@ def make_store(path: Path, n: int = 64, size: int = 32, classes: int = 4, protoc
         occurrence = np.arange(n) // classes  # k-th sample of its class
         train = np.flatnonzero(occurrence % 2 == 0).astype(np.int64)
         test = np.flatnonzero(occurrence % 2 == 1).astype(np.int64)
-        splits[protocol] = {"train": train, "test": test}
+        splits[protocol] = {"train": test, "test": train} if protocol in swapped else {"train": train, "test": test}
     finalize(root, splits)
     return path
 

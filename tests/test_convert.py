@@ -243,7 +243,7 @@ def test_convert_into_object_storage_and_read_it_back(raw, tmp_path, forkserver_
     from s2i_cli.eval import evaluate as ev
     from s2i_cli.train.pretrain import pretrain  # pretrain and evaluate take the URL
 
-    run = pretrain(url, tmp_path / "run", epochs=1, batch_size=4, **TINY)
+    run = pretrain(url, tmp_path / "run", epochs=1, batch_size=2, **TINY)
     assert json.loads((run / "config.json").read_text())["store"] == url and (run / "checkpoint-last.pt").exists()
 
     entry = ev.evaluate(protocol="xsub", run="none", store=url, model="vit_tiny", mode="knn", workers=0,

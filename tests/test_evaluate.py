@@ -277,3 +277,81 @@ def test_cli_seeds_report_mean_and_std_with_mean_class_accuracy(store, tmp_path)
     balanced = ev.evaluate(protocol="xsub", run="none", store=store, model="vit_tiny", fraction=0.25, balanced=True,
                            epochs=5, runs_root=runs, **FAST)
     assert balanced["key"] == "xsub-linear-f0.25-s0-balanced"
+
+
+# ------------------------------------------------------------------ pretraining never sees the test side unsaid
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+def test_default_pretraining_then_evaluate_never_uses_a_pretraining_sample_unsaid(tmp_path):
+    """`s2i pretrain STORE` then `s2i evaluate --protocol P`: for every protocol, either the test
+    side is disjoint from the pretraining samples, or evaluate refuses in one line, or (asked
+    with --transductive) the result is labelled transductive in results.json and --summary."""
+    store = make_store(tmp_path / "s.zarr", n=64, size=32, classes=4, protocols=("xsub", "xview"),
+                       swapped=("xview",))  # xview's test side is xsub's train side
+    runs_dir = str(tmp_path / "runs")
+    tiny = ["--model", "vit_tiny", "--epochs", "1", "--batch-size", "16", "--max-steps", "1", "--decoder-dim", "64",
+            "--decoder-depth", "1", "--decoder-heads", "4", "--workers", "0", "--no-progress", "--runs-dir", runs_dir]
+    result = _cli(["pretrain", str(store), *tiny])
+    assert result.exit_code == 0, result.output
+    assert "the train side of protocol xsub" in " ".join(result.output.split())
+    run = ev.runs.newest_run(tmp_path / "runs")
+    config = json.loads((run / "config.json").read_text())
+    assert config["protocol"] == "xsub" and config["all_samples"] is False and config["train_samples"] == 32
+    assert config["stores"] == [{"store": str(store.resolve()), "protocol": "xsub", "dataset": "synthetic",
+                                 "train_samples": 32}]
+    from s2i_cli.store import open_store, split_indices
+    root = open_store(store)
+    pretrained = set(split_indices(root, "xsub", "train").tolist())
+    evaluate = ["evaluate", "--mode", "knn", "--k", "3", "--workers", "0", "--no-progress", "--runs-dir", runs_dir]
+    for protocol in ("xsub", "xview"):
+        test = set(split_indices(root, protocol, "test").tolist())
+        result = _cli([*evaluate, "--protocol", protocol])
+        if test & pretrained:
+            assert result.exit_code == 2, result.output
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and "--transductive" in lines[0] and "32 of the 32 test samples" in lines[0]
+        else:
+            assert result.exit_code == 0, result.output
+    results = json.loads((run / "results.json").read_text())["results"]
+    assert set(results) == {"xsub-knn"} and results["xsub-knn"]["transductive"] is False
+    # asked for: evaluated, and labelled
+    result = _cli([*evaluate, "--protocol", "xview", "--transductive"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((run / "results.json").read_text())["results"]["xview-knn-transductive"]
+    assert entry["transductive"] is True and entry["pretrained_test_samples"] == 32
+    summary = _cli(["evaluate", "--summary", "--runs-dir", runs_dir])
+    assert "xview-knn-transductive" in summary.output
+    # --transductive on a disjoint side changes nothing
+    result = _cli([*evaluate, "--protocol", "xsub", "--transductive"])
+    assert result.exit_code == 0 and "xsub-knn-transductive" not in json.loads((run / "results.json").read_text())["results"]
+
+    # every sample only when asked, marked as such; then every test side needs --transductive
+    result = _cli(["pretrain", str(store), *tiny, "--protocol", "all", "--run-dir", str(tmp_path / "runs" / "all")])
+    assert result.exit_code == 0, result.output
+    assert "every sample, test sides included" in " ".join(result.output.split())
+    config = json.loads((tmp_path / "runs" / "all" / "config.json").read_text())
+    assert config["protocol"] == "all" and config["all_samples"] is True and config["train_samples"] == 64
+    for protocol in ("xsub", "xview"):
+        result = _cli([*evaluate, "--protocol", protocol, "--run", str(tmp_path / "runs" / "all")])
+        assert result.exit_code == 2 and "--transductive" in result.output
+    # its checkpoint given alone (--init) is checked against its run too
+    result = _cli([*evaluate, "--protocol", "xsub", "--init", str(tmp_path / "runs" / "all" / CHECKPOINT),
+                   "--store", str(store), "--model", "vit_tiny"])
+    assert result.exit_code == 2 and "--transductive" in result.output
+
+
+def test_runs_from_before_the_default_pretrained_on_every_sample(run, tmp_path):
+    """A config.json with protocol null (the old default: every sample) counts as --protocol all."""
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    config = json.loads((old / "config.json").read_text())
+    for key in ("stores", "all_samples"):
+        config.pop(key)
+    config["protocol"] = None
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ev.EvaluateError, match="every sample"):
+        ev.evaluate(protocol="xsub", run=old, mode="knn", k=5, **FAST)
+    assert ev.evaluate(protocol="xsub", run=old, mode="knn", k=5, transductive=True, **FAST)["transductive"]

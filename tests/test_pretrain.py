@@ -39,15 +39,17 @@ def _metrics(run: Path) -> list[dict]:
 
 
 def test_loss_falls_and_run_layout(store, tmp_path):
-    run = pretrain(store, tmp_path / "run", epochs=4, batch_size=16, lr=2e-3, warmup_epochs=1, **TINY)
+    run = pretrain(store, tmp_path / "run", epochs=8, batch_size=16, lr=2e-3, warmup_epochs=2, **TINY)
     losses = [m["loss"] for m in _metrics(run)]
-    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0]
+    assert len(losses) == 8 and losses[-1] < 0.9 * losses[0]
     config = json.loads((run / "config.json").read_text())
     assert config["store"] == str(store.absolute()) and config["img_size"] == 32 and config["model"] == "vit_tiny"
-    assert config["dataset"] == "synthetic" and config["class_names"][0] == "class 0" and config["protocol"] is None
+    assert config["dataset"] == "synthetic" and config["class_names"][0] == "class 0"
+    # by default the train side of the store's xsub protocol (32 of 64 samples), never the test side
+    assert config["protocol"] == "xsub" and config["all_samples"] is False and config["train_samples"] == 32
     # columns input, masked, reconstruction under a 24-px title band; rows: the first 4 training
     # samples, 32 px scaled x7 to 224 px, 8-px gaps
-    recon = np.asarray(Image.open(run / "recon-epoch004.png"))
+    recon = np.asarray(Image.open(run / "recon-epoch008.png"))
     assert recon.shape == (24 + 4 * (224 + 8), 8 + 3 * (224 + 8), 3)
     inputs = open_store(store)["images"][:4].transpose(0, 2, 3, 1)
     for r, image in enumerate(inputs):
@@ -59,11 +61,11 @@ def test_loss_falls_and_run_layout(store, tmp_path):
     events = EventAccumulator(str(run)).Reload()  # what `tensorboard --logdir` reads
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 17))
     assert len(events.Scalars("train/lr")) == 16 and len(events.Scalars("train/grad_norm")) == 1
-    assert [e.step for e in events.Scalars("epoch/loss")] == [4, 8, 12, 16]
+    assert [e.step for e in events.Scalars("epoch/loss")] == list(range(2, 17, 2))
     assert np.allclose([e.value for e in events.Scalars("epoch/loss")], losses)
     assert events.Images("reconstruction")
     ckpt = torch.load(run / "checkpoint-last.pt", weights_only=True)
-    assert ckpt["step"] == 16 and ckpt["epoch"] == 4
+    assert ckpt["step"] == 16 and ckpt["epoch"] == 8
     enc = build_encoder(config["model"], config["img_size"])  # how evaluate reads a run
     report = load_weights(enc, run / "checkpoint-last.pt")
     assert report["missing"] == [] and torch.equal(enc.blocks[0].mlp.fc1.weight, ckpt["model"]["encoder.blocks.0.mlp.fc1.weight"])
@@ -115,7 +117,7 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(store, tmp_path,
 
 
 def test_diffmae_pretrain_runs(store, tmp_path):
-    run = pretrain(store, tmp_path / "diff", objective="diffmae", epochs=2, batch_size=16, max_steps=2, **TINY)
+    run = pretrain(store, tmp_path / "diff", objective="diffmae", epochs=2, batch_size=8, max_steps=2, **TINY)
     (record,) = _metrics(run)
     assert record["step"] == 2 and np.isfinite(record["loss"]) and (run / "recon-epoch000.png").is_file()
     enc = build_encoder("vit_tiny", 32)
@@ -127,13 +129,13 @@ def test_torchrun_two_processes(store, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "s2i_cli.cli", "pretrain", str(store), "--run-dir", str(tmp_path / "ddp"), "--model", "vit_tiny",
            "--decoder-dim", "64", "--decoder-depth", "1", "--decoder-heads", "4", "--batch-size", "8",
-           "--epochs", "1", "--max-steps", "1", "--workers", "0", "--no-progress"]
+           "--epochs", "1", "--max-steps", "1", "--workers", "0", "--no-progress", "--protocol", "all"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     ckpt = torch.load(tmp_path / "ddp" / "checkpoint-last.pt", weights_only=True)
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert ckpt["step"] == 1 and config["world_size"] == 2 and config["effective_batch"] == 16
-    assert config["steps_per_epoch"] == 4  # 64 samples / 2 ranks / 8 per batch
+    assert config["steps_per_epoch"] == 4 and config["all_samples"]  # 64 samples / 2 ranks / 8 per batch
 
 
 # ------------------------------------------------------------------ CLI
@@ -219,3 +221,21 @@ def test_truncated_checkpoint_says_so_and_what_to_do(small_run, tmp_path):
     (run / "checkpoint-epoch001.pt").replace(run / "checkpoint-last.pt")
     assert torch.load(pretrain(None, run, resume=True, progress=False) / "checkpoint-last.pt",
                       weights_only=True)["step"] == 4
+
+
+def test_actor_halves_come_from_the_store(tmp_path):
+    """Masking's per-sample flags: halves when `stacked`; a copy when also one actor and `repeat` fill."""
+    import zarr
+
+    from s2i_cli.train.pretrain import ActorHalves
+
+    path = make_store(tmp_path / "s.zarr", n=8, size=32)
+    root = zarr.open_group(str(path), mode="r+")
+    root["actors"][:3] = 2
+    flags = ActorHalves.of_store(root).of(torch.tensor([0, 5, 7]), "cpu")
+    assert flags["halves"].tolist() == [True, True, True] and flags["copies"].tolist() == [False, True, True]
+    for change, copies in (({"fill": "zero"}, [False] * 3), ({"persons": "main"}, [False] * 3)):
+        root.attrs["s2i"] = {**root.attrs["s2i"], **change}
+        flags = ActorHalves.of_store(root).of(torch.tensor([0, 5, 7]), "cpu")
+        assert flags["copies"].tolist() == copies
+    assert flags["halves"].tolist() == [False] * 3

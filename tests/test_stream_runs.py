@@ -15,7 +15,7 @@ from s2i_cli.store import open_store, split_indices
 from tests.helpers import FAST, TINY
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
-SHORT = dict(epochs=1, batch_size=4, max_steps=2)
+SHORT = dict(epochs=1, batch_size=2, max_steps=2)
 
 
 @pytest.fixture(scope="module")

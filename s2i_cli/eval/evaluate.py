@@ -27,7 +27,7 @@ from rich.markup import escape
 
 from ..store import StoreError, absolute, class_names, open_store, read_header, split_indices, stream_arrays
 from ..train import runs
-from ..train.config import EvalConfig
+from ..train.config import ALL_SAMPLES, EvalConfig, default_protocol
 from ..views.progress import progress_bar
 from .ensemble import save_scores
 from .finetune import finetuned_scores, settings_tag
@@ -70,13 +70,11 @@ def check_compatible(config: dict[str, Any], facts: dict[str, Any], store_path: 
 
 
 def choose_protocol(protocol: str | None, facts: dict[str, Any]) -> str:
-    """The protocol asked for, or `xsub` (else the store's first) when none was."""
+    """The protocol asked for, or `xsub` (else the store's first) when none was (config.default_protocol)."""
     if protocol is not None:
         return protocol
-    if "xsub" in facts["protocols"]:
-        return "xsub"
     if facts["protocols"]:
-        return facts["protocols"][0]
+        return default_protocol(facts["protocols"])
     raise EvaluateError("the store has no protocols (no splits): it cannot be evaluated")
 
 
@@ -103,6 +101,45 @@ def random_subset(n: int, fraction: float, seed: int = 0) -> np.ndarray:
         raise EvaluateError(f"--fraction must be in (0, 1], got {fraction}")
     count = min(n, max(1, int(n * fraction)))
     return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+
+
+def pretraining_sides(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(store, protocol) for every store a run pretrained on, protocol config.ALL_SAMPLES for every
+    sample. A run from before config.json listed its stores trained on every sample unless it
+    recorded a protocol."""
+    if config.get("stores"):
+        return [(absolute(s["store"]), s.get("protocol") or ALL_SAMPLES) for s in config["stores"]]
+    if config.get("store"):
+        return [(absolute(config["store"]), config.get("protocol") or ALL_SAMPLES)]
+    return []
+
+
+def pretraining_text(config: dict[str, Any], store_path: str) -> str:
+    protocol = dict(pretraining_sides(config)).get(store_path)
+    return ("every sample: --protocol all" if protocol == ALL_SAMPLES
+            else f"the train side of protocol {protocol}")
+
+
+def pretrained_test_samples(config: dict[str, Any], run_dir: Path | None, weights: Path | None, store_path: str,
+                            root, test_idx: np.ndarray) -> np.ndarray:
+    """The test samples (indices) the weights were pretrained on: those of `test_idx` in the
+    pretraining samples the run recorded for this store (none for another store, or weights
+    with no run). Weights given alone (--init) are checked against the run whose checkpoint
+    they are, when their folder holds its config.json."""
+    if not config and weights is not None and runs.is_run(weights.parent):
+        try:
+            config = runs.read_config(weights.parent)
+        except runs.RunError:
+            return np.zeros(0, dtype=np.int64)
+    from ..train.pretrain import pretraining_indices
+
+    for store, protocol in pretraining_sides(config):
+        if store == store_path:
+            if protocol != ALL_SAMPLES and protocol not in store_facts(root)["protocols"]:
+                raise EvaluateError(f"run {run_dir or weights.parent} was pretrained on protocol {protocol} of "
+                                    f"{store_path}, which the store no longer has: the store changed since pretraining")
+            return np.intersect1d(test_idx, pretraining_indices(root, protocol))
+    return np.zeros(0, dtype=np.int64)
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -153,6 +190,7 @@ class Target:
     train_idx: np.ndarray
     test_idx: np.ndarray
     labels: np.ndarray
+    seen: np.ndarray  # test samples the weights were pretrained on (pretrained_test_samples)
 
 
 def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
@@ -172,7 +210,9 @@ def evaluate(*, runs_root: str | Path = "runs", resume: bool = False, overwrite:
     console.print(f"evaluating [bold]{escape(out_dir.name)}[/] ({cfg.model}, weights: "
                   f"{escape(str(target.weights or 'random init'))}) on {escape(str(target.store_path))}, protocol "
                   f"{target.protocol}, by {cfg.mode}: {len(target.train_idx)} train / {len(target.test_idx)} test, "
-                  f"{len(target.facts['class_names'])} classes, {device}")
+                  f"{len(target.facts['class_names'])} classes, {device}"
+                  + (f"; [bold]transductive[/]: {len(target.seen)} test samples were pretrained on" if len(target.seen)
+                     else ""))
     with progress_bar(progress, console) as bar:  # 3. scores on the test side
         scores, test_y, settings = scores_on_test(cfg, target, out_dir, key, device=device, resume=resume,
                                                overwrite=overwrite, max_steps=max_steps, progress=bar)
@@ -218,11 +258,17 @@ def choose_target(cfg: EvalConfig, runs_root: Path) -> tuple[EvalConfig, Target]
     protocol = choose_protocol(cfg.protocol, facts)
     train_idx, test_idx = split_indices(root, protocol, "train"), split_indices(root, protocol, "test")
     labels = np.asarray(root["label"][:], dtype=np.int64)
+    seen = pretrained_test_samples(config, run_dir, weights, store_path, root, test_idx)
+    if len(seen) and not cfg.transductive:
+        raise EvaluateError(
+            f"run {run_dir or weights} was pretrained on {len(seen)} of the {len(test_idx)} test samples of protocol "
+            f"{protocol} in {store_path} ({pretraining_text(config, store_path)}): pretrain with --protocol {protocol} "
+            f"(its train side), evaluate another protocol, or pass --transductive to evaluate anyway (labelled so)")
     if cfg.fraction is not None:
         train_idx = train_idx[balanced_subset(labels[train_idx], cfg.fraction, cfg.seed) if cfg.balanced
                               else random_subset(len(train_idx), cfg.fraction, cfg.seed)]
     return cfg, Target(run_dir, config, weights, store_path, recorded_store, root, facts, protocol, train_idx,
-                       test_idx, labels)
+                       test_idx, labels, seen)
 
 
 def where_results_go(cfg: EvalConfig, t: Target, runs_root: Path) -> tuple[Path, str]:
@@ -243,6 +289,8 @@ def where_results_go(cfg: EvalConfig, t: Target, runs_root: Path) -> tuple[Path,
         "-balanced" if cfg.balanced and cfg.fraction is not None else "")
     if t.run_dir is not None and cfg.stream != t.config.get("stream", "joint"):  # a run on another stream than its own
         key += f"-{cfg.stream}"
+    if len(t.seen):  # --transductive: the test side overlaps the pretraining samples; never filed as inductive
+        key += "-transductive"
     if cfg.mode == "finetune":
         key += settings_tag(cfg)
     return out_dir, key
@@ -298,6 +346,7 @@ def file_results(cfg: EvalConfig, t: Target, out_dir: Path, key: str, scores: np
                          mode=cfg.mode, stream=cfg.stream, scores_file=saved.name, fraction=cfg.fraction,
                          seed=cfg.seed, store=t.store_path, weights=str(t.weights) if t.weights else None,
                          n_train=int(len(t.train_idx)), n_test=int(len(t.test_idx)),
+                         transductive=bool(len(t.seen)), pretrained_test_samples=int(len(t.seen)),
                          settings={"model": cfg.model, "device": device, **settings}, seconds=round(seconds, 1))
 
 

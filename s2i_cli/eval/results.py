@@ -77,6 +77,8 @@ def results_table(entry: dict[str, Any], worst: int = 5) -> Table:
         table.add_row("mean per-class accuracy", f"{100 * entry['mean_class']:.2f} %")
     table.add_row("train / test samples", f"{entry['n_train']} / {entry['n_test']}")
     table.add_row("weights", escape(str(entry["weights"] or "random init")))
+    if entry.get("transductive"):
+        table.add_row("[bold]transductive[/]", f"{entry.get('pretrained_test_samples')} test samples were pretrained on")
     per_class = [(acc, name) for name, acc in entry["per_class"].items() if acc is not None]
     for acc, name in sorted(per_class)[:worst]:
         table.add_row(f"[dim]worst: {escape(name)}[/]", f"{100 * acc:.1f} %")

@@ -13,6 +13,16 @@ from .. import vocab
 from ..vocab import parse_crop
 
 DEFAULT_EPOCHS = 100
+ALL_SAMPLES = "all"  # --protocol all: pretrain on every sample, test sides included (marked in config.json)
+
+
+def default_protocol(protocols: list[str]) -> str | None:
+    """The protocol pretrain and evaluate take when none is given: xsub where the store has it
+    (NTU120 lists xset first), else the store's first; None for a store without protocols. One
+    rule for both, so `s2i pretrain STORE` then `s2i evaluate` evaluate on the side pretraining left out."""
+    if "xsub" in protocols:
+        return "xsub"
+    return protocols[0] if protocols else None
 
 
 # how --resume treats a field: ALWAYS taken from the run's config.json, whatever the call says;
@@ -35,6 +45,7 @@ class PretrainConfig:
     weight_decay: float = field(default=0.05, metadata=ALWAYS)
     warmup_epochs: float = field(default=5.0, metadata=ALWAYS)
     mask_ratio: float = field(default=0.75, metadata=ALWAYS)
+    # the protocol whose train side pretraining uses; None: xsub, else the store's first; ALL_SAMPLES: every sample
     protocol: str | None = field(default=None, metadata=ALWAYS)
     seed: int = field(default=0, metadata=ALWAYS)
     objective: str = field(default=vocab.OBJECTIVE_DEFAULT.value, metadata=ALWAYS)
@@ -59,6 +70,8 @@ class PretrainConfig:
         taken = {f.name: old[f.name] for f in fields(self) if f.name in old and (
             f.metadata.get("resume") == "always" or
             (f.metadata.get("resume") == "unless given" and getattr(self, f.name) is None))}
+        if "protocol" in taken and taken["protocol"] is None:  # runs from before the default: every sample
+            taken["protocol"] = ALL_SAMPLES
         if taken.get("temporal_crop") is not None:
             taken["temporal_crop"] = tuple(taken["temporal_crop"])
         if taken.get("augment") is not None:
@@ -71,6 +84,7 @@ class EvalConfig:
     """Every evaluation option, defined once (the CLI's defaults are these). None in a field of
     MODE_DEFAULTS means the mode's default."""
     protocol: str | None = None  # None: xsub, else the store's first
+    transductive: bool = False  # evaluate even on test samples the run was pretrained on (labelled so)
     run: str | None = None  # None: the newest run; "none": a random-init baseline
     store: str | None = None  # None: the store the run recorded; another: a transfer evaluation
     mode: str = vocab.MODE_DEFAULT.value

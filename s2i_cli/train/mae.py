@@ -33,7 +33,7 @@ from timm.optim import param_groups_weight_decay
 
 from .plumbing import load_checkpoint
 
-from .masking import mask_scores
+from .masking import mask_scores, twin_index
 from ..vocab import MODELS, Objective, values
 
 OBJECTIVES = values(Objective)
@@ -251,12 +251,28 @@ class MaskedAutoencoder(nn.Module):
         loss = loss.mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 
+    def loss_mask(self, mask: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
+        """The patches the loss reconstructs: the hidden ones, except, in an image whose bottom
+        half is a copy of the top (`copies`, (N,) bool), a hidden patch whose twin is visible
+        (masking.py: at most one, when the hidden count is odd); copying it is no lesson."""
+        twin = twin_index(self.grid)
+        if copies is None or twin is None:
+            return mask
+        twin = twin.to(mask.device)
+        return torch.where(copies.to(torch.bool)[:, None], mask * mask[:, twin], mask)
+
     def sample_noise(self, n: int, device: torch.device | str, generator: torch.Generator | None = None,
-                     timestep: int | None = None) -> dict[str, torch.Tensor]:
+                     timestep: int | None = None, halves: torch.Tensor | None = None,
+                     copies: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Every random number a forward pass needs: the masking noise, and for DiffMAE the timestep
-        and the Gaussian noise. Drawn outside `forward` so a compiled model sees tensors only."""
+        and the Gaussian noise. Drawn outside `forward` so a compiled model sees tensors only.
+        halves/copies (N,) bool: the sample stacks two actor halves / its bottom half is a copy
+        of the top (masking.py); copies go into the result for the loss (`loss_mask`)."""
         length, dim = self.grid[0] * self.grid[1], self.patch ** 2 * 3
-        noise = {"mask": mask_scores(self.masking, n, self.grid, self.mask_ratio, generator, device, self.column_parts)}
+        noise = {"mask": mask_scores(self.masking, n, self.grid, self.mask_ratio, generator, device, self.column_parts,
+                                     halves, copies)}
+        if copies is not None:
+            noise["copies"] = torch.as_tensor(copies, device=device).to(torch.bool)
         if self.objective == "diffmae":
             if timestep is None:
                 noise["t"] = torch.randint(0, DIFFUSION_STEPS, (n,), device=device, generator=generator)
@@ -272,7 +288,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, imgs: torch.Tensor, noise: dict[str, torch.Tensor] | None = None):
         """imgs: normalised float (N, 3, H, W); noise: from `sample_noise` (drawn here if None).
-        Returns (loss, pred (N, L, p*p*3), mask (N, L))."""
+        Returns (loss, pred (N, L, p*p*3), mask (N, L): 1 where the loss reconstructs, `loss_mask`)."""
         if noise is None:
             noise = self.sample_noise(imgs.shape[0], imgs.device)
         latent, mask, ids_restore = self.forward_encoder(imgs, self.mask_ratio, noise["mask"])
@@ -283,6 +299,7 @@ class MaskedAutoencoder(nn.Module):
             temb = self.time_embed(timestep_embedding(t, self.mask_token.shape[-1]))
             masked_tokens = self.noise_embed(x_t.to(latent.dtype)) + temb[:, None, :].to(latent.dtype)
         pred = self.forward_decoder(latent, ids_restore, masked_tokens)
+        mask = self.loss_mask(mask, noise.get("copies"))
         loss = self.forward_loss(imgs, pred, mask)
         return loss, pred, mask
 

@@ -12,6 +12,16 @@ exactly the requested count; a strategy only decides which patches score high:
 
 A structured strategy hides whole units (columns, rows, parts) as far as the count allows; the
 last unit is hidden in part (its patches at random), which is how the ratio stays exact.
+
+Actors (`halves`, `copies`: one bool per sample). In a `stacked` image each actor's time runs
+down its own half, so `frames` and `parts` draw their block of rows in a half-height grid and
+hide it in both halves (`tile_halves`): patch (r, c) and its twin (r + h/2, c) rank next to
+each other, so both are hidden, or both kept, except one pair when the hidden count is odd
+(its bottom patch hidden, its top kept). A single actor with `repeat` fill has a copy of
+itself in the bottom half (`copies`): every strategy then draws in the half grid and tiles,
+so no hidden patch has its identical twin visible, but for that one odd pair, which
+`MaskedAutoencoder.loss_mask` leaves out of the loss. A grid with an odd number of rows (80
+px: 5 rows, each half 2.5) has no patch-aligned halves and no exact twins: the whole grid.
 Scores are drawn outside `forward` (see `MaskedAutoencoder.sample_noise`), so a compiled model
 sees tensors only and a seeded generator makes every step's mask reproducible and resumable."""
 from __future__ import annotations
@@ -87,8 +97,50 @@ def _row_block(n: int, h: int, rows: torch.Tensor, generator: torch.Generator | 
 
 def mask_scores(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                column_parts: Sequence[int] | None = None) -> torch.Tensor:
-    """The (N, L) scores of `strategy` (see the module docstring)."""
+                column_parts: Sequence[int] | None = None, halves: torch.Tensor | None = None,
+                copies: torch.Tensor | None = None) -> torch.Tensor:
+    """The (N, L) scores of `strategy` (see the module docstring). halves (N,) bool: the image
+    stacks two actor halves; copies (N,) bool: its bottom half is a copy of the top (one actor,
+    `repeat` fill). Samples with neither draw exactly what they drew before these existed."""
+    scores = _grid_scores(strategy, n, grid, mask_ratio, generator, device, column_parts)
+    h, w = grid
+    if h % 2 or (halves is None and copies is None):
+        return scores
+    halves = _flags(halves, n, device)
+    copies = _flags(copies, n, device) & halves
+    per_half = halves if strategy in ("frames", "parts") else copies
+    if not bool(per_half.any()):
+        return scores
+    half = _grid_scores(strategy, n, (h // 2, w), mask_ratio, generator, device, column_parts)
+    return torch.where(per_half[:, None], tile_halves(half), scores)
+
+
+def tile_halves(half: torch.Tensor) -> torch.Tensor:
+    """(N, M) scores of a half-height grid -> (N, 2M) scores of the whole grid (top half's
+    patches first, row-major) that rank each patch of the top half just below its twin in the
+    bottom half: pairs are hidden together, from the highest-scoring pair down."""
+    rank = half.argsort(dim=1).argsort(dim=1).to(torch.float32)
+    return torch.cat([2 * rank, 2 * rank + 1], dim=1) / (2 * half.shape[1])
+
+
+def twin_index(grid: tuple[int, int]) -> torch.Tensor | None:
+    """(L,) the patch at the same place in the other actor half of a stacked image, or None when
+    the grid's rows do not split into two patch-aligned halves."""
+    h, w = grid
+    if h % 2:
+        return None
+    length = h * w
+    return (torch.arange(length) + length // 2) % length
+
+
+def _flags(flags: torch.Tensor | None, n: int, device) -> torch.Tensor:
+    if flags is None:
+        return torch.zeros(n, dtype=torch.bool, device=device)
+    return torch.as_tensor(flags, device=device).to(torch.bool).reshape(n)
+
+
+def _grid_scores(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float, generator, device,
+                 column_parts: Sequence[int] | None) -> torch.Tensor:
     if strategy == "random":
         return random_scores(n, grid, generator, device)
     if strategy == "tube":

@@ -33,7 +33,7 @@ from ..store import StoreError, absolute, class_names, open_store, read_header, 
 from ..views.progress import progress_bar
 from . import runs
 from .augment import parse_augment
-from .config import DEFAULT_EPOCHS, PretrainConfig
+from .config import ALL_SAMPLES, DEFAULT_EPOCHS, PretrainConfig, default_protocol
 from .loader import denormalize, make_loader, normalize
 from .mae import MaskedAutoencoder, load_weights
 from .runlog import RunLog
@@ -45,7 +45,8 @@ SAVE_SECONDS = 300.0  # without --save-every, a checkpoint when this long has pa
 def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
              max_steps: int | None = None, runs_root: str | Path = "runs", progress: bool = True,
              **options: Any) -> Path:
-    """Pretrain a masked autoencoder on the train side of `protocol` (None: every sample) and return
+    """Pretrain a masked autoencoder on the train side of `protocol` (None: xsub, else the store's first;
+    config.ALL_SAMPLES: every sample, test sides included, marked in config.json) and return
     the run directory (see runs.py). `options` are PretrainConfig fields. max_steps stops early (with
     a checkpoint) without changing the schedule, which is planned for `epochs`."""
     cfg = PretrainConfig(store=str(store) if store is not None else None, **options)
@@ -58,7 +59,8 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
             run_dir, old, checkpoint = _resumed_run(run_dir, runs_root, world)
             cfg = cfg.resumed_from(old)
         cfg = _resolve(cfg, world)
-        root, indices, img_size = _training_data(cfg, old, run_dir)
+        root, indices, img_size, cfg = _training_data(cfg, old, run_dir)
+        actors = ActorHalves.of_store(root)
         net, model, loader, schedule, optimizer, step = _training_parts(cfg, root, indices, img_size, checkpoint,
                                                                         run_dir, device, ddp, rank, world, local_rank)
 
@@ -71,7 +73,7 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
         loop = Loop(model, net, optimizer, loader, schedule, cfg, device, rank, ddp,
                     LossGuard(run_dir / runs.CHECKPOINT, step if checkpoint is not None else None),
                     Throughput(cfg.batch_size * cfg.accum * world),
-                    RunLog(run_dir, enabled=rank == 0, purge_step=step + 1 if checkpoint is not None else None))
+                    RunLog(run_dir, enabled=rank == 0, purge_step=step + 1 if checkpoint is not None else None), actors)
         if rank == 0:
             runs.write_config(run_dir, config)
             _announce(cfg, net, device, world, len(indices), schedule, run_dir, step, last_step, resume)
@@ -136,6 +138,26 @@ class Loop:
     guard: LossGuard
     meter: Throughput
     log: RunLog
+    actors: ActorHalves
+
+
+@dataclass
+class ActorHalves:
+    """Per sample index: whether its image stacks two actor halves, and whether the bottom half
+    is a copy of the top (`stacked`, one actor, `repeat` fill): what masking.py respects."""
+    halves: torch.Tensor  # (N,) bool
+    copies: torch.Tensor  # (N,) bool
+
+    @classmethod
+    def of_store(cls, root) -> ActorHalves:
+        attrs = root.attrs["s2i"]
+        actors = torch.from_numpy(np.asarray(root["actors"][:], dtype=np.int64))
+        halves = torch.full(actors.shape, attrs.get("persons") == "stacked", dtype=torch.bool)
+        return cls(halves, halves & (attrs.get("fill") == "repeat") & (actors == 1))
+
+    def of(self, index: torch.Tensor, device) -> dict[str, torch.Tensor]:
+        index = index.cpu()
+        return {"halves": self.halves[index].to(device), "copies": self.copies[index].to(device)}
 
 
 def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[int, float]:
@@ -152,13 +174,14 @@ def train_one_epoch(loop: Loop, step: int, last_step: int, bar, task) -> tuple[i
         set_lr(loop.optimizer, loop.schedule.lr(step))
         step_loss = torch.zeros((), device=loop.device)
         for micro in range(cfg.accum):
-            images, _, _ = next(batches)
+            images, _, index = next(batches)
             imgs = normalize(images.to(loop.device, non_blocking=True))
             generator.manual_seed(_step_seed(cfg.seed, loop.rank, step, micro))
             if loop.ddp:
                 loop.model.require_backward_grad_sync = micro == cfg.accum - 1
+            noise = loop.net.sample_noise(len(imgs), loop.device, generator, **loop.actors.of(index, loop.device))
             with autocast(loop.device):
-                loss, _, _ = loop.model(imgs, noise=loop.net.sample_noise(len(imgs), loop.device, generator))
+                loss, _, _ = loop.model(imgs, noise=noise)
             (loss / cfg.accum).backward()
             step_loss += loss.detach()
         grad_norm = None
@@ -195,7 +218,7 @@ def end_of_epoch(loop: Loop, step: int, last_step: int, loss: float, root, indic
     if loop.rank == 0:
         if done or every(cfg.recon_every):
             picture = save_reconstruction(loop.net, root, indices[:4], runs.recon_png(run_dir, epochs_done),
-                                          loop.device, cfg.seed, cfg.stream)
+                                          loop.device, cfg.seed, cfg.stream, loop.actors)
             loop.log.image("reconstruction", step, picture)
         due = every(cfg.save_every) if cfg.save_every else time.monotonic() - last_save >= SAVE_SECONDS
         if done or due:
@@ -273,18 +296,39 @@ def _resolve(cfg: PretrainConfig, world: int) -> PretrainConfig:
                              "workers": workers, "init": init, "augment": parse_augment(cfg.augment)})
 
 
-def _training_data(cfg: PretrainConfig, old: dict[str, Any], run_dir) -> tuple[Any, np.ndarray, int | list[int]]:
-    """(the store's root, the training indices, the image size as config.json writes it)."""
+def _training_data(cfg: PretrainConfig, old: dict[str, Any], run_dir
+                   ) -> tuple[Any, np.ndarray, int | list[int], PretrainConfig]:
+    """(the store's root, the training indices, the image size as config.json writes it, cfg with
+    the protocol resolved)."""
     root = open_store(cfg.store)
     height, width = read_header(root).image_size
     img_size = height if height == width else [height, width]
     if old and old["img_size"] != img_size:
         raise ValueError(f"store {cfg.store} holds {height}x{width} images but run {run_dir} was trained on "
                          f"{old['img_size']}: resume with the run's store ({old['store']}) or start a new run")
-    indices = split_indices(root, cfg.protocol, "train")
+    protocol = pretraining_protocol(root, cfg.protocol, cfg.store)
+    indices = pretraining_indices(root, protocol)
     if len(indices) == 0:
-        raise StoreError(f"{cfg.store} has no training samples for protocol {cfg.protocol!r}")
-    return root, indices, img_size
+        raise StoreError(f"{cfg.store} has no training samples for protocol {protocol!r}")
+    return root, indices, img_size, replace(cfg, protocol=protocol)
+
+
+def pretraining_protocol(root, protocol: str | None, store) -> str:
+    """The protocol whose train side pretraining uses: the one asked for, else evaluate's default
+    (config.default_protocol: xsub, else the store's first), never every sample by default (the
+    test sides would be pretrained on). ALL_SAMPLES stays."""
+    if protocol is not None:
+        return protocol
+    protocols = list(root.attrs["s2i"].get("protocols", []))
+    if not protocols:
+        raise StoreError(f"{store} has no protocols (no train/test split): pass --protocol {ALL_SAMPLES} to "
+                         f"pretrain on every sample")
+    return default_protocol(protocols)
+
+
+def pretraining_indices(root, protocol: str) -> np.ndarray:
+    """The samples a run pretrained with `protocol` saw: its train side, or every valid sample (ALL_SAMPLES)."""
+    return split_indices(root, None if protocol == ALL_SAMPLES else protocol, "train")
 
 
 def _schedule(cfg: PretrainConfig, micro_per_epoch: int, world: int) -> Schedule:
@@ -326,14 +370,20 @@ def _config_json(cfg: PretrainConfig, root, indices: np.ndarray, img_size, net: 
             "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
             "warmup_steps": schedule.warmup_steps, "peak_lr": schedule.peak_lr,
             "effective_batch": cfg.batch_size * cfg.accum * world, "train_samples": int(len(indices)),
+            # what evaluate checks its test side against (ALL_SAMPLES: test sides included)
+            "all_samples": cfg.protocol == ALL_SAMPLES,
+            "stores": [{"store": cfg.store, "protocol": cfg.protocol, "dataset": attrs.get("dataset"),
+                        "train_samples": int(len(indices))}],
             "created": created}
 
 
 def _announce(cfg: PretrainConfig, net, device, world: int, samples: int, schedule: Schedule, run_dir: Path,
               step: int, last_step: int, resume: bool) -> None:
     params = sum(p.numel() for p in net.parameters()) / 1e6
+    side = ("every sample, test sides included (transductive)" if cfg.protocol == ALL_SAMPLES
+            else f"the train side of protocol {cfg.protocol}")
     console.print(f"pretrain {cfg.objective} {cfg.model} ({params:.1f} M params) on {device}"
-                  f"{f' x{world}' if world > 1 else ''}: {samples} samples, {schedule.steps_per_epoch} steps/epoch "
+                  f"{f' x{world}' if world > 1 else ''}: {samples} samples ({side}), {schedule.steps_per_epoch} steps/epoch "
                   f"x {cfg.epochs} epochs, batch {cfg.batch_size * cfg.accum * world}, lr {schedule.peak_lr:.2e}, "
                   f"run {run_dir}" + (f", resuming at step {step}" if resume else ""))
     if step >= last_step:
@@ -388,7 +438,7 @@ def _new_run_dir(run_dir: str | Path | None, runs_root: str | Path, dataset: str
 
 @torch.no_grad()
 def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path: Path, device: torch.device,
-                        seed: int = 0, stream: str = "joint") -> np.ndarray:
+                        seed: int = 0, stream: str = "joint", actors: ActorHalves | None = None) -> np.ndarray:
     """A PNG of three labelled columns: the input, the masked input (grey = removed), the
     reconstruction with the visible patches pasted back (MAE's visualisation), one row per
     sample; returned as an (H, W, 3) array for TensorBoard. DiffMAE decodes from pure noise."""
@@ -403,7 +453,8 @@ def save_reconstruction(net: MaskedAutoencoder, root, indices: np.ndarray, path:
     x = normalize(images)
     timestep = None if net.objective == "mae" else len(net.alpha_bar) - 1
     with autocast(device):
-        _, pred, mask = net(x, noise=net.sample_noise(len(x), device, generator, timestep))
+        flags = (actors or ActorHalves.of_store(root)).of(torch.as_tensor(np.asarray(indices, dtype=np.int64)), device)
+        _, pred, mask = net(x, noise=net.sample_noise(len(x), device, generator, timestep, **flags))
     pred = pred.float()
     if net.norm_pix_loss:  # undo the per-patch normalisation with the input's patch statistics
         patches = net.patchify(x)
