@@ -372,7 +372,7 @@ def _config_json(cfg: PretrainConfig, root, indices: np.ndarray, img_size, net: 
             "effective_batch": cfg.batch_size * cfg.accum * world, "train_samples": int(len(indices)),
             # what evaluate checks its test side against (ALL_SAMPLES: test sides included)
             "all_samples": cfg.protocol == ALL_SAMPLES,
-            "stores": [{"store": cfg.store, "protocol": cfg.protocol, "dataset": attrs.get("dataset"),
+            "stores": [{"store": cfg.store, "protocol": cfg.protocol, "dataset": read_header(root).dataset,
                         "train_samples": int(len(indices))}],
             "created": created}
 
