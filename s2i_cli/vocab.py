@@ -179,7 +179,7 @@ class Augment(StrEnum):
 
 AUGMENT_DEFAULT = "none"
 AUGMENT_HELP = ("skeleton-space augmentation, re-encoded on the fly from the stored skeletons: none, all, or a comma "
-                "list of rotate (±0.3 rad), scale (±10 %), crop (50-100 % of the frames), mirror (swap left/right, "
+                "list of rotate (±0.3 rad), scale (±10 %), crop (50-100 % of the frames, at least 64 where the clip has them), mirror (swap left/right, "
                 "negate x)")
 
 

@@ -26,13 +26,21 @@ def test_mae_shapes_and_diffmae_gradients():
         MaskedAutoencoder("vit_tiny", 40)
 
 def test_param_groups_decay_what_mae_decays():
-    net = MaskedAutoencoder("vit_tiny", 32, **TINY_DECODER)
+    """MAE's main_pretrain.py groups with timm 0.3.2's add_weight_decay(model, wd) and no skip list:
+    only 1-D parameters (biases, norms) go undecayed, so the class and mask tokens are decayed;
+    the position tables are frozen, in neither group. decay_tokens=False: the rule of older runs."""
+    net = MaskedAutoencoder("vit_tiny", 32, decoder_dim=64, decoder_depth=1, decoder_heads=4)
     decay, no_decay = net.param_groups(0.05)
     names = {id(p): n for n, p in net.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
     undecayed = {names[id(p)] for p in no_decay["params"]}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    assert {"encoder.cls_token", "mask_token", "encoder.blocks.0.norm1.weight", "decoder_embed.bias"} <= undecayed
-    assert all(p.ndim >= 2 for p in decay["params"]) and "encoder.pos_embed" not in undecayed  # frozen: in neither
+    assert {"encoder.cls_token", "mask_token"} <= decayed
+    assert {"encoder.blocks.0.norm1.weight", "decoder_embed.bias"} <= undecayed
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert not {"encoder.pos_embed", "decoder_pos_embed"} & (decayed | undecayed)  # frozen: in neither
+    old_decay, old_no_decay = net.param_groups(0.05, decay_tokens=False)
+    assert {"encoder.cls_token", "mask_token"} <= {names[id(p)] for p in old_no_decay["params"]}
 
 def test_mae_conventions_as_released():
     """MAE's util/pos_embed.py: the first half of the channels encodes the column (x), the second

@@ -239,3 +239,11 @@ def test_actor_halves_come_from_the_store(tmp_path):
         flags = ActorHalves.of_store(root).of(torch.tensor([0, 5, 7]), "cpu")
         assert flags["copies"].tolist() == copies
     assert flags["halves"].tolist() == [False] * 3
+
+
+def test_parts_masking_needs_an_aligned_store(tmp_path):
+    store = make_store(tmp_path / "s.zarr", n=8, size=32)  # layout "parts"
+    result = CliRunner().invoke(app, ["pretrain", str(store), "--masking", "parts", "--model", "vit_tiny", "--run-dir",
+                                      str(tmp_path / "r"), "--no-progress", "--workers", "0"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "--layout aligned" in " ".join(result.output.split()) and "s.zarr" in result.output

@@ -102,10 +102,15 @@ def _limits(limits) -> tuple[tuple[float, float], ...] | None:
 def training_view(header: Any, masking: str, augment: Sequence[str]) -> tuple[Encoding | None, list[int] | None]:
     """What pretraining needs from a store besides its images: the Encoding to re-encode its
     skeletons with when augmenting (None: read the stored images) and, for parts masking, the
-    body part of every patch column."""
+    body part of every patch column. Parts masking needs the `aligned` layout: in the others a
+    band edge can fall inside a patch column, which then mixes two parts (refused)."""
     encoding = store_encoding(header) if augment else None
     if masking != "parts":
         return encoding, None
+    if header.layout != "aligned":
+        raise ValueError(f"--masking parts needs a store converted with --layout aligned (band edges on the patch "
+                         f"grid); this store has layout {header.layout!r}, whose patch columns can mix two body "
+                         f"parts: re-convert it with --layout aligned, or choose another --masking")
     skel = skeletons.find_skeleton(header)
     if skel is None:
         raise ValueError(f"parts masking needs the body parts of skeleton {header.skeleton!r}, which s2i "

@@ -27,6 +27,7 @@ AUGMENTS = values(Augment)
 ROTATE = 0.3  # rad, each axis
 SCALE = 0.1
 CROP = (0.5, 1.0)
+MIN_CROP_FRAMES = 64  # CTR-GCN's valid_crop_resize keeps min(max(floor(p * T), 64), T) frames
 
 
 def rotation(angles: np.ndarray) -> np.ndarray:
@@ -43,8 +44,8 @@ def augment_sequence(seq: np.ndarray, ops: Sequence[str], rng: np.random.Generat
     """One centred (T, 2, V, C) sequence through `ops`; returns a new float32 array."""
     seq = np.array(seq, dtype=np.float32, copy=True)
     dims = 2 if skeleton.is_2d else 3  # a 2D format's third channel is a confidence, never moved
-    if "crop" in ops and len(seq) > 1:
-        length = max(1, int(round(rng.uniform(*CROP) * len(seq))))
+    if "crop" in ops and len(seq) > 1:  # at least MIN_CROP_FRAMES where the clip has them, as CTR-GCN and MAMP
+        length = max(min(MIN_CROP_FRAMES, len(seq)), int(round(rng.uniform(*CROP) * len(seq))))
         start = int(rng.integers(0, len(seq) - length + 1))
         seq = seq[start:start + length]
     linear = np.eye(dims)

@@ -37,6 +37,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SPARSE = 0.25  # read a run's samples one by one when they fill less than this of its span
 _GAP = 16  # indices further apart than this start a new slice read
+MIN_CROP_FRAMES = 64  # a temporal crop keeps at least this many of a clip's frames (CTR-GCN, MAMP)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -202,7 +203,8 @@ class BlockDataset(IterableDataset):
             root = open_group(self.store)
             self._arrays = (stream_arrays(root, self.stream)[0], np.asarray(root["label"][:], dtype=np.int64),
                             read_header(root).stacked, root,
-                            np.asarray(root["actors"][:], dtype=np.int64))
+                            np.asarray(root["actors"][:], dtype=np.int64),
+                            np.asarray(root["frames"][:], dtype=np.int64))
             self._pid = os.getpid()
         return self._arrays
 
@@ -229,7 +231,7 @@ class BlockDataset(IterableDataset):
 
     def encode(self, wanted: np.ndarray, piece: int = 64) -> dict[int, np.ndarray]:
         """Images of `wanted` indices made from their stored skeletons, `piece` samples per kernel call."""
-        root, actors = self._open()[3:]
+        root, actors = self._open()[3:5]
         seqs: dict[int, np.ndarray] = {}
         for lo, hi, members, dense in self.runs(wanted):
             span = read_skeletons(root, lo, hi) if dense else None
@@ -244,11 +246,15 @@ class BlockDataset(IterableDataset):
             out.update(zip(idx, images))
         return out
 
-    def crop(self, image: np.ndarray, index: int, stacked: bool) -> torch.Tensor:
-        """Random temporal crop (rows), resized back with linear interpolation; uint8 in and out."""
+    def crop(self, image: np.ndarray, index: int, stacked: bool, frames: int = 0) -> torch.Tensor:
+        """Random temporal crop (rows), resized back with linear interpolation; uint8 in and out.
+        It keeps at least MIN_CROP_FRAMES of the clip's `frames` where the clip has them (all of
+        a shorter one), as CTR-GCN's and MAMP's valid crop-resize."""
         lo, hi = self.temporal_crop
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         frac = rng.uniform(lo, hi)
+        if frames > 0:
+            frac = max(frac, min(1.0, MIN_CROP_FRAMES / frames))
         height = image.shape[1]
         halves = actor_rows(height, "stacked" if stacked and height >= 4 else "main")
         offset = rng.uniform()
@@ -269,14 +275,15 @@ class BlockDataset(IterableDataset):
         seq, gid = self.worker_order(worker, num_workers)
         if len(seq) == 0:
             return
-        _, labels, stacked = self._open()[:3]
+        _, labels, stacked, _, _, frames = self._open()
         cuts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1], True])
         for a, b in zip(cuts[:-1], cuts[1:]):  # one group (a buffer of blocks) at a time
             chunk = seq[a:b]
             images = self.read(chunk)
             for i in chunk:
                 i = int(i)
-                img = self.crop(images[i], i, stacked) if self.temporal_crop else torch.from_numpy(images[i])
+                img = (self.crop(images[i], i, stacked, int(frames[i])) if self.temporal_crop
+                       else torch.from_numpy(images[i]))
                 yield img, torch.tensor(labels[i], dtype=torch.int64), torch.tensor(i, dtype=torch.int64)
 
 

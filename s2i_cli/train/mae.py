@@ -162,13 +162,19 @@ class MaskedAutoencoder(nn.Module):
             nn.init.constant_(m.weight, 1.0)
 
     def no_weight_decay(self) -> set[str]:
-        """Parameters AdamW leaves undecayed besides biases and norms: tokens and position tables (MAE)."""
+        """timm's list of what fine-tuning leaves undecayed besides biases and norms (the encoder's
+        tokens and position table), and the decoder's tokens and table."""
         return {f"encoder.{name}" for name in self.encoder.no_weight_decay()} | {"mask_token", "decoder_pos_embed"}
 
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups, timm's rule: no decay on biases, norms and no_weight_decay(). The decayed
-        group comes first, as in the checkpoints written before (their optimizer state stays loadable)."""
-        return param_groups_weight_decay(self, weight_decay, no_weight_decay_list=self.no_weight_decay())[::-1]
+    def param_groups(self, weight_decay: float, decay_tokens: bool = True) -> list[dict]:
+        """AdamW groups as MAE pretrains: no decay on 1-D parameters (biases, norms) only. MAE's
+        main_pretrain.py calls timm 0.3.2's `add_weight_decay(model, weight_decay)` with no skip
+        list, so its class and mask tokens ((1, 1, D), not 1-D) are decayed; its position tables
+        are frozen (requires_grad False) and in no group, as ours are. decay_tokens=False is the
+        rule of runs made before (tokens undecayed by no_weight_decay()), kept so they resume
+        with the optimizer state they saved. The decayed group comes first, as before."""
+        skip = () if decay_tokens else self.no_weight_decay()
+        return param_groups_weight_decay(self, weight_decay, no_weight_decay_list=skip)[::-1]
 
     # --- MAE methods ---
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:

@@ -61,14 +61,18 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
         cfg = _resolve(cfg, world)
         root, indices, img_size, cfg = _training_data(cfg, old, run_dir)
         actors = ActorHalves.of_store(root)
+        # MAE decays the class and mask tokens (MaskedAutoencoder.param_groups); a run from before
+        # did not and resumes with its own groups (its optimizer state fits only those)
+        decay_tokens = bool(old.get("token_weight_decay", False)) if old else True
         net, model, loader, schedule, optimizer, step = _training_parts(cfg, root, indices, img_size, checkpoint,
-                                                                        run_dir, device, ddp, rank, world, local_rank)
+                                                                        run_dir, device, ddp, rank, world, local_rank, decay_tokens)
 
         # --- the run directory, then the loop ---
         if not resume:
             run_dir = _new_run_dir(run_dir, runs_root, read_header(root).dataset, ddp)
         run_dir = Path(run_dir)
-        config = _config_json(cfg, root, indices, img_size, net, schedule, world, old)
+        config = {**_config_json(cfg, root, indices, img_size, net, schedule, world, old),
+                  "token_weight_decay": decay_tokens}
         last_step = schedule.total_steps if max_steps is None else min(schedule.total_steps, int(max_steps))
         loop = Loop(model, net, optimizer, loader, schedule, cfg, device, rank, ddp,
                     LossGuard(run_dir / runs.CHECKPOINT, step if checkpoint is not None else None),
@@ -92,11 +96,15 @@ def pretrain(store: str | Path | None = None, run_dir: str | Path | None = None,
 
 
 def _training_parts(cfg: PretrainConfig, root, indices: np.ndarray, img_size, checkpoint: dict | None, run_dir,
-                    device: torch.device, ddp: bool, rank: int, world: int, local_rank: int):
+                    device: torch.device, ddp: bool, rank: int, world: int, local_rank: int,
+                    decay_tokens: bool = True):
     """(net, model, loader, schedule, optimizer, step): the model (it checks the image size
     against the patch size), the data loader (stored images, or with --augment the stored
     skeletons augmented and re-encoded), the optimizer, restored from a resumed checkpoint."""
-    encoding, column_parts = training_view(read_header(root), cfg.masking, cfg.augment)  # parts masking's columns
+    try:
+        encoding, column_parts = training_view(read_header(root), cfg.masking, cfg.augment)  # parts masking's columns
+    except ValueError as exc:
+        raise ValueError(f"{cfg.store}: {exc}") from exc
     if encoding is not None:  # augmented images are made of the run's stream
         encoding = replace(encoding, stream=cfg.stream)
     torch.manual_seed(cfg.seed)
@@ -111,8 +119,8 @@ def _training_parts(cfg: PretrainConfig, root, indices: np.ndarray, img_size, ch
     if checkpoint is None and cfg.init is not None:
         _load_init(net, cfg, rank == 0)
     net.to(device)
-    optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay), lr=schedule.peak_lr, betas=(0.9, 0.95),
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay, decay_tokens), lr=schedule.peak_lr,
+                                  betas=(0.9, 0.95), fused=device.type == "cuda")
     step = _restore(checkpoint, net, optimizer, run_dir)
     model = torch.compile(net) if cfg.compile else net
     if ddp:
