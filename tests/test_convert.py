@@ -32,9 +32,9 @@ def test_resume_redoes_exactly_the_shards_not_recorded(raw, tmp_path, monkeypatc
     out = tmp_path / "gaps.zarr"
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt("killed before finalising")
+        raise KeyboardInterrupt("killed before finishing")
 
-    monkeypatch.setattr(store, "finalize", crash)
+    monkeypatch.setattr(store, "compact_skeletons", crash)  # the first step of finishing
     with pytest.raises(KeyboardInterrupt):
         convert("ntu120", raw, out, **OPTS)
     monkeypatch.undo()
