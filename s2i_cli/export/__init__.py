@@ -12,7 +12,8 @@ import zarr
 from .ctrgcn import FRAMES, export_ctrgcn, plan_ctrgcn
 from .pyskl import export_pyskl, plan_pyskl
 from ..vocab import Export as Target  # the formats `s2i export` writes, declared in the vocabulary
-from .samples import ExportError
+from ..store import split_indices
+from .samples import SIDES, ExportError, on_any_side
 
 
 def samples_to_write(root: zarr.Group, out: Path, to: Target, protocol: str | None = None, frames: int = FRAMES,
@@ -21,9 +22,8 @@ def samples_to_write(root: zarr.Group, out: Path, to: Target, protocol: str | No
     can before writing: ExportError otherwise."""
     if to == Target.ctrgcn:
         files = plan_ctrgcn(root, out, protocol, frames, overwrite)
-        return sum(root[f"splits/{p}/{s}"].shape[0] for p in files.values() for s in ("train", "test"))
-    _, protocols = plan_pyskl(root, out, protocol, overwrite)
-    return len(set().union(*(root[f"splits/{p}/{s}"][:].tolist() for p in protocols for s in ("train", "test"))))
+        return sum(len(split_indices(root, p, side)) for p in files.values() for side in SIDES)
+    return len(on_any_side(root, plan_pyskl(root, out, protocol, overwrite)[1]))
 
 
 def export(root: zarr.Group, out: Path, to: Target, protocol: str | None = None, frames: int = FRAMES,

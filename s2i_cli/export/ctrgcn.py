@@ -19,8 +19,8 @@ from typing import Callable, Iterator
 import numpy as np
 import zarr
 
-from ..store import class_names, read_header
-from .samples import ExportError, Sample, check_out, protocols_to_write, side_samples
+from ..store import class_names, read_header, split_indices
+from .samples import SIDES, ExportError, check_out, protocols_to_write, samples_at
 
 FRAMES = 300
 BODIES, JOINTS, XYZ = 2, 25, 3
@@ -67,12 +67,13 @@ def write_protocol(root: zarr.Group, protocol: str, path: Path, frames: int, cla
     counts = {}
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for side in ("train", "test"):
-                n = root[f"splits/{protocol}/{side}"].shape[0]
+            for side in SIDES:
+                indices = split_indices(root, protocol, side)
+                n = len(indices)
                 labels: list[int] = []
 
                 def rows() -> Iterator[np.ndarray]:
-                    for sample in side_samples(root, protocol, side):
+                    for sample in samples_at(root, indices):
                         labels.append(sample.label)
                         advance(1)
                         yield frame_rows(sample.joints, frames)[None]
@@ -96,18 +97,15 @@ def plan_ctrgcn(root: zarr.Group, out: Path, protocol: str | None, frames: int, 
                           f"{skeleton or 'another skeleton'}: use --to pyskl")
     if frames < 1:
         raise ExportError(f"--frames {frames}: give a positive number of frames (CTR-GCN uses 300)")
-    files = {file_name(p, classes_of(root)): p for p in protocols_to_write(root, protocol)}
+    classes = len(class_names(root))
+    files = {file_name(p, classes): p for p in protocols_to_write(root, protocol)}
     check_out(out, list(files), overwrite)
     return files
-
-
-def classes_of(root: zarr.Group) -> int:
-    return len(class_names(root))
 
 
 def export_ctrgcn(root: zarr.Group, out: Path, protocol: str | None, frames: int, overwrite: bool,
                   advance: Callable[[int], None] = lambda n: None) -> dict[str, dict[str, int]]:
     """Every asked protocol's `.npz` into the folder `out`; {file name: {side: samples}}."""
-    files = plan_ctrgcn(root, out, protocol, frames, overwrite)
+    files, classes = plan_ctrgcn(root, out, protocol, frames, overwrite), len(class_names(root))
     out.mkdir(parents=True, exist_ok=True)
-    return {name: write_protocol(root, p, out / name, frames, classes_of(root), advance) for name, p in files.items()}
+    return {name: write_protocol(root, p, out / name, frames, classes, advance) for name, p in files.items()}

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 import zarr
 
-from ..store import read_header
-from .samples import Sample, check_out, protocols_to_write, samples_at
+from ..store import read_header, split_indices
+from .samples import SIDES, Sample, check_out, on_any_side, protocols_to_write, samples_at
 
 BATCH = 256  # annotations per APPENDS: pickle's own batch size for lists
 
@@ -41,10 +41,10 @@ def write_pickle(root: zarr.Group, protocols: list[str], path: Path, advance: Ca
     """The whole pickle, annotations streamed; returns how many it holds: every sample on a side
     of the protocols, once, in slot order."""
     two_d = read_header(root).channels[2] != "z"
-    split = {f"{p}_{'train' if side == 'train' else 'val'}": [str(n) for n in root["name"].get_orthogonal_selection(
-        (np.asarray(root[f"splits/{p}/{side}"][:], dtype=np.int64),))] for p in protocols for side in ("train", "test")}
-    indices = np.unique(np.concatenate([np.asarray(root[f"splits/{p}/{side}"][:], dtype=np.int64)
-                                        for p in protocols for side in ("train", "test")]))
+    names = np.asarray(root["name"][:])
+    split = {f"{p}_{'train' if side == 'train' else 'val'}": [str(n) for n in names[split_indices(root, p, side)]]
+             for p in protocols for side in SIDES}
+    indices = on_any_side(root, protocols)
     tmp = path.with_name(path.name + ".partial")
     try:
         with open(tmp, "wb") as f:

@@ -12,6 +12,9 @@ import zarr
 from .. import store
 
 
+SIDES = ("train", "test")
+
+
 class ExportError(Exception):
     """An export that cannot be made; the message is one line naming the problem and the fix."""
 
@@ -39,6 +42,11 @@ def protocols_to_write(root: zarr.Group, protocol: str | None) -> list[str]:
 def side_samples(root: zarr.Group, protocol: str, side: str) -> Iterator[Sample]:
     """The samples of one protocol side in slot order."""
     return samples_at(root, store.split_indices(root, protocol, side))
+
+
+def on_any_side(root: zarr.Group, protocols: list[str]) -> np.ndarray:
+    """Every slot on a train or test side of `protocols`, sorted, once."""
+    return np.unique(np.concatenate([store.split_indices(root, p, side) for p in protocols for side in SIDES]))
 
 
 def samples_at(root: zarr.Group, indices: np.ndarray) -> Iterator[Sample]:

@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 
 from .header import STREAMS_VERSION
-from .schema import (STAGING, create_frames, FORMAT_VERSION, HeaderError, StoreError, read_header, _whole_chunk_writes, root_schema, stored_streams,
+from .schema import (STAGING, create_frames, HeaderError, StoreError, read_header, _whole_chunk_writes, root_schema, stored_streams,
                      stream_paths)
 
 def write_streams(root: zarr.Group, start: int, m: int, good: np.ndarray,
